@@ -1,0 +1,274 @@
+"""Memory-management paths that every policy shares: page faults, read/write, fork, exit, kupdated.
+
+Each is a generator run inside a task.  Allocation always goes through the policy's
+``alloc_pages`` (its ``__alloc_pages``); what happens when that fails is the kernel's, not the
+policy's: the i386 fault path (arch/i386/mm/fault.c ``do_page_fault``), ``-ENOMEM`` from fork
+(kernel/fork.c ``do_fork``) or read (mm/filemap.c ``generic_file_read``).
+"""
+from __future__ import annotations
+
+from . import machine as M
+from .engine import CMD_YIELD, CPU, DWAIT, SLEEP, AllocReq
+
+ENOMEM = -12
+PTES_PER_PAGE = 1024       # i386 without PAE: one page-table page maps 4 MB
+
+
+class Killed(Exception):
+    """Raised inside a task's generator when it dies synchronously (fault kill, -ENOMEM exit)."""
+
+
+def alloc(k, task, gfp: int, order: int, n: int, user: bool):
+    """Allocate up to ``n`` blocks through the policy; returns the finished AllocReq (pages in got)."""
+    req = AllocReq(task, gfp, order, n, k.zonelist(gfp), user)
+    blocks = yield from k.policy.alloc_pages(k, req)
+    if blocks and user:
+        k.progress()
+    if not blocks:
+        k.emit("alloc_fail", task.pid, gfp, order)
+    return req
+
+
+def fault_kill(k, task):
+    """``do_page_fault`` out_of_memory: init yields and retries; anyone else ``do_exit(SIGKILL)``."""
+    k.emit("fault_kill", task.pid, task.name)
+    k.do_exit(task, -M.SIGKILL, "fault-kill")
+    raise Killed
+
+
+def fault_anon(k, task, pages: int, rate_us: float):
+    """Touch ``pages`` new anonymous pages (``do_anonymous_page``, GFP_HIGHUSER), with page tables.
+
+    User work per page is ``rate_us``; the kernel side is the fault, the zeroing and the allocator
+    passes.  Allocation is done in chunks as large as the allocator's fast path allows.
+    """
+    mm = task.mm
+    c = k.costs
+    left = pages
+    while left > 0:
+        if k.fatal_pending(task):
+            return
+        # page table coverage for the next chunk
+        covered = sum(mm.pt) * PTES_PER_PAGE - PTES_PER_PAGE      # the pgd page maps nothing
+        if mm.touched >= covered:
+            req = yield from alloc(k, task, M.GFP_KERNEL, 0, 1, False)
+            if not req.pages:
+                if task.pid == 1:
+                    yield CMD_YIELD
+                    continue
+                fault_kill(k, task)
+            k.assign(req, "pt", mm.pt)
+            covered += PTES_PER_PAGE
+        chunk = min(left, max(1, covered - mm.touched), 256)
+        req = yield from alloc(k, task, M.GFP_HIGHUSER, 0, chunk, True)
+        got = req.pages
+        if not got:
+            if task.pid == 1:              # init: yield and retry the fault
+                yield CMD_YIELD
+                continue
+            fault_kill(k, task)
+        k.assign(req, "anon", mm.anon)
+        mm.touched += got
+        left -= got
+        yield (CPU, int(got * (c.fault_us + c.page_zero_us + c.alloc_pass_us)), False)
+        if rate_us:
+            yield (CPU, int(got * rate_us), True)
+
+
+def ensure_text(k, task):
+    """Before user code runs, its program's text working set must be mapped (minor or major faults).
+
+    ``swap_out`` drops text ptes under pressure (2.4 ``try_to_swap_out``: a page with a mapping
+    is simply unmapped); the task then refaults them here, from the cache or from disk.
+    """
+    mm = task.mm
+    if mm is None or mm.text is None:
+        return
+    f = mm.text
+    while True:
+        mapped = sum(f.mapped)
+        need = f.ws - mapped
+        if need <= 0:
+            return
+        # minor faults: resident clean pages of the file are mapped again
+        remap = 0
+        for zi in range(3):
+            n = min(need - remap, f.clean[zi])
+            if n > 0:
+                f.clean[zi] -= n
+                f.mapped[zi] += n
+                k.move(zi, "clean", "mapped", n)
+                remap += n
+        if remap:
+            k.changed()
+            k.touch_file(f)
+            yield (CPU, int(remap * k.costs.fault_us), False)
+            continue
+        # major faults: allocate page cache pages and read them (filemap_nopage)
+        req = yield from alloc(k, task, M.GFP_HIGHUSER, 0, min(need, 64), True)
+        if not req.pages:
+            if task.pid == 1:
+                yield CMD_YIELD
+                continue
+            fault_kill(k, task)
+        got = req.pages
+        k.assign(req, "mapped", f.mapped)
+        k.touch_file(f)
+        done = k.disk_io(got)
+        yield (DWAIT, done)
+
+
+def compute(k, task, us: int, quantum_us: int = 10_000):
+    """User computation, in quanta so that the text working set is re-checked as it runs."""
+    left = us
+    while left > 0:
+        if k.fatal_pending(task):
+            return
+        yield from ensure_text(k, task)
+        q = min(left, quantum_us)
+        yield (CPU, q, True)
+        k.progress()
+        left -= q
+
+
+def file_read(k, task, f, pages: int):
+    """``generic_file_read``: cached pages are copied; missing ones allocated and read from disk."""
+    k.touch_file(f)
+    resident = f.resident
+    miss = max(0, min(pages, f.size - resident))
+    hit = pages - miss
+    c = k.costs
+    if hit:
+        yield (CPU, int(hit * 1), False)
+        k.progress()
+    while miss > 0:
+        if k.fatal_pending(task):
+            return 0
+        req = yield from alloc(k, task, M.GFP_HIGHUSER, 0, min(miss, 64), True)
+        got = req.pages
+        if not got:
+            return ENOMEM
+        k.assign(req, "clean", f.clean)
+        miss -= got
+        done = k.disk_io(got)
+        yield (CPU, int(got * c.alloc_pass_us), False)
+        yield (DWAIT, done)
+    return 0
+
+
+def file_write(k, task, f, pages: int):
+    """``generic_file_write`` into new page cache pages (dirty), throttled like balance_dirty."""
+    k.touch_file(f)
+    left = pages
+    while left > 0:
+        if k.fatal_pending(task):
+            return 0
+        req = yield from alloc(k, task, M.GFP_HIGHUSER, 0, min(left, 64), True)
+        got = req.pages
+        if not got:
+            return ENOMEM
+        k.assign(req, "dirty", f.dirty)
+        f.size += got
+        left -= got
+        yield (CPU, int(got * k.costs.page_zero_us), True)
+        # balance_dirty(): past 40% of RAM dirty, the writer starts write-back itself and waits
+        dirty = sum(z.dirty + z.wb for z in k.zones)
+        if dirty * 10 > 4 * k.spec.ram_pages:
+            done = 0
+            for zi in range(3):
+                if f.dirty[zi]:
+                    k.start_writeback(f, zi, f.dirty[zi])
+                    done = k.disk_busy_until
+            if done:
+                yield (DWAIT, done)
+    return 0
+
+
+def spawn(k, parent, make_child):
+    """fork()+exec(): ``alloc_task_struct`` (GFP_KERNEL, order 1) and the pgd, else -ENOMEM.
+
+    ``make_child(ts_zone)`` creates the child task once both allocations succeeded.
+    """
+    req = yield from alloc(k, parent, M.GFP_KERNEL, 1, 1, False)
+    if not req.pages:
+        return None
+    ts_zone = next(zi for zi in range(3) if req.got[zi])
+    k.zones[ts_zone].ts += 2
+    req.got = [0, 0, 0]
+    pgd = yield from alloc(k, parent, M.GFP_KERNEL, 0, 1, False)
+    if not pgd.pages:
+        k.zones[ts_zone].ts -= 2
+        k.free_to_zone(ts_zone, 2)
+        return None
+    child = make_child(ts_zone)
+    k.assign(pgd, "pt", child.mm.pt)
+    yield (CPU, 200, False)          # copy_process, exec: a fixed 0.2 ms
+    return child
+
+
+def kalloc(k, task, gfp: int, order: int, count: int):
+    """Kernel allocations held by the task (driver buffers, slab for it): ``count`` blocks."""
+    done = 0
+    while done < count:
+        req = yield from alloc(k, task, gfp, order, count - done, False)
+        if not req.pages:
+            return done
+        done += req.pages >> order
+        k.assign(req, "kmem", task.kmem)
+        yield (CPU, int(k.costs.alloc_pass_us), False)
+    return done
+
+
+def kfree(k, task, pages: int):
+    for zi in range(3):
+        n = min(pages, task.kmem[zi])
+        if n:
+            task.kmem[zi] -= n
+            k.zones[zi].kmem -= n
+            k.free_to_zone(zi, n)
+            pages -= n
+
+
+def munmap_anon(k, task, pages: int):
+    """Free anonymous pages (free() of a big block) and shrink total_vm."""
+    mm = task.mm
+    left = pages
+    for zi in range(3):
+        n = min(left, mm.anon[zi])
+        if n:
+            mm.anon[zi] -= n
+            k.zones[zi].anon -= n
+            k.free_to_zone(zi, n)
+            left -= n
+    mm.total_vm = max(0, mm.total_vm - pages)
+    mm.touched = max(0, mm.touched - pages)
+
+
+def kupdated(k, task):
+    """kupdated (fs/buffer.c): every 5 s start write-back of data dirty for more than 30 s.
+
+    Departure: page-granular ages are not kept; a file's dirty pages are written once the file
+    has not been written for 30 s, or at once when 40% of RAM is dirty (bdflush's role).
+    """
+    interval = 5 * M.HZ * M.JIFFY_US
+    last_dirty = {}
+    while True:
+        yield (SLEEP, k.now + interval)
+        total_dirty = sum(z.dirty for z in k.zones)
+        for f in list(k.files.values()):
+            d = sum(f.dirty)
+            if not d:
+                last_dirty.pop(f.name, None)
+                continue
+            first = last_dirty.setdefault(f.name, k.now)
+            if k.now - first >= 30_000_000 or total_dirty * 10 > 4 * k.spec.ram_pages:
+                for zi in range(3):
+                    k.start_writeback(f, zi, f.dirty[zi])
+                last_dirty.pop(f.name, None)
+        yield (CPU, 100, False)
+
+
+def idle_kthread(k, task):
+    """keventd, bdflush: asleep for the purposes of this model."""
+    while True:
+        yield (SLEEP, k.now + 3600 * 1_000_000)

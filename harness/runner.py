@@ -1,0 +1,68 @@
+"""Run one cell (policy, workload, seed) and return its record."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from . import metrics, registry
+from . import workload as W
+from .engine import Kernel
+
+ENGINE_VERSION = "0.1"
+
+
+class UnknownWorkload(Exception):
+    pass
+
+
+def resolve_workload(name_or_path, folder=registry.WORKLOAD_DIR) -> W.Workload:
+    p = Path(name_or_path)
+    if p.suffix == ".toml" and p.exists():
+        return W.load(p)
+    cand = Path(folder) / f"{name_or_path}.toml"
+    if cand.exists():
+        return W.load(cand)
+    good, _errors = W.load_dir(folder)
+    if name_or_path in good:
+        return good[name_or_path]
+    known = ", ".join(sorted(good)) or "none"
+    raise UnknownWorkload(f"unknown workload {name_or_path!r}; known workloads: {known}")
+
+
+def simulate(policy, w: W.Workload, seed: int, *, debug=False, trace=True) -> Kernel:
+    """Build the machine, boot the workload, run to the end; returns the finished kernel."""
+    k = Kernel(w.machine, policy, seed, debug=debug, trace=trace,
+               watchdog_s=w.watchdog_s, time_limit_s=w.time_limit_s)
+    policy.reset(k)
+    W.Builder(k, w).start()
+    k.run()
+    if debug:
+        k.check_pages()
+    return k
+
+
+def run_one(policy_name: str, workload, seed: int, params=None, *, debug=False,
+            policy_dir=registry.POLICY_DIR, keep_kernel=False):
+    """One run; the record has every column of ``metrics.COLUMNS``."""
+    w = workload if isinstance(workload, W.Workload) else resolve_workload(workload)
+    cls = registry.get_policy(policy_name, policy_dir)
+    policy = cls(**(params or {}))
+    t0 = time.perf_counter()
+    k = simulate(policy, w, seed, debug=debug)
+    rec = {"policy": policy_name, "workload": w.name, "seed": seed}
+    rec.update(metrics.compute(k))
+    rec["wall_s"] = round(time.perf_counter() - t0, 4)
+    rec = {c: rec.get(c) for c in metrics.COLUMNS}
+    return (rec, k) if keep_kernel else rec
+
+
+def write_trace(k, path):
+    """The event trace as JSON lines: one event per line, then the zone samples."""
+    with open(path, "w") as f:
+        for ev in k.trace:
+            f.write(json.dumps({"t_s": ev[0] / 1e6, "event": ev[1], "fields": list(ev[2:])},
+                               default=str) + "\n")
+        for s in k.samples:
+            f.write(json.dumps({"t_s": s[0] / 1e6, "event": "zone_free",
+                                "fields": list(s[1:])}) + "\n")

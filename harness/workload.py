@@ -1,0 +1,680 @@
+"""Workloads: one TOML file each in ``workloads/`` (``shared/spec/workloads.md``).
+
+Loading never runs code.  Validation is strict: every error names the file, the key path and
+what was expected, and suggests the nearest valid key for a misspelling.  A loaded
+:class:`Workload` is plain data; :func:`build` turns it into tasks inside a :class:`Kernel`.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import machine as M
+from . import mm as MMops
+from .engine import CPU, DWAIT, MM, SLEEP, WAITQ
+from .mm import ENOMEM, Killed
+
+ROLES = ("culprit", "bystander", "protected")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+class WorkloadError(ValueError):
+    """A workload file is invalid.  ``str(e)`` is one line: ``file: key: problem``."""
+
+    def __init__(self, path, key, msg):
+        self.path, self.key, self.msg = str(path), key, msg
+        where = f"{self.path}: {key}: " if key else f"{self.path}: "
+        super().__init__(where + msg)
+
+
+# ---------------------------------------------------------------------------- schema
+TOP_KEYS = {"name": str, "description": str, "question": str, "thread": str,
+            "provenance": str, "machine": dict, "run": dict, "file": list, "program": list,
+            "task": list, "template": dict, "make": dict}
+MACHINE_KEYS = {"ram_mb": int, "swap_mb": int, "cpus": int, "reserved_kb": int,
+                "boot_slab_kb": int, "dcache_kb": int, "costs": dict}
+RUN_KEYS = {"time_limit_s": (int, float), "watchdog_s": (int, float), "seeds": int}
+FILE_KEYS = {"name": str, "size_mb": (int, float), "size_kb": (int, float)}
+PROGRAM_KEYS = {"name": str, "text_kb": int, "ws_kb": int, "vm_kb": int}
+TASK_KEYS = {"name": str, "count": int, "program": str, "role": str, "uid": int, "euid": int,
+             "nice": int, "caps": list, "start_s": (int, float, dict), "daemon": bool,
+             "goal": bool, "ignores_sigterm": bool, "oom_score_adj": int, "script": list}
+TEMPLATE_KEYS = {k: v for k, v in TASK_KEYS.items() if k not in ("count", "start_s", "goal")}
+MAKE_KEYS = {"name": str, "role": str, "program": str, "jobs": int, "directories": int,
+             "files_per_dir": (int, dict), "job": str, "uid": int, "start_s": (int, float)}
+DIST_KEYS = {"dist", "lo", "hi", "mean", "sd", "median", "sigma", "min", "max"}
+DISTS = {"uniform": ("lo", "hi"), "normal": ("mean", "sd"), "lognormal": ("median", "sigma"),
+         "exponential": ("mean",)}
+CAPS = {"CAP_SYS_ADMIN", "CAP_SYS_RAWIO"}
+
+# step name -> (its value type, allowed option keys)
+NUM = (int, float, dict)
+STEPS = {
+    "compute_ms": (NUM, set()),
+    "mmap_mb": (NUM, set()),
+    "munmap_mb": (NUM, set()),
+    "touch_mb": (NUM, {"us_per_page"}),
+    "grow": (dict, set()),                       # {mb, cpu_ms, phases}
+    "read": (str, {"mb", "kb"}),
+    "write": (str, {"mb", "kb"}),
+    "spawn": (str, {"wait", "count"}),
+    "wait_children": (bool, set()),
+    "sleep_s": (NUM, set()),
+    "dwait_s": (NUM, set()),
+    "kalloc": (str, {"order", "count", "hold_s", "on_fail"}),
+    "loop": (int, {"steps"}),
+    "exit": (int, set()),
+}
+GROW_KEYS = {"mb": NUM, "cpu_ms": NUM, "phases": int}
+
+
+def _type_name(t):
+    if isinstance(t, tuple):
+        return " or ".join(_type_name(x) for x in t)
+    return {int: "an integer", float: "a number", str: "a string", bool: "true/false",
+            dict: "a table", list: "a list"}.get(t, str(t))
+
+
+def _check_type(path, key, val, typ):
+    ok = isinstance(val, typ) and not (isinstance(val, bool) and bool not in
+                                       (typ if isinstance(typ, tuple) else (typ,)))
+    if not ok:
+        raise WorkloadError(path, key, f"expected {_type_name(typ)}, got {type(val).__name__} "
+                                       f"{val!r}")
+
+
+def _unknown(path, key, name, allowed):
+    near = difflib.get_close_matches(name, list(allowed), n=1)
+    hint = f" (did you mean '{near[0]}'?)" if near else f" (expected one of: {', '.join(sorted(allowed))})"
+    raise WorkloadError(path, key, f"unknown key '{name}'{hint}")
+
+
+def _check_table(path, prefix, table, schema, required=()):
+    for k, v in table.items():
+        key = f"{prefix}.{k}" if prefix else k
+        if k not in schema:
+            _unknown(path, key, k, schema)
+        _check_type(path, key, v, schema[k])
+    for r in required:
+        if r not in table:
+            raise WorkloadError(path, f"{prefix}.{r}" if prefix else r, "missing required key")
+
+
+def _check_num(path, key, v, positive=False):
+    """A number or a distribution table; never negative."""
+    if isinstance(v, dict):
+        for k in v:
+            if k not in DIST_KEYS:
+                _unknown(path, f"{key}.{k}", k, DIST_KEYS)
+        d = v.get("dist")
+        if d not in DISTS:
+            raise WorkloadError(path, f"{key}.dist", f"expected one of {sorted(DISTS)}, got {d!r}")
+        for need in DISTS[d]:
+            if need not in v:
+                raise WorkloadError(path, f"{key}.{need}", f"missing for dist = \"{d}\"")
+        for k, x in v.items():
+            if k != "dist":
+                _check_type(path, f"{key}.{k}", x, (int, float))
+                if x < 0:
+                    raise WorkloadError(path, f"{key}.{k}", f"must not be negative, got {x}")
+        if d == "uniform" and v["lo"] > v["hi"]:
+            raise WorkloadError(path, f"{key}.lo", f"lo {v['lo']} > hi {v['hi']}")
+        return
+    _check_type(path, key, v, (int, float))
+    if v < 0 or (positive and v == 0) or (isinstance(v, float) and math.isnan(v)):
+        raise WorkloadError(path, key, f"must be {'positive' if positive else 'non-negative'}, got {v}")
+
+
+def _check_script(path, prefix, script, templates):
+    for i, step in enumerate(script):
+        key = f"{prefix}[{i}]"
+        if not isinstance(step, dict) or not step:
+            raise WorkloadError(path, key, "expected a step table such as { compute_ms = 10 }")
+        kinds = [k for k in step if k in STEPS]
+        if len(kinds) != 1:
+            if not kinds:
+                _unknown(path, key + "." + next(iter(step)), next(iter(step)), STEPS)
+            raise WorkloadError(path, key, f"one step per table, got {kinds}")
+        kind = kinds[0]
+        typ, opts = STEPS[kind]
+        for k in step:
+            if k != kind and k not in opts:
+                _unknown(path, f"{key}.{k}", k, {kind} | opts)
+        val = step[kind]
+        _check_type(path, f"{key}.{kind}", val, typ)
+        if typ is NUM:
+            _check_num(path, f"{key}.{kind}", val)
+        if kind == "grow":
+            _check_table(path, f"{key}.grow", val, GROW_KEYS, required=("mb", "cpu_ms"))
+            _check_num(path, f"{key}.grow.mb", val["mb"])
+            _check_num(path, f"{key}.grow.cpu_ms", val["cpu_ms"])
+            if val.get("phases", 1) < 1:
+                raise WorkloadError(path, f"{key}.grow.phases", "must be at least 1")
+        if kind in ("read", "write"):
+            if not ("mb" in step or "kb" in step):
+                raise WorkloadError(path, f"{key}.kb", f"{kind} needs mb or kb")
+            for u in ("mb", "kb"):
+                if u in step:
+                    _check_num(path, f"{key}.{u}", step[u])
+        if kind == "touch_mb" and "us_per_page" in step:
+            _check_num(path, f"{key}.us_per_page", step["us_per_page"])
+        if kind == "spawn":
+            if val not in templates:
+                raise WorkloadError(path, f"{key}.spawn", f"no template '{val}' "
+                                    f"(known: {', '.join(sorted(templates)) or 'none'})")
+            for o, t in (("wait", bool), ("count", int)):
+                if o in step:
+                    _check_type(path, f"{key}.{o}", step[o], t)
+        if kind == "kalloc":
+            if val not in M.GFP_NAMES:
+                near = difflib.get_close_matches(val, list(M.GFP_NAMES), n=1)
+                raise WorkloadError(path, f"{key}.kalloc", f"unknown GFP mask {val!r}"
+                                    + (f" (did you mean '{near[0]}'?)" if near else ""))
+            for o in ("order", "count"):
+                if o in step:
+                    _check_type(path, f"{key}.{o}", step[o], int)
+                    if not 0 <= step[o] <= (9 if o == "order" else 10**6):
+                        raise WorkloadError(path, f"{key}.{o}", f"out of range: {step[o]}")
+            if "hold_s" in step:
+                _check_num(path, f"{key}.hold_s", step["hold_s"])
+            if "on_fail" in step and step["on_fail"] not in ("retry", "exit", "continue"):
+                raise WorkloadError(path, f"{key}.on_fail", "expected retry, exit or continue")
+        if kind == "loop":
+            if val < 0:
+                raise WorkloadError(path, f"{key}.loop", "must be >= 0 (0 = forever)")
+            if "steps" not in step or not isinstance(step["steps"], list) or not step["steps"]:
+                raise WorkloadError(path, f"{key}.steps", "a loop needs a non-empty steps list")
+            _check_script(path, f"{key}.steps", step["steps"], templates)
+
+
+@dataclass
+class Workload:
+    name: str
+    path: str
+    description: str
+    machine: M.MachineSpec
+    time_limit_s: float
+    watchdog_s: float
+    seeds: int
+    files: dict
+    programs: dict
+    tasks: list
+    templates: dict
+    make: dict | None
+    raw: dict = field(repr=False)
+    roles: dict = field(default_factory=dict)
+
+    def role_of(self, name: str) -> str:
+        return self.roles.get(name, "bystander")
+
+
+def load(path) -> Workload:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise WorkloadError(path, "", f"cannot read: {e.strerror}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise WorkloadError(path, "", f"TOML syntax error: {e}") from None
+    return from_dict(raw, path)
+
+
+def from_dict(raw: dict, path="<dict>") -> Workload:
+    _check_table(path, "", raw, TOP_KEYS, required=("name", "machine", "task"))
+    name = raw["name"]
+    if not NAME_RE.match(name) or ".." in name:
+        raise WorkloadError(path, "name", f"not a plain name: {name!r} (letters, digits, . _ + -)")
+    mach = raw["machine"]
+    _check_table(path, "machine", mach, MACHINE_KEYS, required=("ram_mb",))
+    for k in ("ram_mb", "swap_mb", "reserved_kb", "boot_slab_kb", "dcache_kb"):
+        if k in mach and mach[k] < 0:
+            raise WorkloadError(path, f"machine.{k}", f"must not be negative, got {mach[k]}")
+    if mach.get("cpus", 1) < 1:
+        raise WorkloadError(path, "machine.cpus", f"need at least one CPU, got {mach.get('cpus')}")
+    costs = mach.get("costs", {})
+    for k, v in costs.items():
+        if k not in M.Costs.names():
+            _unknown(path, f"machine.costs.{k}", k, M.Costs.names())
+        _check_type(path, f"machine.costs.{k}", v, (int, float))
+    spec = M.MachineSpec(**{k: v for k, v in mach.items() if k != "costs"},
+                         costs=M.Costs().with_overrides(costs))
+    sizes = M.zone_sizes(spec.ram_pages)
+    if sizes[M.ZONE_NORMAL] == 0:
+        raise WorkloadError(path, "machine.ram_mb", f"{spec.ram_mb} MB leaves no ZONE_NORMAL "
+                            "(i386 needs more than 16 MB)")
+    run = raw.get("run", {})
+    _check_table(path, "run", run, RUN_KEYS)
+    for k in ("time_limit_s", "watchdog_s"):
+        if k in run and run[k] <= 0:
+            raise WorkloadError(path, f"run.{k}", f"must be positive, got {run[k]}")
+    files = {}
+    for i, f in enumerate(raw.get("file", [])):
+        _check_table(path, f"file[{i}]", f, FILE_KEYS, required=("name",))
+        size = f.get("size_mb", 0) * 1024 + f.get("size_kb", 0)
+        if size < 0:
+            raise WorkloadError(path, f"file[{i}].size_mb", "must not be negative")
+        files[f["name"]] = int(size * 1024 // M.PAGE_SIZE)
+    programs = {}
+    for i, p in enumerate(raw.get("program", [])):
+        _check_table(path, f"program[{i}]", p, PROGRAM_KEYS, required=("name",))
+        for k in ("text_kb", "ws_kb", "vm_kb"):
+            if p.get(k, 0) < 0:
+                raise WorkloadError(path, f"program[{i}].{k}", "must not be negative")
+        if p["name"] in programs:
+            raise WorkloadError(path, f"program[{i}].name", f"duplicate program {p['name']!r}")
+        programs[p["name"]] = p
+    templates = raw.get("template", {})
+    roles = {}
+
+    def check_task(prefix, t, schema, required):
+        _check_table(path, prefix, t, schema, required=required)
+        if not NAME_RE.match(t["name"]):
+            raise WorkloadError(path, f"{prefix}.name", f"not a plain name: {t['name']!r}")
+        if t.get("role", "bystander") not in ROLES:
+            raise WorkloadError(path, f"{prefix}.role", f"expected one of {ROLES}, got {t['role']!r}")
+        if "program" in t and t["program"] not in programs:
+            raise WorkloadError(path, f"{prefix}.program", f"no program {t['program']!r} "
+                                f"(known: {', '.join(sorted(programs)) or 'none'})")
+        for c in t.get("caps", []):
+            if c not in CAPS:
+                raise WorkloadError(path, f"{prefix}.caps", f"unknown capability {c!r}; known {sorted(CAPS)}")
+        if not -20 <= t.get("nice", 0) <= 19:
+            raise WorkloadError(path, f"{prefix}.nice", "expected -20..19")
+        if not -1000 <= t.get("oom_score_adj", 0) <= 1000:
+            raise WorkloadError(path, f"{prefix}.oom_score_adj", "expected -1000..1000")
+        if "start_s" in t:
+            _check_num(path, f"{prefix}.start_s", t["start_s"])
+        if t.get("count", 1) < 1:
+            raise WorkloadError(path, f"{prefix}.count", "must be at least 1")
+        _check_script(path, f"{prefix}.script", t.get("script", []), templates)
+        roles[t["name"]] = t.get("role", "bystander")
+
+    for tname, t in templates.items():
+        _check_type(path, f"template.{tname}", t, dict)
+        t = dict(t, name=t.get("name", tname))
+        templates[tname] = t
+    for tname, t in templates.items():
+        check_task(f"template.{tname}", t, TEMPLATE_KEYS, ("script",))
+    tasks = raw["task"]
+    if not tasks:
+        raise WorkloadError(path, "task", "the task list is empty")
+    seen = set()
+    for i, t in enumerate(tasks):
+        _check_type(path, f"task[{i}]", t, dict)
+        check_task(f"task[{i}]", t, TASK_KEYS, ("name", "script"))
+        if t["name"] in seen:
+            raise WorkloadError(path, f"task[{i}].name", f"duplicate task name {t['name']!r}")
+        seen.add(t["name"])
+    make = raw.get("make")
+    if make is not None:
+        _check_table(path, "make", make, MAKE_KEYS, required=("job", "directories"))
+        if make["job"] not in templates:
+            raise WorkloadError(path, "make.job", f"no template {make['job']!r}")
+        if make.get("jobs", 0) < 0:
+            raise WorkloadError(path, "make.jobs", "must be >= 0 (0 = unlimited, as make -j)")
+        if make["directories"] < 1:
+            raise WorkloadError(path, "make.directories", "must be at least 1")
+        _check_num(path, "make.files_per_dir", make.get("files_per_dir", 10))
+        roles[make.get("name", "make")] = make.get("role", "bystander")
+    for n in ("init",):
+        roles.setdefault(n, "protected")
+    # feasibility: one task larger than RAM + swap can never run
+    limit = spec.ram_pages + spec.swap_pages
+    for where, t in [(f"task[{i}]", t) for i, t in enumerate(tasks)] + \
+                    [(f"template.{n}", t) for n, t in templates.items()]:
+        need = _max_anon_pages(t.get("script", []))
+        if need > limit:
+            raise WorkloadError(path, f"{where}.script", f"needs at least {need // 256} MB of "
+                                f"anonymous memory, more than RAM + swap ({limit // 256} MB)")
+    return Workload(name=name, path=str(path), description=raw.get("description", ""),
+                    machine=spec, time_limit_s=float(run.get("time_limit_s", 3600)),
+                    watchdog_s=float(run.get("watchdog_s", 120)), seeds=run.get("seeds", 20),
+                    files=files, programs=programs, tasks=tasks, templates=templates,
+                    make=make, raw=raw, roles=roles)
+
+
+def _min_value(v):
+    if isinstance(v, dict):
+        return v.get("lo", v.get("min", 0)) if v["dist"] == "uniform" else 0
+    return v
+
+
+def _max_anon_pages(script) -> int:
+    """The least anonymous memory a script is sure to hold at once (fixed sizes only)."""
+    held = peak = 0
+    for step in script:
+        if "touch_mb" in step:
+            held += int(_min_value(step["touch_mb"]) * 256)
+        elif "munmap_mb" in step:
+            held -= int(_min_value(step["munmap_mb"]) * 256)
+        elif "grow" in step:
+            held += int(_min_value(step["grow"]["mb"]) * 256)
+        peak = max(peak, held)
+    return peak
+
+
+def load_dir(folder):
+    """Load every ``*.toml`` in a folder.  Returns (workloads by name, errors as strings)."""
+    good, errors = {}, []
+    for p in sorted(Path(folder).glob("*.toml")):
+        try:
+            w = load(p)
+        except WorkloadError as e:
+            errors.append(str(e))
+            continue
+        if w.name in good:
+            errors.append(f"{p}: name: duplicate workload name {w.name!r} "
+                          f"(also in {good[w.name].path})")
+            continue
+        good[w.name] = w
+    return good, errors
+
+
+# ---------------------------------------------------------------------------- running
+def draw(k, v) -> float:
+    """A value or a distribution drawn from the run's generator."""
+    if not isinstance(v, dict):
+        return v
+    r = k.rng
+    d = v["dist"]
+    if d == "uniform":
+        x = r.uniform(v["lo"], v["hi"])
+    elif d == "normal":
+        x = r.gauss(v["mean"], v["sd"])
+    elif d == "lognormal":
+        x = v["median"] * math.exp(r.gauss(0.0, v["sigma"]))
+    else:
+        x = r.expovariate(1.0 / v["mean"]) if v["mean"] > 0 else 0.0
+    lo, hi = v.get("min", 0.0), v.get("max", math.inf)
+    return min(max(x, lo, 0.0), hi)
+
+
+def _pages(mb) -> int:
+    return max(0, int(round(mb * M.PAGES_PER_MB)))
+
+
+class Builder:
+    """Creates the workload's tasks inside a kernel and interprets their scripts."""
+
+    def __init__(self, k, w: Workload):
+        self.k, self.w = k, w
+        for name, pages in w.files.items():
+            k.file(name, pages)
+        self.program_files = {}
+        for name, p in w.programs.items():
+            text = _pages(p.get("text_kb", 0) / 1024)
+            ws = min(text, _pages(p.get("ws_kb", p.get("text_kb", 0)) / 1024))
+            self.program_files[name] = k.file("bin/" + name, text, ws)
+
+    # --- task creation
+    def new_mm(self, spec):
+        prog = spec.get("program")
+        p = self.w.programs.get(prog, {})
+        f = self.program_files.get(prog)
+        mm = MM(_pages(p.get("vm_kb", 1024) / 1024) + (f.size if f else 0), f)
+        if f is not None:
+            f.mappers += 1
+        return mm
+
+    def task_kwargs(self, spec, role=None):
+        return dict(role=role or spec.get("role", "bystander"), uid=spec.get("uid", 0),
+                    euid=spec.get("euid"), nice=spec.get("nice", 0), caps=spec.get("caps", ()),
+                    daemon=spec.get("daemon", False), ignores_sigterm=spec.get("ignores_sigterm", False),
+                    oom_score_adj=spec.get("oom_score_adj", 0), tpl=spec.get("name"))
+
+    def start(self):
+        k = self.k
+        init_spec = {"name": "init", "program": None}
+        k.new_task("init", lambda t: self.init_script(t), role="protected", uid=0,
+                   mm=MM(_pages(0.5), None), daemon=True)
+        for name, gen in (("keventd", MMops.idle_kthread), ("kswapd", self.kswapd),
+                          ("bdflush", MMops.idle_kthread), ("kupdated", MMops.kupdated)):
+            t = k.new_task(name, (lambda g: (lambda t: g(k, t)))(gen), role="protected",
+                           kthread=True, daemon=True)
+            if name == "kswapd":
+                k.kswapd = t
+        del init_spec
+        for spec in self.w.tasks:
+            for i in range(spec.get("count", 1)):
+                start = int(draw(k, spec.get("start_s", 0)) * 1e6)
+                k.at(start, self._launch, (spec, i))
+        if self.w.make:
+            m = self.w.make
+            k.at(int(m.get("start_s", 0) * 1e6), self._launch_make, m)
+
+    def kswapd(self, k, t):
+        return k.policy.kswapd(k, t)
+
+    def init_script(self, t):
+        k = self.k
+        yield from MMops.fault_anon(k, t, _pages(0.25), 0)
+        while True:
+            yield (SLEEP, k.now + 3600 * 1_000_000)
+
+    def _launch(self, arg):
+        spec, i = arg
+        k = self.k
+        name = spec["name"]
+        init = k.by_pid[1]
+        kw = self.task_kwargs(spec)
+        t = k.new_task(name, lambda t: self.run_script(t, spec.get("script", [])),
+                       parent=init, mm=self.new_mm(spec), goal=spec.get("goal", False), **kw)
+        t.ts_zone = None
+
+    def _launch_make(self, m):
+        k = self.k
+        init = k.by_pid[1]
+        spec = {"name": m.get("name", "make"), "program": m.get("program"), "uid": m.get("uid", 0)}
+        k.new_task(spec["name"], lambda t: self.make_driver(t, m), parent=init,
+                   mm=self.new_mm(spec), goal=True, **self.task_kwargs(spec, m.get("role")))
+
+    # --- scripts
+    def run_script(self, t, script):
+        k = self.k
+        try:
+            code = yield from self.steps(t, script)
+        except Killed:
+            return
+        if t.alive:
+            if k.fatal_pending(t):
+                self.die_of_signal(t)
+            else:
+                k.do_exit(t, code or 0, "exit" if not code else "error")
+
+    def die_of_signal(self, t):
+        reason = "oom-kill" if t.killed_at is not None else "signal"
+        self.k.do_exit(t, -t.sigpending, reason)
+        raise Killed
+
+    def check_signal(self, t):
+        if self.k.fatal_pending(t):
+            self.die_of_signal(t)
+
+    def steps(self, t, script):
+        """Interpret a script; returns an exit code (None = fell off the end)."""
+        k = self.k
+        for step in script:
+            self.check_signal(t)
+            code = yield from self.step(t, step)
+            if code is not None:
+                return code
+            self.check_signal(t)
+        return None
+
+    def step(self, t, s):
+        k = self.k
+        if "compute_ms" in s:
+            yield from MMops.compute(k, t, int(draw(k, s["compute_ms"]) * 1000))
+        elif "mmap_mb" in s:
+            t.mm.total_vm += _pages(draw(k, s["mmap_mb"]))
+            k.changed()
+            yield (CPU, 20, False)
+        elif "munmap_mb" in s:
+            MMops.munmap_anon(k, t, _pages(draw(k, s["munmap_mb"])))
+        elif "touch_mb" in s:
+            n = _pages(draw(k, s["touch_mb"]))
+            mm = t.mm
+            room = mm.total_vm - mm.rss - (mm.text.size if mm.text else 0)
+            if n > room:
+                mm.total_vm += n - max(0, room)      # brk/mmap growth the script did not declare
+            yield from MMops.fault_anon(k, t, n, draw(k, s.get("us_per_page", k.costs.user_touch_us)))
+        elif "grow" in s:
+            g = s["grow"]
+            n = _pages(draw(k, g["mb"]))
+            cpu = int(draw(k, g["cpu_ms"]) * 1000)
+            ph = g.get("phases", 8)
+            t.mm.total_vm += n
+            for i in range(ph):
+                part = n * (i + 1) // ph - n * i // ph
+                yield from MMops.fault_anon(k, t, part, k.costs.user_touch_us)
+                self.check_signal(t)
+                yield from MMops.compute(k, t, cpu * (i + 1) // ph - cpu * i // ph)
+                self.check_signal(t)
+        elif "read" in s or "write" in s:
+            fname = s.get("read") or s.get("write")
+            f = k.file(fname, 0)
+            n = _pages(draw(k, s.get("mb", 0))) + _pages(draw(k, s.get("kb", 0)) / 1024)
+            if "read" in s:
+                n = min(n, f.size) if f.size else n
+                if not f.size:
+                    f.size = n
+                rc = yield from MMops.file_read(k, t, f, n)
+            else:
+                rc = yield from MMops.file_write(k, t, f, n)
+            if rc == ENOMEM:
+                k.emit("enomem", t.pid, t.name, "read" if "read" in s else "write")
+                k.do_exit(t, 1, "enomem")
+                raise Killed
+        elif "spawn" in s:
+            for _ in range(s.get("count", 1)):
+                child = yield from self.spawn(t, s["spawn"])
+                if child is None:
+                    k.emit("enomem", t.pid, t.name, "fork")
+                    k.do_exit(t, 1, "enomem")
+                    raise Killed
+                if s.get("wait", False):
+                    yield from self.wait_for(t, child)
+        elif "wait_children" in s:
+            for c in list(t.children):
+                yield from self.wait_for(t, c)
+        elif "sleep_s" in s:
+            yield (SLEEP, k.now + int(draw(k, s["sleep_s"]) * 1e6))
+        elif "dwait_s" in s:
+            yield (DWAIT, k.now + int(draw(k, s["dwait_s"]) * 1e6))
+        elif "kalloc" in s:
+            gfp = M.GFP_NAMES[s["kalloc"]]
+            order, count = s.get("order", 0), s.get("count", 1)
+            while True:
+                got = yield from MMops.kalloc(k, t, gfp, order, count)
+                if got >= count:
+                    break
+                MMops.kfree(k, t, got << order)
+                on_fail = s.get("on_fail", "exit")
+                if on_fail == "exit":
+                    k.emit("enomem", t.pid, t.name, "kalloc")
+                    k.do_exit(t, 1, "enomem")
+                    raise Killed
+                if on_fail == "continue":
+                    break
+                yield (SLEEP, k.now + M.JIFFY_US)
+            if "hold_s" in s:
+                yield (SLEEP, k.now + int(draw(k, s["hold_s"]) * 1e6))
+                MMops.kfree(k, t, count << order)
+        elif "loop" in s:
+            n = s["loop"]
+            i = 0
+            while n == 0 or i < n:
+                code = yield from self.steps(t, s["steps"])
+                if code is not None:
+                    return code
+                i += 1
+        elif "exit" in s:
+            return s["exit"]
+        return None
+
+    def spawn(self, parent, tname):
+        k = self.k
+        spec = self.w.templates[tname]
+
+        def make_child(ts_zone):
+            c = k.new_task(spec["name"], lambda t: self.run_script(t, spec["script"]),
+                           parent=parent, mm=self.new_mm(spec), **self.task_kwargs(spec))
+            c.ts_zone = ts_zone
+            parent.children.append(c)
+            return c
+
+        child = yield from MMops.spawn(k, parent, make_child)
+        return child
+
+    def wait_for(self, t, child):
+        """``wait4`` on one child: sleep (interruptibly) until it has exited."""
+        k = self.k
+        while child.alive:
+            child.waiters.append(t)
+            t.wait_child = True
+            yield (WAITQ, None, True)
+            self.check_signal(t)
+        if child in t.children:
+            t.children.remove(child)
+        return child.exit_code
+
+    def make_driver(self, t, m):
+        """GNU make -j N over recursive directories: fork a job per file, at most N at once
+        (0 = unlimited); the first failed fork or failed job stops new jobs, the running ones
+        are waited for, and make exits 2 (no -k)."""
+        k = self.k
+        jobs = m.get("jobs", 0)
+        failed = False
+        try:
+            for d in range(m["directories"]):
+                nfiles = max(1, int(round(draw(k, m.get("files_per_dir", 10)))))
+                running = []
+                for _ in range(nfiles):
+                    while jobs and len(running) >= jobs:
+                        failed |= (yield from self._reap_one(t, running)) != 0
+                        if failed:
+                            break
+                    if failed:
+                        break
+                    child = yield from self.spawn(t, m["job"])
+                    if child is None:
+                        k.emit("enomem", t.pid, t.name, "fork")
+                        failed = True
+                        break
+                    running.append(child)
+                    self.check_signal(t)
+                while running:
+                    failed |= (yield from self._reap_one(t, running)) != 0
+                if failed:
+                    break
+        except Killed:
+            return
+        if t.alive:
+            if k.fatal_pending(t):
+                try:
+                    self.die_of_signal(t)
+                except Killed:
+                    return
+            k.do_exit(t, 2 if failed else 0, "error" if failed else "exit")
+
+    def _reap_one(self, t, running):
+        k = self.k
+        while True:
+            for c in running:
+                if not c.alive:
+                    running.remove(c)
+                    if c in t.children:
+                        t.children.remove(c)
+                    return c.exit_code or 0
+            for c in running:
+                c.waiters.append(t)
+            t.wait_child = True
+            yield (WAITQ, None, True)
+            self.check_signal(t)
+
