@@ -34,7 +34,7 @@ class WorkloadError(ValueError):
 # ---------------------------------------------------------------------------- schema
 TOP_KEYS = {"name": str, "description": str, "question": str, "thread": str,
             "provenance": str, "machine": dict, "run": dict, "file": list, "program": list,
-            "task": list, "template": dict, "make": dict}
+            "task": list, "template": dict, "make": dict, "extends": str}
 MACHINE_KEYS = {"ram_mb": int, "swap_mb": int, "cpus": int, "reserved_kb": int,
                 "boot_slab_kb": int, "dcache_kb": int, "costs": dict}
 RUN_KEYS = {"time_limit_s": (int, float), "watchdog_s": (int, float), "seeds": int}
@@ -222,7 +222,39 @@ def load(path) -> Workload:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise WorkloadError(path, "", f"TOML syntax error: {e}") from None
+    raw = _resolve_extends(raw, path, set())
     return from_dict(raw, path)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """Tables merge key by key; anything else (numbers, strings, arrays) is replaced."""
+    out = dict(base)
+    for key, v in over.items():
+        out[key] = _merge(out[key], v) if isinstance(v, dict) and isinstance(out.get(key), dict) else v
+    return out
+
+
+def _resolve_extends(raw: dict, path: Path, seen: set) -> dict:
+    """``extends = "other"``: start from ``other.toml`` in the same folder and override it."""
+    base_name = raw.get("extends")
+    if base_name is None:
+        return raw
+    _check_type(path, "extends", base_name, str)
+    if not NAME_RE.match(base_name) or ".." in base_name:
+        raise WorkloadError(path, "extends", f"not a plain workload name: {base_name!r}")
+    base_path = path.parent / f"{base_name}.toml"
+    if base_path.resolve() in seen or base_path.resolve() == path.resolve():
+        raise WorkloadError(path, "extends", f"circular extends through {base_name!r}")
+    try:
+        base = tomllib.loads(base_path.read_text())
+    except OSError:
+        raise WorkloadError(path, "extends", f"no workload file {base_path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise WorkloadError(path, "extends", f"{base_path}: TOML syntax error: {e}") from None
+    base = _resolve_extends(base, base_path, seen | {path.resolve()})
+    merged = _merge({k: v for k, v in base.items() if k not in ("provenance", "question", "thread")},
+                    {k: v for k, v in raw.items() if k != "extends"})
+    return merged
 
 
 def from_dict(raw: dict, path="<dict>") -> Workload:
