@@ -105,7 +105,9 @@ def evict_clean(k, cz: int, n: int, lowest: int = 0):
 def drop_text(k, cz: int, n: int) -> int:
     """Unmap up to ``n`` mapped file pages (program text) of programs no runnable task is
     running: they become clean, unmapped cache (rmap's ``try_to_unmap``).  Returns pages."""
-    hot = {id(t.mm.text) for t in k.tasks if t.state == "R" and t.mm is not None and t.mm.text}
+    if not any(z.mapped for z in k.zones[: cz + 1]):
+        return 0
+    hot = k.hot_text()
     left = n
     for f in k.files.values():
         if left <= 0:
@@ -191,21 +193,22 @@ def swap_out(k, cz: int, nr: int = M.SWAP_CLUSTER_MAX):
     swap cache only if a swap slot is free (``get_swap_page``), its write queued at once
     (departure: the swap-cache page is freed when that write completes, not by a later
     ``shrink_cache``).  The first visit only clears the young bit, so a pte is dropped on the
-    second pass: the scan costs twice the ptes walked.  Returns (success, ptes scanned).
+    second pass: the scan costs twice the ptes walked.  Returns (success, ptes scanned,
+    anonymous pages queued to swap); ``k.swap_write_done`` is when the last queued write ends.
     """
     mms = []
     seen = set()
     ptes = 0
-    for t in k.tasks:
+    for t in k.live.values():
         mm = t.mm
-        if mm is not None and t.state != "X" and id(mm) not in seen:
+        if mm is not None and id(mm) not in seen:
             seen.add(id(mm))
             mms.append(mm)
             ptes += sum(mm.anon)
     # text pages of a program that some task is running are young and on the active list:
     # try_to_swap_out skips them (ptep_test_and_clear_young, PageActive); departure: "active"
     # is approximated as "mapped by a runnable task"
-    hot = {id(t.mm.text) for t in k.tasks if t.state == "R" and t.mm is not None and t.mm.text}
+    hot = k.hot_text()
     text = [f for f in k.files.values()
             if f.mappers and id(f) not in hot and sum(f.mapped[: cz + 1])]
     text_pages = sum(sum(f.mapped[: cz + 1]) * f.mappers for f in text)
@@ -214,7 +217,7 @@ def swap_out(k, cz: int, nr: int = M.SWAP_CLUSTER_MAX):
     anon_pages = sum(sum(mm.anon[: cz + 1]) for mm in mms) if anon_ok else 0
     droppable = text_pages + anon_pages
     if droppable == 0:
-        return False, 2 * ptes
+        return False, 2 * ptes, 0
     scan = min(2 * ptes, -(-2 * nr * ptes // droppable))
     want = min(nr, droppable)
     # text first in proportion, then anonymous pages
@@ -229,6 +232,7 @@ def swap_out(k, cz: int, nr: int = M.SWAP_CLUSTER_MAX):
                 k.move(zi, "mapped", "clean", n)
                 dropped += n
     left = want - dropped
+    queued = 0
     if left and anon_ok:
         n_mm = len(mms)
         start = k.swap_cursor % n_mm if n_mm else 0
@@ -246,12 +250,14 @@ def swap_out(k, cz: int, nr: int = M.SWAP_CLUSTER_MAX):
                     k.move(zi, "anon", "swapc", n)
                     done = k.disk_io(n)
                     k.at(done, _swap_written, (k, mm, zi, n))
+                    k.swap_write_done = done
                     left -= n
                     dropped += n
+                    queued += n
         k.swap_cursor = start + 1
     if dropped:
         k.changed()
-    return dropped >= nr, scan
+    return dropped >= nr, scan, queued
 
 
 def _swap_written(arg):
@@ -290,24 +296,37 @@ def aa_reclaim_round(k, task, cz: int, gfp: int, vm_passes: int = 60, scan_ratio
     rr = ReclaimRound()
     nr = M.SWAP_CLUSTER_MAX
     failed_swapout = not (gfp & M.GFPF_IO)
+    swapped = 0
     for _ in range(vm_passes):
         cost = c.vfs_shrink_us
         cl, d, w, m = lru_counts(k, cz)
         max_scan = (cl + d + w + m) // scan_ratio
         nr, mapped_seen = shrink_cache(k, rr, cz, gfp, nr, max_scan)
         if mapped_seen > mapped_ratio * M.SWAP_CLUSTER_MAX and not failed_swapout:
-            ok, ptes = swap_out(k, cz)
+            ok, ptes, queued = swap_out(k, cz)
             failed_swapout = not ok
+            swapped += queued
             cost += ptes * c.pte_scan_us
         shrink_vfs(k)
         cost += rr.scanned * c.lru_scan_us
         rr.scanned = 0
         if nr > 0 and not failed_swapout:
-            ok, ptes = swap_out(k, cz)
+            ok, ptes, queued = swap_out(k, cz)
             failed_swapout = not ok
+            swapped += queued
             cost += ptes * c.pte_scan_us
         yield (CPU, int(cost), False)
-        if rr.wait_until > k.now:
+        if swapped and nr > 0 and gfp & M.GFPF_IO:
+            # the swap-cache pages this round queued are freed when written: wait for them
+            # (shrink_cache's wait_on_page of laundered pages) and count them as ours
+            if k.swap_write_done > k.now:
+                yield (DWAIT, k.swap_write_done)
+            nr -= swapped
+            rr.freed += swapped
+            if rr.first_zone is None:
+                rr.first_zone = cz if k.zones[cz].free else 0
+            swapped = 0
+        elif rr.wait_until > k.now:
             yield (DWAIT, rr.wait_until)
             rr.wait_until = 0
         if nr <= 0:
@@ -412,7 +431,7 @@ def select_bad_process(k, score, skip_pid_le: int = 0, skip_no_mm: bool = False)
     Returns (victim or None, table of (pid, name, points) for the trace)."""
     best, maxp = None, 0
     table = []
-    for p in k.tasks:
+    for p in k.live.values():
         if not p.alive or p.pid <= skip_pid_le:
             continue
         if skip_no_mm and p.mm is None:
@@ -444,7 +463,7 @@ def record_kill(k, victim, sig, table, killer):
     repeat = victim.killed_at is not None and victim.alive
     if victim.killed_at is None:
         victim.killed_at = k.now
-    k.emit("kill", victim.pid, victim.name, sig, int(repeat), killer.pid, table)
+    k.emit("kill", victim.pid, victim.name, sig, int(repeat), killer.pid, table, k.nr_swap_pages)
 
 
 def oom_kill_24(k, killer, victim, table):

@@ -206,6 +206,9 @@ class Kernel:
         self.now = 0
         self.version = 0
         self.spin_count = 0
+        self.state_epoch = 0         # bumped whenever a task changes state (R/S/D/X)
+        self._hot_epoch = -1
+        self._hot = set()
         sizes = M.zone_sizes(spec.ram_pages)
         self.sizes = sizes
         self.zones = [Zone(i, s) for i, s in enumerate(sizes)]
@@ -213,6 +216,7 @@ class Kernel:
         self.swap_total = spec.swap_pages
         self.nr_swap_pages = spec.swap_pages
         self.tasks = []              # every task ever created, in creation (list) order
+        self.live = {}               # pid -> task, for tasks not yet dead (creation order)
         self.by_pid = {}
         self.next_pid = 1             # pid 0 is the idle task; init is pid 1
         self.runq = deque()
@@ -223,6 +227,7 @@ class Kernel:
         self.files = {}              # name -> File, in LRU order (oldest first)
         self.disk_busy_until = 0
         self.swap_cursor = 0
+        self.swap_write_done = 0
         self.kswapd_wait = WaitQueue()
         self.kswapd = None
         self.watchdog_us = int(watchdog_s * 1e6)
@@ -355,15 +360,15 @@ class Kernel:
     def check_pages(self):
         """Page conservation, recomputed from the owners: raises on the first violation."""
         per = [dict.fromkeys(Zone.KINDS, 0) for _ in range(3)]
-        for t in self.tasks:
-            if t.ts_zone is not None and t.state != X:
+        for t in self.live.values():
+            if t.ts_zone is not None:
                 per[t.ts_zone]["ts"] += 2
             for zi in range(3):
                 per[zi]["kmem"] += t.kmem[zi]
         seen = set()
-        for t in self.tasks:
+        for t in self.live.values():
             mm = t.mm
-            if mm is None or id(mm) in seen or t.state == X:
+            if mm is None or id(mm) in seen:
                 continue
             seen.add(id(mm))
             for zi in range(3):
@@ -446,6 +451,7 @@ class Kernel:
         t.start_us = self.now
         self.tasks.append(t)
         self.by_pid[pid] = t
+        self.live[pid] = t
         if t.goal:
             self.goal_tasks += 1
         t.gen = gen_factory(t)
@@ -467,6 +473,7 @@ class Kernel:
     def wake(self, t: Task):
         if t.state in (S, D):
             t.state = R
+            self.state_epoch += 1
             t.sleep_token += 1
             if t.boost_us > 0:
                 self.runq.appendleft(t)
@@ -494,6 +501,15 @@ class Kernel:
         self.changed()
         if t.state == S:
             self.wake(t)
+
+    def hot_text(self) -> set:
+        """ids of program text files some runnable task is executing (young, active pages).
+        Cached until a task changes state."""
+        if self._hot_epoch != self.state_epoch:
+            self._hot = {id(t.mm.text) for t in self.live.values()
+                         if t.state == R and t.mm is not None and t.mm.text is not None}
+            self._hot_epoch = self.state_epoch
+        return self._hot
 
     def fatal_pending(self, t: Task) -> bool:
         s = t.sigpending
@@ -552,6 +568,8 @@ class Kernel:
         if was == R:
             self._remove_runnable(t)
         t.state = X
+        self.state_epoch += 1
+        self.live.pop(t.pid, None)
         t.flags &= ~(PF_MEMALLOC | PF_MEMDIE)
         t.in_alloc_since = None
         self.changed()
@@ -565,7 +583,7 @@ class Kernel:
                 self.wake(w)
         t.waiters = []
         if self.goal_tasks and self.goal_done >= self.goal_tasks and self.finished is None:
-            if not any(x.alive and not x.daemon and not x.kthread for x in self.tasks):
+            if not any(not x.daemon and not x.kthread for x in self.live.values()):
                 self.finished = "all-exited"
 
     def _remove_runnable(self, t: Task):
@@ -624,6 +642,7 @@ class Kernel:
                     return
                 continue
             # sleeping commands
+            self.state_epoch += 1
             cpu.task = None
             self.n_runnable -= 1
             t.sleep_token += 1
@@ -720,9 +739,13 @@ class Kernel:
                     self.finished = "idle"
                     break
                 if deadline > self.now:
-                    self._advance(int(deadline - self.now)) if busy else setattr(self, "now", int(deadline))
-                self._end_by_deadline()
-                break
+                    if busy:
+                        self._advance(int(deadline - self.now))
+                    else:
+                        self.now = int(deadline)
+                if self._end_by_deadline():
+                    break
+                continue
             if t_next > self.now:
                 self._advance(int(t_next - self.now))
             if self.now >= self.next_sample:
@@ -750,16 +773,23 @@ class Kernel:
         self._sample()
         return self
 
-    def _end_by_deadline(self):
-        if self.now >= self.time_limit_us and self.now - self.last_progress < self.watchdog_us:
+    def _end_by_deadline(self) -> bool:
+        """The time limit, or the watchdog.  A machine on which no task waits for memory is idle,
+        not stuck: the watchdog window then starts again.  Returns True when the run ends."""
+        if self.now >= self.time_limit_us:
             self.finished = "time-limit"
             self.emit("time_limit")
-            return
+            return True
+        if not any(t.in_alloc_since is not None for t in self.live.values()):
+            self.last_progress = self.now
+            return False
         self.finished = "watchdog"
-        spinning = [t for t in self.tasks if t.state == R and t.in_alloc_since is not None
-                    and t.in_alloc_since <= self.last_progress]
+        # livelock: someone is runnable and looping in the allocator/reclaim (CPU busy, nothing
+        # achieved); deadlock: everyone waiting for memory is asleep
+        spinning = [t for t in self.tasks if t.state == R and t.in_alloc_since is not None]
         self.watchdog_kind = "livelock" if spinning else "deadlock"
         self.emit("watchdog", self.watchdog_kind, tuple(t.pid for t in spinning))
+        return True
 
     # ------------------------------------------------------------------ results
     def trace_sha256(self) -> str:

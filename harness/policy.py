@@ -205,7 +205,7 @@ class Policy:
     def oom_kill(self, k, task):
         """``oom_kill``: select, signal every task sharing the mm, then yield.
         Returns True if ``task`` itself was killed."""
-        yield (CPU, int(len(k.tasks) * k.costs.oom_scan_us_per_task), False)
+        yield (CPU, int(len(k.live) * k.costs.oom_scan_us_per_task), False)
         victim, table = self.select_bad_process(k)
         killed_self = B.oom_kill_24(k, task, victim, table)
         yield CMD_YIELD

@@ -124,6 +124,7 @@ class Rmap(Policy):
                 return n
             if ok or req.gfp & M.GFPF_FS:
                 k.spin_point(task)
+                k.emit("stall_end", task.pid, 2)      # 2: back to try_again
                 return None                            # goto try_again
             k.emit("stall_end", task.pid, 0)
             return 0

@@ -1,0 +1,283 @@
+"""Command line: ``python -m harness {run,list,quick}`` (also installed as ``vmbench``).
+
+* ``run``   one cell (policy, workload, seed): a summary, or the record as JSON; optionally its
+  event trace (JSON lines) and its timeline PNG.
+* ``list``  the policies found in ``policies/`` and the workloads in ``workloads/``.
+* ``quick`` a small matrix (a few seeds) in a process pool, summarised per workload x policy.
+
+A name that does not exist, a broken workload file or a policy file that fails to load is one
+line on stderr and exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import sys
+import time
+import traceback
+from collections import Counter
+
+from . import metrics, registry, runner
+from . import workload as W
+
+QUICK_POLICIES = ["mainline", "aa", "morton", "rmap", "mainline_akpm_fix"]
+QUICK_WORKLOADS = ["morton-make-usemem", "morton-swap", "dstate-victim"]
+
+USAGE_ERRORS = (runner.UnknownWorkload, W.WorkloadError, registry.PolicyLoadError)
+
+
+class UsageError(Exception):
+    """A bad name or value on the command line: one line on stderr, exit status 2."""
+
+
+# ---------------------------------------------------------------------------- helpers
+def parse_param(text: str):
+    """``key=value``; the value is a Python literal if it parses as one, else a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw
+    return key.strip(), value
+
+
+def _csv(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _check_params(policy_name: str, params: dict):
+    cls = registry.get_policy(policy_name)
+    unknown = sorted(set(params) - set(cls.params))
+    if unknown:
+        known = ", ".join(f"{k}={v!r}" for k, v in cls.params.items()) or "none"
+        raise UsageError(f"policy {policy_name!r} has no parameter(s) {', '.join(unknown)}; "
+                         f"known: {known}")
+
+
+def _fmt(x, unit=" s", nd=3):
+    return "-" if x is None else f"{x:.{nd}f}{unit}"
+
+
+def _victim_names(k) -> str:
+    """Who died of memory, as ``name xN`` in order of the first hit (the set ``metrics`` counts)."""
+    seen, names = set(), Counter()
+    for ev in k.trace:
+        kind = ev[1]
+        hit = (kind in ("kill", "fault_kill", "enomem")
+               or (kind == "exit" and ev[5] in ("oom-kill", "fault-kill", "enomem")))
+        if hit and ev[2] not in seen:
+            seen.add(ev[2])
+            names[ev[3]] += 1
+    return ", ".join(f"{n} x{c}" if c > 1 else n for n, c in names.items())
+
+
+def print_summary(rec: dict, k, out=sys.stdout):
+    sim, wall = rec["sim_s"] or 0.0, rec["wall_s"] or 0.0
+    victims = _victim_names(k)
+    rows = [
+        ("cell", f"{rec['policy']} / {rec['workload']} / seed {rec['seed']}"),
+        ("outcome", rec["outcome"] + (f" (workload goal reached at {rec['completion_s']:.3f} s)"
+                                      if rec["workload_completed"] else "")),
+        ("reclaim onset", _fmt(rec["reclaim_onset_s"])),
+        ("pressure onset", _fmt(rec["pressure_onset_s"])),
+        ("first OOM kill", _fmt(rec["first_kill_s"])
+         + (f"  ({rec['first_victim']})" if rec["first_victim"] else "")),
+        ("time to kill", _fmt(rec["time_to_kill_s"])),
+        ("longest stall", _fmt(rec["max_stall_s"])),
+        ("OOM kills", f"{rec['kills']}  (repeat {rec['repeat_kills']}, ineffective "
+                      f"{rec['ineffective_kills']}, extra {rec['extra_kills']})"),
+        ("fault kills", str(rec["fault_kills"])),
+        ("alloc failures", str(rec["alloc_failures"])),
+        ("victims", f"{rec['victims']}" + (f"  ({victims})" if victims else "")),
+        ("wrong victims", f"{rec['wrong_victims']}  (protected {rec['protected_victims']})"),
+        ("simulated", f"{sim:.3f} s, {rec['events']} events"),
+        ("wall", f"{wall:.3f} s, {sim / wall:.0f} sim-s per wall-s" if wall > 0 else f"{wall:.3f} s"),
+        ("trace sha256", rec["trace_sha256"]),
+    ]
+    width = max(len(r[0]) for r in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}", file=out)
+
+
+# ---------------------------------------------------------------------------- run
+def cmd_run(args) -> int:
+    params = dict(args.param or [])
+    _check_params(args.policy, params)
+    w = runner.resolve_workload(args.workload)
+    rec, k = runner.run_one(args.policy, w, args.seed, params or None, debug=args.debug,
+                            keep_kernel=True)
+    if args.trace:
+        runner.write_trace(k, args.trace)
+    if args.plot:
+        from . import plot
+        plot.timeline(k, args.plot, title=f"{rec['policy']} / {rec['workload']} / "
+                                          f"seed {rec['seed']} / {rec['outcome']}")
+    if args.json:
+        print(json.dumps(rec, default=str))
+    else:
+        print_summary(rec, k)
+        if args.trace:
+            print(f"trace -> {args.trace}")
+        if args.plot:
+            print(f"plot  -> {args.plot}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- list
+def cmd_list(args) -> int:
+    policies, perr = registry.discover()
+    workloads, werr = W.load_dir(registry.WORKLOAD_DIR)
+    print("policies:")
+    width = max((len(n) for n in policies), default=0)
+    for name in sorted(policies):
+        cls = policies[name]
+        params = " ".join(f"{k}={v!r}" for k, v in cls.params.items())
+        print(f"  {name:<{width}}  {cls.description}" + (f"  [{params}]" if params else ""))
+    print("workloads:")
+    width = max((len(n) for n in workloads), default=0)
+    for name in sorted(workloads):
+        print(f"  {name:<{width}}  {workloads[name].description}")
+    for e in perr + werr:
+        print(f"error: {e}", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------- quick
+def run_cell(policy: str, workload: str, seed: int) -> dict:
+    """One run in a worker; a failure becomes a record with ``status = error``."""
+    try:
+        return runner.run_one(policy, workload, seed)
+    except Exception as e:  # noqa: BLE001 - one broken cell must not sink the matrix
+        rec = {c: None for c in metrics.COLUMNS}
+        last = traceback.extract_tb(e.__traceback__)[-1]
+        rec.update(policy=policy, workload=workload, seed=seed, status="error",
+                   error=f"{type(e).__name__}: {e} ({last.filename}:{last.lineno})")
+        return rec
+
+
+def summarise(df, policies, workloads):
+    """One row per workload x policy (aggregates of ``metrics.md``, quick version)."""
+    import pandas as pd
+    rows = []
+    for w in workloads:
+        for p in policies:
+            g = df[(df.workload == w) & (df.policy == p)]
+            ok = g[g.status == "ok"]
+            n = len(ok)
+            ttk = ok.time_to_kill_s.dropna()
+            fv = Counter(ok.first_victim.dropna())
+            per = (lambda col: ok[col].mean() if n else float("nan"))
+            rows.append({
+                "workload": w, "policy": p, "runs": n,
+                "errors": len(g) - n,
+                "livelock": int((ok.outcome == "livelock").sum()),
+                "deadlock": int((ok.outcome == "deadlock").sum()),
+                "recovered": int((ok.outcome == "recovered").sum()),
+                "completed": int((ok.outcome == "completed").sum()),
+                "ttk_med_s": ttk.median() if len(ttk) else float("nan"),
+                "no_kill": n - len(ttk),
+                "kills/run": per("kills"),
+                "fault_kills/run": per("fault_kills"),
+                "wrong/run": per("wrong_victims"),
+                "first_victim": (f"{fv.most_common(1)[0][0]} ({fv.most_common(1)[0][1]})"
+                                 if fv else "-"),
+                "sim_s_mean": per("sim_s"),
+            })
+    table = pd.DataFrame(rows).set_index(["workload", "policy"])
+    if not table.errors.any():
+        table = table.drop(columns="errors")
+    return table
+
+
+def cmd_quick(args) -> int:
+    import pandas as pd
+    from joblib import Parallel, delayed
+    from tqdm import tqdm
+
+    found, perr = registry.discover()
+    for e in perr:
+        print(f"warning: {e}", file=sys.stderr)
+    policies = _csv(args.policies) if args.policies else QUICK_POLICIES
+    workloads = _csv(args.workloads) if args.workloads else QUICK_WORKLOADS
+    for p in policies:
+        if p not in found:
+            registry.get_policy(p)          # raises PolicyLoadError with the known names
+    workloads = [runner.resolve_workload(w).name for w in workloads]
+    if args.seeds < 1:
+        raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
+    cells = [(p, w, s) for w in workloads for p in policies for s in range(args.seeds)]
+    n_jobs = min(args.jobs or os.cpu_count() or 1, len(cells))
+    t0 = time.perf_counter()
+    try:                                    # results as they finish (joblib >= 1.4)
+        pool = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")
+    except ValueError:
+        pool = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")
+    results = pool(delayed(run_cell)(*c) for c in cells)
+    records = list(tqdm(results, total=len(cells), desc="quick", unit="run", file=sys.stderr,
+                        dynamic_ncols=True))
+    wall = time.perf_counter() - t0
+    df = pd.DataFrame(records).sort_values(["workload", "policy", "seed"])
+    table = summarise(df, policies, workloads)
+    with pd.option_context("display.width", 250, "display.max_columns", None):
+        print(table.to_string(float_format=lambda x: f"{x:.2f}", na_rep="-"))
+    print(f"\n{len(cells)} runs ({len(policies)} policies x {len(workloads)} workloads x "
+          f"{args.seeds} seeds) in {wall:.1f} s wall on {n_jobs} worker(s)")
+    errors = df[df.status != "ok"]
+    for _, r in errors.iterrows():
+        print(f"error: {r.policy} / {r.workload} / seed {r.seed}: {r.error}", file=sys.stderr)
+    return 1 if len(errors) else 0
+
+
+# ---------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m harness",
+                                 description="vmbench: Linux 2.4 VM / OOM-killer policies, simulated")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="{run,list,quick}")
+
+    r = sub.add_parser("run", help="run one cell and print its summary or record")
+    r.add_argument("--policy", required=True, help="policy name (see `list`)")
+    r.add_argument("--workload", required=True, help="workload name or path to a .toml file")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--param", action="append", type=parse_param, metavar="KEY=VALUE",
+                   help="policy parameter (Python literal, else string); repeatable")
+    r.add_argument("--json", action="store_true", help="print the record as one JSON object")
+    r.add_argument("--trace", metavar="FILE", help="write the event trace as JSON lines")
+    r.add_argument("--plot", metavar="FILE", help="write the run's timeline as a PNG")
+    r.add_argument("--debug", action="store_true", help="check page conservation after every step")
+    r.set_defaults(func=cmd_run)
+
+    li = sub.add_parser("list", help="list policies and workloads")
+    li.set_defaults(func=cmd_list)
+
+    q = sub.add_parser("quick", help="a few seeds of a few policies x workloads, in parallel")
+    q.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    q.add_argument("--policies", help=f"comma-separated (default {','.join(QUICK_POLICIES)})")
+    q.add_argument("--workloads", help=f"comma-separated (default {','.join(QUICK_WORKLOADS)})")
+    q.add_argument("--jobs", type=int, default=None, help="worker processes (default: all CPUs)")
+    q.set_defaults(func=cmd_quick)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        rc = args.func(args)
+        sys.stdout.flush()
+        return rc
+    except (UsageError, *USAGE_ERRORS) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:                 # `... | head`: stop quietly, as other tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+
+
+if __name__ == "__main__":
+    sys.exit(main())
