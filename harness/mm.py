@@ -193,13 +193,13 @@ def spawn(k, parent, make_child):
     if not req.pages:
         return None
     ts_zone = next(zi for zi in range(3) if req.got[zi])
-    k.zones[ts_zone].ts += 2
-    req.got = [0, 0, 0]
+    k.assign(req, "kmem", parent.kmem)      # the parent holds it until the child exists
     pgd = yield from alloc(k, parent, M.GFP_KERNEL, 0, 1, False)
     if not pgd.pages:
-        k.zones[ts_zone].ts -= 2
-        k.free_to_zone(ts_zone, 2)
+        kfree_zone(k, parent, ts_zone, 2)
         return None
+    parent.kmem[ts_zone] -= 2
+    k.move(ts_zone, "kmem", "ts", 2)
     child = make_child(ts_zone)
     k.assign(pgd, "pt", child.mm.pt)
     yield (CPU, 200, False)          # copy_process, exec: a fixed 0.2 ms
@@ -217,6 +217,12 @@ def kalloc(k, task, gfp: int, order: int, count: int):
         k.assign(req, "kmem", task.kmem)
         yield (CPU, int(k.costs.alloc_pass_us), False)
     return done
+
+
+def kfree_zone(k, task, zi: int, pages: int):
+    task.kmem[zi] -= pages
+    k.zones[zi].kmem -= pages
+    k.free_to_zone(zi, pages)
 
 
 def kfree(k, task, pages: int):
