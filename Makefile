@@ -28,6 +28,7 @@ perf: setup
 	mkdir -p results/perf
 	$(PY) -m pytest tests/test_bench.py --benchmark-enable --benchmark-only \
 		--benchmark-json=results/perf/benchmark.json
+	$(PY) -m harness perf-summary results/perf/benchmark.json
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .benchmarks

@@ -232,11 +232,26 @@ def cmd_quick(args) -> int:
     return 1 if len(errors) else 0
 
 
+# ---------------------------------------------------------------------------- perf
+def cmd_perf_summary(args) -> int:
+    """Simulated seconds per wall second and runs per minute from a pytest-benchmark JSON."""
+    import json
+    with open(args.file) as f:
+        data = json.load(f)
+    print(f"{'benchmark':42} {'median wall s':>13} {'sim s':>8} {'sim s / wall s':>15} {'runs/min':>9}")
+    for b in data["benchmarks"]:
+        med = b["stats"]["median"]
+        sim = b.get("extra_info", {}).get("sim_s")
+        rate = f"{sim / med:15.0f}" if sim else f"{'':15}"
+        print(f"{b['name']:42} {med:13.4f} {sim if sim else '':>8} {rate} {60 / med:9.0f}")
+    return 0
+
+
 # ---------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m harness",
                                  description="vmbench: Linux 2.4 VM / OOM-killer policies, simulated")
-    sub = ap.add_subparsers(dest="cmd", required=True, metavar="{run,list,quick}")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="{run,list,quick,perf-summary}")
 
     r = sub.add_parser("run", help="run one cell and print its summary or record")
     r.add_argument("--policy", required=True, help="policy name (see `list`)")
@@ -259,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--workloads", help=f"comma-separated (default {','.join(QUICK_WORKLOADS)})")
     q.add_argument("--jobs", type=int, default=None, help="worker processes (default: all CPUs)")
     q.set_defaults(func=cmd_quick)
+
+    pf = sub.add_parser("perf-summary", help="summarise a pytest-benchmark JSON (make perf)")
+    pf.add_argument("file")
+    pf.set_defaults(func=cmd_perf_summary)
     return ap
 
 

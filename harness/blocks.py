@@ -8,7 +8,7 @@ are called with ``yield from`` so their CPU cost lands on the calling task.
 from __future__ import annotations
 
 from . import machine as M
-from .engine import CMD_YIELD, CPU, DWAIT
+from .engine import CMD_YIELD, CPU, DWAIT, REPEAT
 from .machine import PF_MEMALLOC, PF_MEMDIE, SIGKILL, SIGTERM
 
 # ============================================================================ 1. watermark tests
@@ -88,6 +88,8 @@ def evict_clean(k, cz: int, n: int, lowest: int = 0):
     for f in k.files.values():
         if left <= 0:
             break
+        if not any(f.clean):
+            continue
         for zi in range(cz, lowest - 1, -1):
             take = min(left, f.clean[zi])
             if take:
@@ -112,7 +114,7 @@ def drop_text(k, cz: int, n: int) -> int:
     for f in k.files.values():
         if left <= 0:
             break
-        if id(f) in hot:
+        if not f.mappers or id(f) in hot or not any(f.mapped):
             continue
         for zi in range(cz, -1, -1):
             take = min(left, f.mapped[zi])
@@ -297,7 +299,11 @@ def aa_reclaim_round(k, task, cz: int, gfp: int, vm_passes: int = 60, scan_ratio
     nr = M.SWAP_CLUSTER_MAX
     failed_swapout = not (gfp & M.GFPF_IO)
     swapped = 0
-    for _ in range(vm_passes):
+    i = 0
+    while i < vm_passes:
+        v0 = k.version
+        latched = failed_swapout          # no swap_out call in this pass: its cost is the steady one
+        i += 1
         cost = c.vfs_shrink_us
         cl, d, w, m = lru_counts(k, cz)
         max_scan = (cl + d + w + m) // scan_ratio
@@ -315,6 +321,13 @@ def aa_reclaim_round(k, task, cz: int, gfp: int, vm_passes: int = 60, scan_ratio
             failed_swapout = not ok
             swapped += queued
             cost += ptes * c.pte_scan_us
+        if (nr > 0 and k.version == v0 and latched and i < vm_passes
+                and rr.wait_until <= k.now):
+            # this pass changed nothing, so the passes left are the same pass again: charge them
+            # in one go, stopping early (exactly at a pass boundary) if the machine changes
+            done = yield (REPEAT, int(cost), vm_passes - i + 1)
+            i += done - 1
+            continue
         yield (CPU, int(cost), False)
         if swapped and nr > 0 and gfp & M.GFPF_IO:
             # the swap-cache pages this round queued are freed when written: wait for them
@@ -377,19 +390,24 @@ class OOMRateLimiter:
         now = k.now // M.JIFFY_US
         since = now - self.last
         self.last = now
-        k.changed()
         if since > 5 * M.HZ:
             self._reset(now)
+            k.changed()
             return False
         if now - self.first < M.HZ:
+            # the answer stays "no" until first + HZ: a loop calling us changes nothing till then
+            k.alarm(self, (self.first + M.HZ) * M.JIFFY_US)
             return False
         self.count += 1
         if self.count < 10:
+            k.changed()
             return False
         if self.use_lastkill and now - self.lastkill < 5 * M.HZ:
+            k.alarm(self, (self.lastkill + 5 * M.HZ) * M.JIFFY_US)
             return False
         self.lastkill = now
         self._reset(now)
+        k.changed()
         return True
 
     def _reset(self, now):

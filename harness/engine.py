@@ -28,6 +28,8 @@ YIELD = 1      # (YIELD,)  sched_yield: to the back of the run queue
 SLEEP = 2      # (SLEEP, until_us)  TASK_INTERRUPTIBLE until a time (a signal wakes it)
 DWAIT = 3      # (DWAIT, until_us)  TASK_UNINTERRUPTIBLE until a time
 WAITQ = 4      # (WAITQ, queue or None, interruptible)  sleep until woken (via the queue)
+REPEAT = 5     # (REPEAT, us, count)  ``count`` identical kernel iterations of ``us`` each; the
+               # generator is sent how many ran: fewer if the machine changed meanwhile
 
 CMD_YIELD = (YIELD,)
 
@@ -113,7 +115,7 @@ class Task:
                  "daemon", "goal", "ignores_sigterm", "children", "wait_child", "waiters",
                  "in_alloc_since", "spin_seen", "spin_ver", "killed_at", "sleep_token",
                  "script", "oom_score_adj", "files", "memdie_at", "oom_skip", "tpl", "cmd_user",
-                 "boost_us")
+                 "boost_us", "send_val", "rep_per", "rep_total", "rep_ver")
 
     def __init__(self, pid, name, *, role="bystander", parent=None, uid=0, euid=None, nice=0,
                  caps=(), mm=None, kthread=False, daemon=False, goal=False,
@@ -133,6 +135,10 @@ class Task:
         self.cmd_user = False
         self.slice_len = None        # timeslice override
         self.boost_us = 0            # CPU left of the OOM victim's 5*HZ ``counter`` boost
+        self.send_val = None         # value sent into the generator when it next resumes
+        self.rep_per = 0             # REPEAT in progress: cost of one iteration,
+        self.rep_total = 0           # ... total cost granted,
+        self.rep_ver = 0             # ... and the machine's version when it started
         self.ts_zone = None
         self.kmem = [0, 0, 0]
         self.exit_code = None
@@ -224,6 +230,7 @@ class Kernel:
         self.n_runnable = 0
         self.timers = []
         self.tseq = 0
+        self.alarms = {}             # key -> time before which a fast-forward must stop
         self.files = {}              # name -> File, in LRU order (oldest first)
         self.disk_busy_until = 0
         self.swap_cursor = 0
@@ -284,6 +291,11 @@ class Kernel:
         """Something a retry loop could observe changed: invalidates fixed-point detection."""
         self.version += 1
         self.spin_count = 0
+
+    def alarm(self, key, when: int):
+        """A time at which some state a loop consults changes by itself (a rate limiter's gate
+        opening): fast-forwarding never jumps past it."""
+        self.alarms[key] = when
 
     def progress(self):
         self.last_progress = self.now
@@ -605,14 +617,30 @@ class Kernel:
         cpu.slice_left = max(t.boost_us, t.slice_len or self.costs.timeslice_us)
         t.slice_len = None
 
+    def _repeat_check(self, t: Task):
+        """A REPEAT whose iterations would now see a changed machine stops at the end of the
+        current iteration, so the kernel loop observes the change exactly where it would have."""
+        if self.version != t.rep_ver:
+            per = t.rep_per
+            elapsed = t.rep_total - t.cmd_left
+            new_total = (elapsed // per + 1) * per
+            if new_total < t.rep_total:
+                t.cmd_left = new_total - elapsed
+                t.rep_total = new_total
+            t.rep_ver = self.version
+
     def _step(self, cpu: CPUState):
         """Run a task's generator until it asks for time or leaves the CPU."""
         t = cpu.task
         gen = t.gen
+        if t.rep_per:
+            t.send_val = t.rep_total // t.rep_per
+            t.rep_per = 0
         while True:
             self.events += 1
             try:
-                cmd = next(gen)
+                val, t.send_val = t.send_val, None
+                cmd = gen.send(val)
             except StopIteration:
                 if t.alive:
                     self.do_exit(t, 0, "exit")
@@ -631,6 +659,15 @@ class Kernel:
                     continue
                 t.cmd_left = us
                 t.cmd_user = cmd[2]
+                return
+            if op == REPEAT:
+                per, count = cmd[1], cmd[2]
+                if per <= 0 or count <= 0:
+                    t.send_val = count
+                    continue
+                t.rep_per, t.rep_total, t.rep_ver = per, per * count, self.version
+                t.cmd_left = per * count
+                t.cmd_user = False
                 return
             if op == YIELD:
                 if self.runq:
@@ -722,6 +759,8 @@ class Kernel:
                 t = c.task
                 if t is not None:
                     busy = True
+                    if t.rep_per:
+                        self._repeat_check(t)
                     e = self.now + (t.cmd_left if t.cmd_left < c.slice_left else c.slice_left)
                     if e < t_next:
                         t_next = e
@@ -730,6 +769,9 @@ class Kernel:
                 deadline = self.time_limit_us
             if busy and self.n_runnable and self.spin_count >= self.n_runnable:
                 target = min(timers[0][0] if timers else INF, deadline)
+                for a in self.alarms.values():
+                    if self.now < a < target:
+                        target = a
                 self._fast_forward(int(target))
                 if self.now >= self.next_sample:
                     self._sample()

@@ -205,8 +205,8 @@ class Policy:
     def oom_kill(self, k, task):
         """``oom_kill``: select, signal every task sharing the mm, then yield.
         Returns True if ``task`` itself was killed."""
-        yield (CPU, int(len(k.live) * k.costs.oom_scan_us_per_task), False)
         victim, table = self.select_bad_process(k)
         killed_self = B.oom_kill_24(k, task, victim, table)
+        yield (CPU, int(len(k.live) * k.costs.oom_scan_us_per_task), False)   # the scan's cost
         yield CMD_YIELD
         return killed_self
