@@ -470,8 +470,6 @@ def oom_kill_task_24(k, p):
     ``force_sig`` of SIGTERM to a CAP_SYS_RAWIO task, SIGKILL to anyone else."""
     k.boost(p, 5 * M.HZ * M.JIFFY_US)
     p.flags |= PF_MEMALLOC | PF_MEMDIE
-    if p.memdie_at is None:
-        p.memdie_at = k.now
     sig = SIGTERM if "CAP_SYS_RAWIO" in p.caps else SIGKILL
     k.signal(p, sig)
     return sig

@@ -114,7 +114,7 @@ class Task:
                  "slice_len", "ts_zone", "kmem", "exit_code", "exit_reason", "kthread",
                  "daemon", "goal", "ignores_sigterm", "children", "wait_child", "waiters",
                  "in_alloc_since", "spin_seen", "spin_ver", "killed_at", "sleep_token",
-                 "script", "oom_score_adj", "files", "memdie_at", "oom_skip", "tpl", "cmd_user",
+                 "oom_score_adj", "tpl", "cmd_user",
                  "boost_us", "send_val", "rep_per", "rep_total", "rep_ver")
 
     def __init__(self, pid, name, *, role="bystander", parent=None, uid=0, euid=None, nice=0,
@@ -152,12 +152,8 @@ class Task:
         self.spin_seen = -1
         self.spin_ver = -1
         self.killed_at = None
-        self.memdie_at = None
-        self.oom_skip = False
         self.sleep_token = 0
-        self.script = None
         self.oom_score_adj = oom_score_adj
-        self.files = []
         self.tpl = tpl
 
     @property

@@ -462,7 +462,6 @@ class Builder:
 
     def start(self):
         k = self.k
-        init_spec = {"name": "init", "program": None}
         k.new_task("init", lambda t: self.init_script(t), role="protected", uid=0,
                    mm=MM(_pages(0.5), None), daemon=True)
         for name, gen in (("keventd", MMops.idle_kthread), ("kswapd", self.kswapd),
@@ -471,7 +470,6 @@ class Builder:
                            kthread=True, daemon=True)
             if name == "kswapd":
                 k.kswapd = t
-        del init_spec
         for spec in self.w.tasks:
             for i in range(spec.get("count", 1)):
                 start = int(draw(k, spec.get("start_s", 0)) * 1e6)
@@ -495,9 +493,8 @@ class Builder:
         name = spec["name"]
         init = k.by_pid[1]
         kw = self.task_kwargs(spec)
-        t = k.new_task(name, lambda t: self.run_script(t, spec.get("script", [])),
-                       parent=init, mm=self.new_mm(spec), goal=spec.get("goal", False), **kw)
-        t.ts_zone = None
+        k.new_task(name, lambda t: self.run_script(t, spec.get("script", [])),
+                   parent=init, mm=self.new_mm(spec), goal=spec.get("goal", False), **kw)
 
     def _launch_make(self, m):
         k = self.k

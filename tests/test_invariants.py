@@ -1,7 +1,8 @@
 """Whole-run invariants: page conservation after every step, determinism, the record's columns.
 
-Runs every seed policy on the three workloads of the repository (15 cells).  The debug runs
-(``k.check_pages()`` after every engine step) are the slow part of the suite.
+Runs every policy found in ``policies/`` on every workload in ``workloads/``, so a dropped-in
+policy or workload file is checked without a test edit.  The debug runs (``k.check_pages()``
+after every engine step) are the slow part of the suite.
 """
 import json
 import os
@@ -12,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import metrics
+from harness import metrics, registry
+from harness import workload as W
 from harness.runner import run_one
 
-POLICIES = ["mainline", "mainline_akpm_fix", "aa", "morton", "rmap"]
-WORKLOADS = ["morton-make-usemem", "morton-swap", "dstate-victim"]
+POLICIES = sorted(registry.discover()[0])
+WORKLOADS = sorted(W.load_dir(registry.WORKLOAD_DIR)[0])
 CELLS = [(p, w) for p in POLICIES for w in WORKLOADS]
 ROOT = Path(__file__).resolve().parent.parent
 
