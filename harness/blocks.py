@@ -116,13 +116,7 @@ def drop_text(k, cz: int, n: int) -> int:
             break
         if not f.mappers or id(f) in hot or not any(f.mapped):
             continue
-        for zi in range(cz, -1, -1):
-            take = min(left, f.mapped[zi])
-            if take:
-                f.mapped[zi] -= take
-                f.clean[zi] += take
-                k.move(zi, "mapped", "clean", take)
-                left -= take
+        left -= k.file_move(f, "mapped", "clean", left, range(cz, -1, -1))
     if left != n:
         k.changed()
     return n - left
@@ -226,13 +220,7 @@ def swap_out(k, cz: int, nr: int = M.SWAP_CLUSTER_MAX):
     from_text = min(want, -(-want * text_pages // droppable)) if text_pages else 0
     dropped = 0
     for f in text:
-        for zi in range(cz, -1, -1):
-            n = min(from_text - dropped, f.mapped[zi])
-            if n > 0:
-                f.mapped[zi] -= n
-                f.clean[zi] += n
-                k.move(zi, "mapped", "clean", n)
-                dropped += n
+        dropped += k.file_move(f, "mapped", "clean", from_text - dropped, range(cz, -1, -1))
     left = want - dropped
     queued = 0
     if left and anon_ok:

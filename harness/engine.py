@@ -356,6 +356,22 @@ class Kernel:
             setattr(z, frm, getattr(z, frm) - n)
             setattr(z, to, getattr(z, to) + n)
 
+    def file_move(self, f: File, frm: str, to: str, n: int, zones=(2, 1, 0)) -> int:
+        """Move up to ``n`` of a file's pages between states (``clean``, ``mapped``, ``dirty``,
+        ``wb``), zone by zone in the order given, keeping the zone counts.  Returns pages moved."""
+        src, dst = getattr(f, frm), getattr(f, to)
+        left = n
+        for zi in zones:
+            if left <= 0:
+                break
+            m = min(left, src[zi])
+            if m > 0:
+                src[zi] -= m
+                dst[zi] += m
+                self.move(zi, frm, to, m)
+                left -= m
+        return n - left
+
     def assign(self, req: AllocReq, kind: str, owner_list):
         """Hand the pages of a finished allocation to an owner's per-zone list."""
         for zi in range(3):
@@ -429,21 +445,16 @@ class Kernel:
 
     def start_writeback(self, f: File, zi: int, n: int):
         """Dirty -> under write-back; clean when the disk is done (``writepage``)."""
+        n = self.file_move(f, "dirty", "wb", n, (zi,))
         if n <= 0:
             return
-        f.dirty[zi] -= n
-        f.wb[zi] += n
-        self.move(zi, "dirty", "wb", n)
         done = self.disk_io(n)
         self.at(done, self._writeback_done, (f, zi, n))
         self.changed()
 
     def _writeback_done(self, arg):
         f, zi, n = arg
-        n = min(n, f.wb[zi])
-        f.wb[zi] -= n
-        f.clean[zi] += n
-        self.move(zi, "wb", "clean", n)
+        self.file_move(f, "wb", "clean", n, (zi,))
         self.changed()
 
     # ------------------------------------------------------------------ timers
@@ -550,12 +561,7 @@ class Kernel:
         f.mappers -= 1
         if f.mappers <= 0:
             f.mappers = 0
-            for zi in range(3):
-                n = f.mapped[zi]
-                if n:
-                    f.mapped[zi] = 0
-                    f.clean[zi] += n
-                    self.move(zi, "mapped", "clean", n)
+            self.file_move(f, "mapped", "clean", sum(f.mapped))
 
     def do_exit(self, t: Task, code: int, reason: str):
         """``do_exit``: free the mm, kernel allocations and task_struct, wake the parent."""

@@ -91,14 +91,7 @@ def ensure_text(k, task):
         if need <= 0:
             return
         # minor faults: resident clean pages of the file are mapped again
-        remap = 0
-        for zi in range(3):
-            n = min(need - remap, f.clean[zi])
-            if n > 0:
-                f.clean[zi] -= n
-                f.mapped[zi] += n
-                k.move(zi, "clean", "mapped", n)
-                remap += n
+        remap = k.file_move(f, "clean", "mapped", need, range(3))
         if remap:
             k.changed()
             k.touch_file(f)
