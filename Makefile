@@ -20,9 +20,9 @@ test: setup
 bench-quick: setup
 	$(PY) -m harness quick
 
-# For now the quick matrix with 20 seeds; replaced by the full matrix later.
+# every policy x every workload x 20 seeds, cached, then results/latest/{runs.csv,summary.md,index.html,plots/}
 bench: setup
-	$(PY) -m harness quick --seeds 20
+	$(PY) -m harness bench
 
 perf: setup
 	mkdir -p results/perf

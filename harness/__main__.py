@@ -18,6 +18,7 @@ import sys
 import time
 import traceback
 from collections import Counter
+from pathlib import Path
 
 from . import metrics, registry, runner
 from . import workload as W
@@ -232,6 +233,53 @@ def cmd_quick(args) -> int:
     return 1 if len(errors) else 0
 
 
+# ---------------------------------------------------------------------------- bench
+def _seed_list(text: str) -> list[int]:
+    out = []
+    for part in _csv(text):
+        if "-" in part:
+            a, b = part.split("-", 1)
+            out.extend(range(int(a), int(b) + 1))
+        else:
+            out.append(int(part))
+    return out
+
+
+def cmd_bench(args) -> int:
+    from . import bench as B
+    seeds = _seed_list(args.seed_list) if args.seed_list else range(args.seeds)
+    if not seeds:
+        raise UsageError("no seeds: give --seeds N (N >= 1) or --seed-list 0-19")
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.scheduler and args.backend != "dask":
+        raise UsageError("--scheduler goes with --backend dask")
+    failed, out = B.bench(policies=_csv(args.policies) if args.policies else None,
+                          workloads=_csv(args.workloads) if args.workloads else None,
+                          seeds=seeds, jobs=args.jobs, backend=args.backend,
+                          scheduler=args.scheduler, out_root=args.out,
+                          use_cache=not args.no_cache, timeout_s=args.timeout,
+                          report=not args.no_report, log=lambda m: print(m, file=sys.stderr))
+    summary = out / "summary.md"
+    if summary.exists() and not args.quiet:
+        print(summary.read_text())
+    return 1 if failed else 0
+
+
+def cmd_report(args) -> int:
+    import pandas as pd
+
+    from . import report as R
+    d = Path(args.dir)
+    if not (d / "runs.csv").exists():
+        raise UsageError(f"{d}: no runs.csv here (give a results folder, e.g. results/latest)")
+    meta = json.loads((d / "meta.json").read_text()) if (d / "meta.json").exists() else {}
+    paths = R.write_report(d, pd.read_csv(d / "runs.csv"), meta)
+    for p in paths:
+        print(p)
+    return 0
+
+
 # ---------------------------------------------------------------------------- perf
 def cmd_perf_summary(args) -> int:
     """Simulated seconds per wall second and runs per minute from a pytest-benchmark JSON."""
@@ -251,7 +299,7 @@ def cmd_perf_summary(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m harness",
                                  description="vmbench: Linux 2.4 VM / OOM-killer policies, simulated")
-    sub = ap.add_subparsers(dest="cmd", required=True, metavar="{run,list,quick,perf-summary}")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="{run,list,quick,bench,report,perf-summary}")
 
     r = sub.add_parser("run", help="run one cell and print its summary or record")
     r.add_argument("--policy", required=True, help="policy name (see `list`)")
@@ -274,6 +322,26 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--workloads", help=f"comma-separated (default {','.join(QUICK_WORKLOADS)})")
     q.add_argument("--jobs", type=int, default=None, help="worker processes (default: all CPUs)")
     q.set_defaults(func=cmd_quick)
+
+    b = sub.add_parser("bench", help="the policy x workload x seed matrix, cached, with a report")
+    b.add_argument("--policies", help="comma-separated (default: every policy in policies/)")
+    b.add_argument("--workloads", help="comma-separated (default: every workload in workloads/)")
+    b.add_argument("--seeds", type=int, default=20, help="seeds 0..N-1 (default 20)")
+    b.add_argument("--seed-list", help="explicit seeds, e.g. 0,3,5-9")
+    b.add_argument("--jobs", type=int, default=None, help="worker processes (default: all CPUs)")
+    b.add_argument("--backend", choices=("loky", "dask"), default="loky")
+    b.add_argument("--scheduler", help="dask scheduler address, e.g. tcp://10.0.0.5:8786 "
+                                       "(default with --backend dask: a LocalCluster on 127.0.0.1)")
+    b.add_argument("--out", type=Path, default=None, help="results root (default results/)")
+    b.add_argument("--no-cache", action="store_true", help="recompute every run")
+    b.add_argument("--timeout", type=float, default=300.0, help="wall seconds per run (default 300)")
+    b.add_argument("--no-report", action="store_true", help="runs.csv and meta.json only")
+    b.add_argument("--quiet", action="store_true", help="do not print summary.md at the end")
+    b.set_defaults(func=cmd_bench)
+
+    rp = sub.add_parser("report", help="(re)write summary.md, index.html and plots of a results folder")
+    rp.add_argument("dir", nargs="?", default=str(registry.ROOT / "results" / "latest"))
+    rp.set_defaults(func=cmd_report)
 
     pf = sub.add_parser("perf-summary", help="summarise a pytest-benchmark JSON (make perf)")
     pf.add_argument("file")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import random
+import time
 from collections import deque
 
 from . import machine as M
@@ -41,6 +42,10 @@ R, S, D, Z, X = "R", "S", "D", "Z", "X"   # runnable, sleeping, uninterruptible,
 
 class SimError(Exception):
     """A workload or policy asked the engine for something impossible."""
+
+
+class RunTimeout(Exception):
+    """The run exceeded its wall-clock budget (a policy looping without end, say)."""
 
 
 class Zone:
@@ -741,13 +746,20 @@ class Kernel:
         self.samples.append((self.now, z[0].free, z[1].free, z[2].free))
         self.next_sample = self.now - self.now % self.sample_us + self.sample_us
 
-    def run(self):
-        """The event loop: dispatch, advance to the next event, fire it; until the run ends."""
+    def run(self, wall_timeout_s: float | None = None):
+        """The event loop: dispatch, advance to the next event, fire it; until the run ends.
+        ``wall_timeout_s`` bounds the wall time (checked every 4096 loop turns)."""
         cpus = self.cpus
         timers = self.timers
         heappop = heapq.heappop
         debug = self.debug
+        deadline_wall = time.perf_counter() + wall_timeout_s if wall_timeout_s else None
+        turns = 0
         while self.finished is None:
+            turns += 1
+            if deadline_wall is not None and not turns & 4095 and time.perf_counter() > deadline_wall:
+                raise RunTimeout(f"run exceeded {wall_timeout_s:g} s of wall time at "
+                                 f"t={self.now / 1e6:.3f} s simulated")
             for c in cpus:
                 while c.task is None and self.runq:
                     self._dispatch(c)

@@ -78,14 +78,74 @@ def _default_title(k):
     return f"{policy} / {workload} / seed {k.seed} / {compute(k)['outcome']}"
 
 
-def timeline(k, path, title=None):
-    """Write the timeline PNG of finished run ``k`` to ``path``."""
+def free_ymax(k):
+    """Top of the free-pages data of run ``k``: the highest free count sampled (or the largest
+    zone when nothing was sampled).  Pass the maximum over several runs to
+    :func:`draw_timeline` as ``ymax`` to draw them on one scale."""
+    zones = [z for z in k.zones if z.size > 0]
+    ymax = max([z.size for z in zones] + [1])
+    if k.samples:
+        ymax = max(max(s[1 + z.idx] for s in k.samples for z in zones), 1)
+    return ymax
+
+
+def stalled_max(k):
+    """Most tasks stalled in the allocator at once in run ``k``."""
+    return max(_stalled_steps(k.trace)[1])
+
+
+def event_handles(kills=None, fault_kills=None, fails=None, runs_named=None):
+    """Legend entries for the watermarks and the events; counts in the labels when given."""
+    def n(x):
+        return "" if x is None else f" ({x})"
+    kill_label = f"OOM kill{n(kills)}"
+    if runs_named is not None:
+        kill_label += f"\n(first {runs_named} runs named)"
+    handles = [Line2D([], [], color="gray", lw=0.7, ls=st, label=wm) for wm, st in WM_STYLES.items()]
+    handles += [
+        Line2D([], [], color="red", lw=1.0, label=kill_label),
+        Line2D([], [], color="darkorange", marker="x", ls="", mew=2,
+               label=f"fault kill{n(fault_kills)}"),
+        Line2D([], [], color="black", marker="|", ls="", label=f"alloc failure{n(fails)}"),
+        Line2D([], [], color="black", lw=2.0, ls="-.", label="watchdog"),
+    ]
+    return handles
+
+
+def _fit_labels(ax, texts):
+    """Flip a kill label to the other side of its line when it would leave the axes."""
+    if not texts:
+        return
+    renderer = ax.figure.canvas.get_renderer()
+    box = ax.get_window_extent(renderer)
+    for txt in texts:
+        ext = txt.get_window_extent(renderer)
+        if txt.get_ha() == "left" and ext.x1 > box.x1:
+            txt.set_ha("right")
+            txt.set_text(txt.get_text().strip() + " ")
+        elif txt.get_ha() == "right" and ext.x0 < box.x0:
+            txt.set_ha("left")
+            txt.set_text(" " + txt.get_text().strip())
+
+
+def draw_timeline(ax, ax2, k, *, xmax=None, ymax=None, stall_top=None, compact=False,
+                  label_watermarks=True, legend=True, ylabels=True, xlabel=True):
+    """Draw the timeline of finished run ``k`` on two given axes: free pages per zone with the
+    watermarks and the events on ``ax``, tasks stalled in the allocator on ``ax2`` (both share
+    the time axis).  :func:`timeline` is this on a figure of its own.
+
+    For several runs side by side: ``xmax`` (s), ``ymax`` (pages, see :func:`free_ymax`) and
+    ``stall_top`` (tasks) put them on common scales; ``compact`` shortens the kill labels
+    (at most 3, flipped to stay inside the axes); ``label_watermarks=False`` leaves the
+    watermark names out (the caller may place them with :func:`_label_right` from the returned
+    ``wm_labels``), ``legend=False`` leaves the legend to the caller (:func:`event_handles`),
+    ``ylabels``/``xlabel=False`` leave axis titles out.
+
+    Returns a dict: ``zone_handles``, ``wm_labels``, ``kills``, ``fault_kills``,
+    ``alloc_failures``, ``watchdog`` (list of kinds)."""
+    fig = ax.figure
     end_s = k.now / 1e6
     zones = [z for z in k.zones if z.size > 0]
-    fig, (ax, ax2) = plt.subplots(2, 1, sharex=True, figsize=(12, 7), dpi=110,
-                                  gridspec_kw={"height_ratios": [3.2, 1]})
-    fig.subplots_adjust(left=0.08, right=0.77, top=0.93, bottom=0.08, hspace=0.08)
-    fig.suptitle(title or _default_title(k), fontsize=12)
 
     # --- free pages per zone, with pages_min/low/high.  The watermarks are a few hundred pages
     # on a machine of tens of thousands, so the axis is linear up to twice the highest
@@ -101,17 +161,17 @@ def timeline(k, path, title=None):
             y = getattr(z, wm)
             ax.axhline(y, color=c, lw=0.7, ls=style, alpha=0.8)
             wm_labels.append((y, f"{z.name} {wm[6:]} {y}", c))
-    ymax = max([z.size for z in zones] + [1])
-    if k.samples:
-        ymax = max(max(s[1 + z.idx] for s in k.samples for z in zones), 1)
+    if ymax is None:
+        ymax = free_ymax(k)
     lin = max(2 * max((z.pages_high for z in zones), default=0), 16)
     if ymax > 4 * lin:
         ax.set_yscale("symlog", linthresh=lin, linscale=1.5)
         ax.yaxis.set_major_locator(FixedLocator(_symlog_ticks(lin, ymax)))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f}"))
         ax.yaxis.set_minor_locator(NullLocator())
-        ax.set_ylabel(f"free pages (4 KB)\nlinear up to {lin:.0f}, log above")
-    else:
+        if ylabels:
+            ax.set_ylabel(f"free pages (4 KB)\nlinear up to {lin:.0f}, log above")
+    elif ylabels:
         ax.set_ylabel("free pages (4 KB)")
     strip = (0.22 * lin) if ax.get_yscale() == "symlog" else 0.06 * ymax * 1.25
     ax.set_ylim(-strip, ymax * 1.25)
@@ -121,7 +181,8 @@ def timeline(k, path, title=None):
             blended_transform_factory(ax.transAxes, ax.transData), fontsize=6.5, color="0.45",
             va="center", ha="left")
     ax.grid(True, alpha=0.25)
-    _label_right(fig, ax, wm_labels)
+    if label_watermarks:
+        _label_right(fig, ax, wm_labels)
     top = blended_transform_factory(ax.transData, ax.transAxes)
 
     # --- events.  Fault kills and allocation failures go in a strip below zero, where no
@@ -130,7 +191,7 @@ def timeline(k, path, title=None):
     fault_kills = [ev for ev in k.trace if ev[1] == "fault_kill"]
     fails = [ev for ev in k.trace if ev[1] == "alloc_fail"]
     watchdog = [ev for ev in k.trace if ev[1] == "watchdog"]
-    span = max(end_s, 1e-6)
+    span = max(end_s if xmax is None else xmax, 1e-6)
     runs = []                                   # [first kill event, count, last time]
     for ev in kills:
         x = ev[0] / 1e6
@@ -142,13 +203,20 @@ def timeline(k, path, title=None):
             runs[-1][2] = x
         else:
             runs.append([ev, 1, x])
-    for i, (ev, n, _last) in enumerate(runs[:MAX_KILL_LABELS]):
-        sig = {9: "KILL", 15: "TERM"}.get(ev[4], str(ev[4]))
-        text = f"{ev[3]}[{ev[2]}] SIG{sig}" + (f" +{n - 1} more {ev[3]}" if n > 1 else "")
+    max_labels = 3 if compact else MAX_KILL_LABELS
+    kill_texts = []
+    for i, (ev, n, _last) in enumerate(runs[:max_labels]):
+        if compact:
+            text = f"{ev[3]}[{ev[2]}]" + (f" +{n - 1}" if n > 1 else "")
+        else:
+            sig = {9: "KILL", 15: "TERM"}.get(ev[4], str(ev[4]))
+            text = f"{ev[3]}[{ev[2]}] SIG{sig}" + (f" +{n - 1} more {ev[3]}" if n > 1 else "")
         right = ev[0] / 1e6 > 0.72 * span      # near the right edge: write to the left
-        ax.text(ev[0] / 1e6, 0.97 - 0.065 * (i % 3), f"{text} " if right else f" {text}",
-                transform=top, color="red", fontsize=7.5, va="top", ha="right" if right else "left",
-                bbox=dict(boxstyle="square,pad=0.1", fc="white", ec="none", alpha=0.75))
+        kill_texts.append(ax.text(
+            ev[0] / 1e6, 0.97 - 0.065 * (i % 3), f"{text} " if right else f" {text}",
+            transform=top, color="red", fontsize=6.5 if compact else 7.5, va="top",
+            ha="right" if right else "left",
+            bbox=dict(boxstyle="square,pad=0.1", fc="white", ec="none", alpha=0.75)))
     strip = ax.get_ylim()[0]
     if fault_kills:
         ax.plot([ev[0] / 1e6 for ev in fault_kills], [strip * 0.35] * len(fault_kills), "x",
@@ -161,21 +229,14 @@ def timeline(k, path, title=None):
         for a in (ax, ax2):
             a.axvline(x, color="black", lw=2.0, ls="-.")
         ax.text(x, 0.5, f"watchdog: {ev[2]} ", transform=top, rotation=90, ha="right",
-                va="center", fontsize=9, fontweight="bold")
+                va="center", fontsize=8 if compact else 9, fontweight="bold")
 
-    kill_label = f"OOM kill ({len(kills)})"
-    if len(runs) > MAX_KILL_LABELS:
-        kill_label += f"\n(first {MAX_KILL_LABELS} runs named)"
-    handles += [Line2D([], [], color="gray", lw=0.7, ls=st, label=wm) for wm, st in WM_STYLES.items()]
-    handles += [
-        Line2D([], [], color="red", lw=1.0, label=kill_label),
-        Line2D([], [], color="darkorange", marker="x", ls="", mew=2,
-               label=f"fault kill ({len(fault_kills)})"),
-        Line2D([], [], color="black", marker="|", ls="", label=f"alloc failure ({len(fails)})"),
-        Line2D([], [], color="black", lw=2.0, ls="-.", label="watchdog"),
-    ]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.12, 1.0), fontsize=8,
-              frameon=False, borderaxespad=0)
+    if legend:
+        ax.legend(handles=handles + event_handles(
+                      len(kills), len(fault_kills), len(fails),
+                      MAX_KILL_LABELS if len(runs) > MAX_KILL_LABELS else None),
+                  loc="upper left", bbox_to_anchor=(1.12, 1.0), fontsize=8,
+                  frameon=False, borderaxespad=0)
 
     # --- tasks stalled in the allocator
     ts, ns = _stalled_steps(k.trace)
@@ -183,13 +244,28 @@ def timeline(k, path, title=None):
     ns.append(ns[-1])
     ax2.step(ts, ns, where="post", color="tab:brown", lw=1.3)
     ax2.fill_between(ts, ns, step="post", color="tab:brown", alpha=0.2)
-    ax2.set_ylabel("tasks stalled\nin allocator")
-    ax2.set_ylim(bottom=0, top=max(1, max(ns)) * 1.15)
+    if ylabels:
+        ax2.set_ylabel("tasks stalled\nin allocator")
+    ax2.set_ylim(bottom=0, top=max(1, max(ns) if stall_top is None else stall_top) * 1.15)
     ax2.yaxis.get_major_locator().set_params(integer=True)
     ax2.grid(True, alpha=0.25)
-    ax2.set_xlabel("simulated time (s)")
-    ax2.set_xlim(0, max(end_s, 1e-3))
+    if xlabel:
+        ax2.set_xlabel("simulated time (s)")
+    ax2.set_xlim(0, max(end_s if xmax is None else xmax, 1e-3))
+    if compact:
+        _fit_labels(ax, kill_texts)
+    return {"zone_handles": handles, "wm_labels": wm_labels, "kills": len(kills),
+            "fault_kills": len(fault_kills), "alloc_failures": len(fails),
+            "watchdog": [ev[2] for ev in watchdog]}
 
+
+def timeline(k, path, title=None):
+    """Write the timeline PNG of finished run ``k`` to ``path``."""
+    fig, (ax, ax2) = plt.subplots(2, 1, sharex=True, figsize=(12, 7), dpi=110,
+                                  gridspec_kw={"height_ratios": [3.2, 1]})
+    fig.subplots_adjust(left=0.08, right=0.77, top=0.93, bottom=0.08, hspace=0.08)
+    fig.suptitle(title or _default_title(k), fontsize=12)
+    draw_timeline(ax, ax2, k)
     fig.savefig(path)
     plt.close(fig)
     return path

@@ -30,26 +30,28 @@ def resolve_workload(name_or_path, folder=registry.WORKLOAD_DIR) -> W.Workload:
     raise UnknownWorkload(f"unknown workload {name_or_path!r}; known workloads: {known}")
 
 
-def simulate(policy, w: W.Workload, seed: int, *, debug=False, trace=True) -> Kernel:
+def simulate(policy, w: W.Workload, seed: int, *, debug=False, trace=True,
+             wall_timeout_s=None) -> Kernel:
     """Build the machine, boot the workload, run to the end; returns the finished kernel."""
     k = Kernel(w.machine, policy, seed, debug=debug, trace=trace,
                watchdog_s=w.watchdog_s, time_limit_s=w.time_limit_s)
+    k.workload_name = w.name
     policy.reset(k)
     W.Builder(k, w).start()
-    k.run()
+    k.run(wall_timeout_s)
     if debug:
         k.check_pages()
     return k
 
 
 def run_one(policy_name: str, workload, seed: int, params=None, *, debug=False,
-            policy_dir=registry.POLICY_DIR, keep_kernel=False):
+            policy_dir=registry.POLICY_DIR, keep_kernel=False, wall_timeout_s=None):
     """One run; the record has every column of ``metrics.COLUMNS``."""
     w = workload if isinstance(workload, W.Workload) else resolve_workload(workload)
     cls = registry.get_policy(policy_name, policy_dir)
     policy = cls(**(params or {}))
     t0 = time.perf_counter()
-    k = simulate(policy, w, seed, debug=debug)
+    k = simulate(policy, w, seed, debug=debug, wall_timeout_s=wall_timeout_s)
     rec = {"policy": policy_name, "workload": w.name, "seed": seed}
     rec.update(metrics.compute(k))
     rec["wall_s"] = round(time.perf_counter() - t0, 4)

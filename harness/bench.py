@@ -1,0 +1,368 @@
+"""The matrix: every policy x every workload x many seeds, in parallel, cached, with a report.
+
+Each run's record is written atomically to its own file in the cache (``results/cache/``),
+named by a key that hashes everything the result depends on: the engine's sources, the policy's
+file (and the policy files it inherits from), its parameters, the workload's file (and the one it
+extends) and the seed.  A finished run is never computed twice; an interrupted matrix (Ctrl-C,
+``kill -9``) loses nothing that finished and resumes where it stopped.  A run that raises, or
+exceeds the per-run wall-time limit, becomes a record with ``status`` error / timeout and its
+message; the rest of the matrix completes.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import inspect
+import json
+import os
+import platform
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import metrics, registry, runner
+from . import workload as W
+from .engine import RunTimeout
+
+# the sources that decide a run's result; bench/report/plot/CLI changes keep the cache valid
+ENGINE_SOURCES = ("engine.py", "mm.py", "blocks.py", "policy.py", "machine.py", "workload.py",
+                  "metrics.py", "runner.py", "registry.py")
+DEFAULT_TIMEOUT_S = 300.0
+
+
+def _sha(*parts: bytes) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p)
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def engine_hash() -> str:
+    here = Path(__file__).resolve().parent
+    return _sha(*(p.encode() + (here / p).read_bytes() for p in ENGINE_SOURCES))
+
+
+def policy_hash(cls, policy_dir: Path) -> str:
+    """The policy's own file and every file in ``policy_dir`` its classes come from."""
+    files = []
+    for c in inspect.getmro(cls):
+        try:
+            f = Path(inspect.getsourcefile(c)).resolve()
+        except TypeError:
+            continue
+        if f.parent == Path(policy_dir).resolve() and f not in files:
+            files.append(f)
+    return _sha(*(f.name.encode() + f.read_bytes() for f in sorted(files)))
+
+
+def workload_hash(path: Path) -> str:
+    """The workload file and the chain of files it ``extends``."""
+    parts, seen = [], set()
+    p = Path(path).resolve()
+    while p not in seen and p.exists():
+        seen.add(p)
+        text = p.read_bytes()
+        parts.append(p.name.encode() + text)
+        import tomllib
+        base = tomllib.loads(text.decode()).get("extends")
+        if not base:
+            break
+        p = p.parent / f"{base}.toml"
+    return _sha(*parts)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run, as plain picklable data."""
+
+    policy: str
+    workload: str
+    workload_path: str
+    seed: int
+    policy_dir: str
+    key: str
+
+
+def _params_blob(cls) -> bytes:
+    return json.dumps(cls.params, sort_keys=True, default=repr).encode()
+
+
+def make_cells(policies: dict, workloads: dict, seeds, policy_dir: Path) -> list[Cell]:
+    eng = engine_hash()
+    cells = []
+    for wname, w in workloads.items():
+        wh = workload_hash(Path(w.path))
+        for pname, cls in policies.items():
+            ph = policy_hash(cls, policy_dir)
+            for s in seeds:
+                key = _sha(eng.encode(), ph.encode(), _params_blob(cls), wh.encode(),
+                           pname.encode(), wname.encode(), str(s).encode())
+                cells.append(Cell(pname, wname, w.path, s, str(policy_dir), key))
+    return cells
+
+
+# ---------------------------------------------------------------------------- one run
+def _cache_path(cache_dir: Path, key: str) -> Path:
+    return cache_dir / key[:2] / f"{key}.json"
+
+
+def _write_atomic(path: Path, text: str):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class _Alarm(Exception):
+    pass
+
+
+def _on_alarm(signum, frame):
+    raise _Alarm()
+
+
+def run_cell(cell: Cell, cache_dir: str | None, timeout_s: float) -> dict:
+    """Run one cell in a worker (or read it back); never raises.  The record gets private
+    fields (``_cached``, ``_key``, ``_rss_mb``) that the caller strips."""
+    if cache_dir:
+        path = _cache_path(Path(cache_dir), cell.key)
+        if path.exists():
+            rec = json.loads(path.read_text())
+            rec["_cached"] = True
+            rec["_key"] = cell.key
+            return rec
+    use_alarm = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
+    old = None
+    try:
+        if use_alarm:       # a policy stuck in plain Python code, which the engine cannot see
+            old = signal.signal(signal.SIGALRM, _on_alarm)
+            signal.setitimer(signal.ITIMER_REAL, timeout_s * 1.2 + 1)
+        w = W.load(cell.workload_path)
+        rec = runner.run_one(cell.policy, w, cell.seed, policy_dir=Path(cell.policy_dir),
+                             wall_timeout_s=timeout_s)
+    except (RunTimeout, _Alarm) as e:
+        rec = _failed(cell, "timeout", str(e) or f"run exceeded {timeout_s:g} s of wall time")
+    except Exception as e:  # noqa: BLE001 - a broken policy must not sink the matrix
+        tb = traceback.extract_tb(e.__traceback__)
+        where = next((f"{fr.filename}:{fr.lineno}" for fr in reversed(tb)
+                      if "/policies/" in fr.filename), f"{tb[-1].filename}:{tb[-1].lineno}" if tb else "")
+        rec = _failed(cell, "error", f"{type(e).__name__}: {e} ({where})")
+    finally:
+        if use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+    if cache_dir and rec["status"] == "ok":
+        _write_atomic(_cache_path(Path(cache_dir), cell.key), json.dumps(rec))
+    rec["_cached"] = False
+    rec["_key"] = cell.key
+    rec["_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return rec
+
+
+def _failed(cell: Cell, status: str, msg: str) -> dict:
+    rec = {c: None for c in metrics.COLUMNS}
+    rec.update(policy=cell.policy, workload=cell.workload, seed=cell.seed, status=status, error=msg)
+    return rec
+
+
+# ---------------------------------------------------------------------------- the matrix
+def _git(*args) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=registry.ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def provenance(policies, workloads, seeds, policy_dir) -> dict:
+    from importlib import metadata
+    pkgs = {}
+    for name in ("pandas", "matplotlib", "joblib", "tqdm", "numpy", "distributed", "dask"):
+        try:
+            pkgs[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "created_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": bool(_git("status", "--porcelain")),
+        "python": platform.python_version(),
+        "packages": pkgs,
+        "cpu": cpu, "cpus": os.cpu_count(), "host": platform.node(),
+        "engine_hash": engine_hash(),
+        "matrix": {"policies": sorted(policies), "workloads": sorted(workloads),
+                   "seeds": list(seeds)},
+        "policy_files": {n: {"file": os.path.relpath(inspect.getsourcefile(c), registry.ROOT),
+                             "sha256": policy_hash(c, policy_dir), "params": c.params}
+                         for n, c in sorted(policies.items())},
+        "workload_files": {n: {"file": os.path.relpath(w.path, registry.ROOT)
+                               if os.path.isabs(w.path) else w.path,
+                               "sha256": workload_hash(Path(w.path))}
+                           for n, w in sorted(workloads.items())},
+    }
+
+
+def _executor(backend: str, n_jobs: int, scheduler: str | None):
+    """A joblib Parallel (and the dask client to close) for the backend."""
+    from joblib import Parallel, parallel_config
+    if backend == "loky":
+        return Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered"), None, None
+    if backend != "dask":
+        raise ValueError(f"unknown backend {backend!r}; use loky or dask")
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise ValueError("the dask backend needs dask.distributed: "
+                         "pip install 'vmbench[cluster]' (or pip install distributed)") from None
+    if scheduler:
+        client = Client(scheduler, timeout="30s")
+        cluster = None
+    else:
+        cluster = LocalCluster(n_workers=n_jobs, threads_per_worker=1, processes=True,
+                               host="127.0.0.1", dashboard_address=None)
+        client = Client(cluster)
+    cfg = parallel_config(backend="dask")
+    cfg.__enter__()
+    par = Parallel(n_jobs=-1, return_as="generator_unordered")
+    return par, client, (cluster, cfg)
+
+
+def run_matrix(cells, *, jobs=None, backend="loky", scheduler=None, cache_dir=None,
+               timeout_s=DEFAULT_TIMEOUT_S, progress=True, stats=None):
+    """Run the cells (cached ones are read in the main process); returns records in cell order."""
+    from joblib import delayed
+    from tqdm import tqdm
+
+    records = {}
+    todo = []
+    for c in cells:
+        if cache_dir and _cache_path(Path(cache_dir), c.key).exists():
+            records[c.key] = run_cell(c, cache_dir, timeout_s)
+        else:
+            todo.append(c)
+    failures = 0
+    peak_rss = 0.0
+    bar = tqdm(total=len(cells), initial=len(records), desc="bench", unit="run",
+               disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    bar.set_postfix(cached=len(records), failed=0)
+    if todo:
+        n_jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
+        par, client, extra = _executor(backend, n_jobs, scheduler)
+        try:
+            for rec in par(delayed(run_cell)(c, str(cache_dir) if cache_dir else None, timeout_s)
+                           for c in todo):
+                records[rec["_key"]] = rec
+                failures += rec["status"] != "ok"
+                peak_rss = max(peak_rss, rec.get("_rss_mb") or 0)
+                bar.update(1)
+                bar.set_postfix(cached=len(cells) - len(todo), failed=failures)
+        finally:
+            if client is not None:
+                cluster, cfg = extra
+                cfg.__exit__(None, None, None)
+                client.close()
+                if cluster is not None:
+                    cluster.close()
+    bar.close()
+    if stats is not None:
+        stats.update(computed=len(todo), cached=len(cells) - len(todo), failed=failures,
+                     peak_worker_rss_mb=round(peak_rss, 1))
+    out = []
+    for c in cells:
+        rec = dict(records[c.key])
+        for private in ("_cached", "_rss_mb", "_key"):
+            rec.pop(private, None)
+        out.append(rec)
+    return out
+
+
+def new_results_dir(root: Path) -> Path:
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    d = root / stamp
+    n = 1
+    while d.exists():
+        n += 1
+        d = root / f"{stamp}-{n}"
+    d.mkdir(parents=True)
+    return d
+
+
+def point_latest(root: Path, target: Path):
+    link = root / "latest"
+    tmp = root / f".latest.{os.getpid()}"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(target.name, tmp)
+    os.replace(tmp, link)
+
+
+def bench(*, policies=None, workloads=None, seeds=range(20), jobs=None, backend="loky",
+          scheduler=None, out_root=None, use_cache=True, timeout_s=DEFAULT_TIMEOUT_S,
+          policy_dir=registry.POLICY_DIR, workload_dir=registry.WORKLOAD_DIR, report=True,
+          progress=True, log=print) -> tuple[int, Path]:
+    """The whole matrix and its report.  Returns (number of failed runs, results folder)."""
+    import pandas as pd
+
+    found, perr = registry.discover(Path(policy_dir))
+    wfound, werr = W.load_dir(workload_dir)
+    for e in perr + werr:
+        log(f"skipped: {e}")
+    if policies:
+        for p in policies:
+            if p not in found:
+                raise registry.PolicyLoadError(
+                    f"unknown policy {p!r}; known policies: {', '.join(sorted(found))}")
+        found = {p: found[p] for p in policies}
+    if workloads:
+        for w in workloads:
+            if w not in wfound:
+                raise runner.UnknownWorkload(
+                    f"unknown workload {w!r}; known workloads: {', '.join(sorted(wfound))}")
+        wfound = {w: wfound[w] for w in workloads}
+    seeds = list(seeds)
+    out_root = Path(out_root or registry.ROOT / "results")
+    cache_dir = out_root / "cache" if use_cache else None
+    cells = make_cells(found, wfound, seeds, Path(policy_dir))
+    log(f"{len(cells)} runs: {len(found)} policies x {len(wfound)} workloads x {len(seeds)} seeds "
+        f"({backend}{', ' + scheduler if scheduler else ''})")
+    t0 = time.perf_counter()
+    stats = {}
+    recs = run_matrix(cells, jobs=jobs, backend=backend, scheduler=scheduler,
+                      cache_dir=cache_dir, timeout_s=timeout_s, progress=progress, stats=stats)
+    wall = time.perf_counter() - t0
+    out = new_results_dir(out_root)
+    df = pd.DataFrame(recs, columns=metrics.COLUMNS)
+    df.to_csv(out / "runs.csv", index=False)
+    meta = provenance(found, wfound, seeds, Path(policy_dir))
+    meta.update(skipped_policies=perr, skipped_workloads=werr,
+                run_stats=dict(stats, wall_s=round(wall, 3), jobs=jobs or os.cpu_count(),
+                               backend=backend))
+    _write_atomic(out / "meta.json", json.dumps(meta, indent=2, default=str))
+    if report:
+        from . import report as R
+        R.write_report(out, df, meta)
+    point_latest(out_root, out)
+    failed = int((df.status != "ok").sum())
+    log(f"{len(cells)} runs in {wall:.1f} s ({stats.get('computed', 0)} computed, "
+        f"{stats.get('cached', 0)} from the cache), {failed} failed -> {out}")
+    for _, r in df[df.status != "ok"].iterrows():
+        log(f"failed: {r.policy} / {r.workload} / seed {r.seed}: {r.status}: {r.error}")
+    return failed, out

@@ -1,0 +1,150 @@
+"""The matrix runner: cache, resume after kill -9, broken policies, the dask backend.
+
+Runs that need their own ``policies/`` folder happen in a scratch copy of the project, through
+the command line, as a user would run them."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness import bench as BN
+from harness import registry
+
+ROOT = registry.ROOT
+SMALL = dict(policies=["mainline", "aa"], workloads=["dstate-victim"], seeds=range(3))
+
+
+def values(csv: Path) -> pd.DataFrame:
+    """runs.csv without the wall-clock column, which is metadata and differs between runs."""
+    return pd.read_csv(csv).drop(columns=["wall_s"]).sort_values(["policy", "workload", "seed"]) \
+        .reset_index(drop=True)
+
+
+def scratch(tmp_path: Path) -> Path:
+    """A copy of the project (harness, policies, workloads) to drop files into."""
+    dst = tmp_path / "proj"
+    for d in ("harness", "policies", "workloads"):
+        shutil.copytree(ROOT / d, dst / d, ignore=shutil.ignore_patterns("__pycache__"))
+    return dst
+
+
+def cli(proj: Path, *args, **kw) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(proj), MPLBACKEND="Agg")
+    return subprocess.run([sys.executable, "-m", "harness", "bench", "--quiet", *args],
+                          cwd=proj, env=env, capture_output=True, text=True, timeout=600, **kw)
+
+
+def test_cache_reads_back_and_recomputes_nothing(tmp_path):
+    stats = []
+    for _ in range(2):
+        failed, out = BN.bench(**SMALL, out_root=tmp_path, report=False, progress=False,
+                               log=stats.append)
+        assert failed == 0
+    assert "6 computed, 0 from the cache" in stats[1] or "(6 computed" in stats[1]
+    assert "0 computed, 6 from the cache" in stats[-1]
+    runs = sorted((tmp_path).glob("2*/runs.csv"))
+    assert len(runs) == 2
+    assert pd.read_csv(runs[0]).equals(pd.read_csv(runs[1]))      # wall_s too: read back
+    assert os.readlink(tmp_path / "latest") == runs[1].parent.name
+    cached = list((tmp_path / "cache").rglob("*.json"))
+    assert len(cached) == 6
+
+
+def test_editing_a_policy_file_recomputes_only_its_runs(tmp_path):
+    proj = scratch(tmp_path)
+    args = ["--policies", "mainline,mainline_akpm_fix,aa", "--workloads", "dstate-victim",
+            "--seeds", "2", "--no-report", "--out", str(proj / "results")]
+    first = cli(proj, *args)
+    assert first.returncode == 0, first.stderr
+    with open(proj / "policies" / "aa.py", "a") as f:
+        f.write("\n# an edit\n")
+    second = cli(proj, *args)
+    assert second.returncode == 0, second.stderr
+    assert "(2 computed, 4 from the cache)" in second.stderr, second.stderr
+    # mainline_akpm_fix inherits from mainline: editing mainline.py recomputes both
+    with open(proj / "policies" / "mainline.py", "a") as f:
+        f.write("\n# an edit\n")
+    third = cli(proj, *args)
+    assert "(4 computed, 2 from the cache)" in third.stderr, third.stderr
+
+
+def test_kill_9_halfway_resumes_to_the_same_runs_csv(tmp_path):
+    proj = scratch(tmp_path)
+    matrix = ["--policies", "mainline,aa,morton", "--workloads", "dstate-victim,morton-make-usemem",
+              "--seeds", "4", "--no-report", "--jobs", "1"]
+    full = cli(proj, *matrix, "--no-cache", "--out", str(tmp_path / "full"))
+    assert full.returncode == 0, full.stderr
+    out = proj / "results"
+    env = dict(os.environ, PYTHONPATH=str(proj), MPLBACKEND="Agg")
+    p = subprocess.Popen([sys.executable, "-m", "harness", "bench", "--quiet", *matrix,
+                          "--out", str(out)], cwd=proj, env=env, start_new_session=True,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((out / "cache").rglob("*.json"))) < 8:
+        time.sleep(0.05)
+    os.killpg(p.pid, signal.SIGKILL)                  # the bench and its workers, mid-matrix
+    p.wait()
+    done = len(list((out / "cache").rglob("*.json")))
+    assert 8 <= done < 24, done
+    assert not list((out / "cache").rglob("*.tmp"))  # nothing half-written is left as a result
+    resumed = cli(proj, *matrix, "--out", str(out))
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"({24 - done} computed, {done} from the cache)" in resumed.stderr, resumed.stderr
+    pd.testing.assert_frame_equal(values(out / "latest" / "runs.csv"),
+                                  values(tmp_path / "full" / "latest" / "runs.csv"))
+
+
+BROKEN = '''
+from harness.policy import Policy
+from policies.aa import AA
+
+
+class Raises(AA):
+    name = "raises"
+    description = "raises inside reclaim"
+
+    def try_to_free_pages(self, k, task, cz, gfp, order):
+        raise ValueError("this policy is broken on purpose")
+
+
+class Loops(AA):
+    name = "loops"
+    description = "never returns from reclaim (plain Python loop)"
+
+    def try_to_free_pages(self, k, task, cz, gfp, order):
+        while True:
+            pass
+'''
+
+
+def test_a_raising_and_a_looping_policy_do_not_sink_the_matrix(tmp_path):
+    proj = scratch(tmp_path)
+    (proj / "policies" / "broken.py").write_text(BROKEN)
+    r = cli(proj, "--policies", "raises,loops,aa", "--workloads", "dstate-victim", "--seeds", "2",
+            "--timeout", "3", "--no-report", "--out", str(proj / "results"))
+    assert r.returncode == 1, r.stderr                  # failures are reported in the exit code
+    assert "4 failed" in r.stderr
+    df = pd.read_csv(proj / "results" / "latest" / "runs.csv")
+    by = {p: g for p, g in df.groupby("policy")}
+    assert set(by["raises"].status) == {"error"}
+    assert all("broken on purpose" in e and "broken.py" in e for e in by["raises"].error)
+    assert set(by["loops"].status) == {"timeout"}
+    assert set(by["aa"].status) == {"ok"}               # the rest of the matrix completed
+    assert by["aa"].outcome.notna().all()
+
+
+def test_dask_localcluster_gives_the_loky_values(tmp_path):
+    pytest.importorskip("dask.distributed")
+    kw = dict(policies=["mainline", "morton"], workloads=["dstate-victim"], seeds=range(2),
+              report=False, progress=False, log=lambda m: None, use_cache=False)
+    _, loky = BN.bench(**kw, out_root=tmp_path / "loky", backend="loky", jobs=2)
+    _, dask = BN.bench(**kw, out_root=tmp_path / "dask", backend="dask", jobs=2)
+    pd.testing.assert_frame_equal(values(dask / "runs.csv"), values(loky / "runs.csv"))
