@@ -287,11 +287,21 @@ def cmd_perf_summary(args) -> int:
     with open(args.file) as f:
         data = json.load(f)
     print(f"{'benchmark':42} {'median wall s':>13} {'sim s':>8} {'sim s / wall s':>15} {'runs/min':>9}")
+    per_min = {}
     for b in data["benchmarks"]:
         med = b["stats"]["median"]
-        sim = b.get("extra_info", {}).get("sim_s")
+        info = b.get("extra_info", {})
+        sim = info.get("sim_s")
+        runs = info.get("runs", 1)
         rate = f"{sim / med:15.0f}" if sim else f"{'':15}"
-        print(f"{b['name']:42} {med:13.4f} {sim if sim else '':>8} {rate} {60 / med:9.0f}")
+        sim_txt = f"{sim:8.1f}" if sim else f"{'':8}"
+        print(f"{b['name']:42} {med:13.4f} {sim_txt} {rate} {60 * runs / med:9.0f}")
+        if "jobs" in info:
+            per_min[info["jobs"]] = 60 * runs / med
+            print(f"{'':42} jobs {info['jobs']}: {runs} runs, peak worker RSS "
+                  f"{info.get('peak_worker_rss_mb')} MB")
+    if 1 in per_min and 2 in per_min:
+        print(f"parallel efficiency on 2 workers: {per_min[2] / (2 * per_min[1]):.0%}")
     return 0
 
 

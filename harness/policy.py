@@ -54,8 +54,14 @@ class Policy:
         return {key: getattr(self, key) for key in self.params}
 
     def reset(self, k):
-        """Build per-run state.  The default keeps one shared 2.4 ``out_of_memory`` limiter."""
+        """Build per-run state, before anything runs.  The default keeps one shared 2.4
+        ``out_of_memory`` limiter."""
         self.oom_limiter = B.OOMRateLimiter(lastkill=True)
+
+    def boot(self, k):
+        """Called once init and the kernel threads exist (pid 1 is init), before the workload's
+        tasks start: the place to start a policy's own threads (an oom_reaper, a user-space
+        killer daemon) with ``k.new_task``.  Default: nothing."""
 
     # ------------------------------------------------------------------ 1. watermark test
     def watermarks(self, k, zl, order: int, gfp: int, which: str):

@@ -470,6 +470,7 @@ class Builder:
                            kthread=True, daemon=True)
             if name == "kswapd":
                 k.kswapd = t
+        k.policy.boot(k)
         for spec in self.w.tasks:
             for i in range(spec.get("count", 1)):
                 start = int(draw(k, spec.get("start_s", 0)) * 1e6)

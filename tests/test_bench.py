@@ -63,3 +63,24 @@ def test_badness_scan(benchmark):
     k.now = 3600 * 1_000_000
     victim, _table = benchmark(B.select_bad_process, k, lambda k, p: B.badness_24(k, p, False))
     assert victim is not None
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_default_matrix_throughput(benchmark, jobs):
+    """The default matrix (every policy x every workload x 20 seeds), no cache, on the loky pool.
+    ``make perf`` only: minutes of work, skipped when benchmarks are disabled (``make test``)."""
+    if benchmark.disabled:
+        pytest.skip("a throughput benchmark: run with make perf")
+    from harness import bench as BN
+    from harness import workload as W
+    policies, _ = registry.discover()
+    workloads, _ = W.load_dir(registry.WORKLOAD_DIR)
+    cells = BN.make_cells(policies, workloads, range(20), registry.POLICY_DIR)
+    stats = {}
+    recs = benchmark.pedantic(BN.run_matrix, args=(cells,),
+                              kwargs=dict(jobs=jobs, cache_dir=None, progress=False, stats=stats),
+                              rounds=1, iterations=1)
+    assert all(r["status"] == "ok" for r in recs)
+    benchmark.extra_info.update(runs=len(cells), jobs=jobs,
+                                peak_worker_rss_mb=stats["peak_worker_rss_mb"],
+                                sim_s=sum(r["sim_s"] for r in recs))
