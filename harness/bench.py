@@ -147,7 +147,7 @@ def run_cell(cell: Cell, cache_dir: str | None, timeout_s: float) -> dict:
         if use_alarm:       # a policy stuck in plain Python code, which the engine cannot see
             old = signal.signal(signal.SIGALRM, _on_alarm)
             signal.setitimer(signal.ITIMER_REAL, timeout_s * 1.2 + 1)
-        w = W.load(cell.workload_path)
+        w = W.load(cell.workload_path, cell.workload)
         rec = runner.run_one(cell.policy, w, cell.seed, policy_dir=Path(cell.policy_dir),
                              wall_timeout_s=timeout_s)
     except (RunTimeout, _Alarm) as e:

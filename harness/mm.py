@@ -12,6 +12,7 @@ from .engine import CMD_YIELD, CPU, DWAIT, SLEEP, AllocReq
 
 ENOMEM = -12
 PTES_PER_PAGE = 1024       # i386 without PAE: one page-table page maps 4 MB
+READAHEAD_PAGES = 64       # pages read in one disk request (2.4's max read-ahead is 31-127)
 
 
 class Killed(Exception):
@@ -98,7 +99,7 @@ def ensure_text(k, task):
             yield (CPU, int(remap * k.costs.fault_us), False)
             continue
         # major faults: allocate page cache pages and read them (filemap_nopage)
-        req = yield from alloc(k, task, M.GFP_HIGHUSER, 0, min(need, 64), True)
+        req = yield from alloc(k, task, M.GFP_HIGHUSER, 0, min(need, READAHEAD_PAGES), True)
         if not req.pages:
             if task.pid == 1:
                 yield CMD_YIELD
@@ -135,17 +136,23 @@ def file_read(k, task, f, pages: int):
         yield (CPU, int(hit * 1), False)
         k.progress()
     while miss > 0:
-        if k.fatal_pending(task):
-            return 0
-        req = yield from alloc(k, task, M.GFP_HIGHUSER, 0, min(miss, 64), True)
-        got = req.pages
-        if not got:
-            return ENOMEM
-        k.assign(req, "clean", f.clean)
-        miss -= got
-        done = k.disk_io(got)
-        yield (CPU, int(got * c.alloc_pass_us), False)
-        yield (DWAIT, done)
+        # one read-ahead window: allocate its pages (one page_cache_alloc each), then one request
+        want = min(miss, READAHEAD_PAGES)
+        batch = 0
+        while batch < want:
+            if k.fatal_pending(task):
+                return 0
+            req = yield from alloc(k, task, M.GFP_HIGHUSER, 0, want - batch, True)
+            got = req.pages
+            if not got:
+                if not batch:
+                    return ENOMEM
+                break
+            k.assign(req, "clean", f.clean)
+            batch += got
+        miss -= batch
+        yield (CPU, int(batch * c.alloc_pass_us), False)
+        yield (DWAIT, k.disk_io(batch))
     return 0
 
 

@@ -31,9 +31,12 @@ def _symlog_ticks(lin, ymax):
     return ticks
 
 
-def _label_right(fig, ax, labels, gap_pt=8.5):
-    """Labels just right of the axes at data heights, pushed apart so none overlap."""
-    fig.canvas.draw()     # fixes the transforms
+def _label_right(fig, ax, labels, gap_pt=8.5, draw=True):
+    """Labels just right of the axes at data heights, pushed apart so none overlap.
+    ``draw=False`` skips the full draw when the axes' position and y limits are already
+    fixed (no layout engine), which is much faster on a figure of many panels."""
+    if draw:
+        fig.canvas.draw()     # fixes the transforms
     px = fig.dpi / 72.0
     placed = []
     for y, text, colour in sorted(labels):
@@ -129,7 +132,8 @@ def _fit_labels(ax, texts):
 
 
 def draw_timeline(ax, ax2, k, *, xmax=None, ymax=None, stall_top=None, compact=False,
-                  label_watermarks=True, legend=True, ylabels=True, xlabel=True):
+                  label_watermarks=True, legend=True, ylabels=True, xlabel=True,
+                  rasterized=False):
     """Draw the timeline of finished run ``k`` on two given axes: free pages per zone with the
     watermarks and the events on ``ax``, tasks stalled in the allocator on ``ax2`` (both share
     the time axis).  :func:`timeline` is this on a figure of its own.
@@ -139,7 +143,8 @@ def draw_timeline(ax, ax2, k, *, xmax=None, ymax=None, stall_top=None, compact=F
     (at most 3, flipped to stay inside the axes); ``label_watermarks=False`` leaves the
     watermark names out (the caller may place them with :func:`_label_right` from the returned
     ``wm_labels``), ``legend=False`` leaves the legend to the caller (:func:`event_handles`),
-    ``ylabels``/``xlabel=False`` leave axis titles out.
+    ``ylabels``/``xlabel=False`` leave axis titles out; ``rasterized`` draws the data curves
+    as images inside vector output (an SVG of thousands of steps stays small).
 
     Returns a dict: ``zone_handles``, ``wm_labels``, ``kills``, ``fault_kills``,
     ``alloc_failures``, ``watchdog`` (list of kinds)."""
@@ -155,7 +160,8 @@ def draw_timeline(ax, ax2, k, *, xmax=None, ymax=None, stall_top=None, compact=F
     for z in zones:
         c = ZONE_COLOURS.get(z.name, FALLBACK_COLOURS[z.idx % 3])
         free = [s[1 + z.idx] for s in k.samples]
-        h, = ax.step(t, free, where="post", color=c, lw=1.4, label=f"{z.name} free ({z.size} p)")
+        h, = ax.step(t, free, where="post", color=c, lw=1.4, label=f"{z.name} free ({z.size} p)",
+                     rasterized=rasterized or None)
         handles.append(h)
         for wm, style in WM_STYLES.items():
             y = getattr(z, wm)
@@ -170,7 +176,8 @@ def draw_timeline(ax, ax2, k, *, xmax=None, ymax=None, stall_top=None, compact=F
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f}"))
         ax.yaxis.set_minor_locator(NullLocator())
         if ylabels:
-            ax.set_ylabel(f"free pages (4 KB)\nlinear up to {lin:.0f}, log above")
+            ax.set_ylabel(f"free pages (4 KB)\nlinear to {lin:.0f}, log above" if compact else
+                          f"free pages (4 KB)\nlinear up to {lin:.0f}, log above")
     elif ylabels:
         ax.set_ylabel("free pages (4 KB)")
     strip = (0.22 * lin) if ax.get_yscale() == "symlog" else 0.06 * ymax * 1.25
@@ -242,10 +249,11 @@ def draw_timeline(ax, ax2, k, *, xmax=None, ymax=None, stall_top=None, compact=F
     ts, ns = _stalled_steps(k.trace)
     ts.append(end_s)
     ns.append(ns[-1])
-    ax2.step(ts, ns, where="post", color="tab:brown", lw=1.3)
-    ax2.fill_between(ts, ns, step="post", color="tab:brown", alpha=0.2)
+    ax2.step(ts, ns, where="post", color="tab:brown", lw=1.3, rasterized=rasterized or None)
+    ax2.fill_between(ts, ns, step="post", color="tab:brown", alpha=0.2,
+                     rasterized=rasterized or None)
     if ylabels:
-        ax2.set_ylabel("tasks stalled\nin allocator")
+        ax2.set_ylabel("stalled\ntasks" if compact else "tasks stalled\nin allocator")
     ax2.set_ylim(bottom=0, top=max(1, max(ns) if stall_top is None else stall_top) * 1.15)
     ax2.yaxis.get_major_locator().set_params(integer=True)
     ax2.grid(True, alpha=0.25)

@@ -22,7 +22,9 @@ def resolve_workload(name_or_path, folder=registry.WORKLOAD_DIR) -> W.Workload:
         return W.load(p)
     cand = Path(folder) / f"{name_or_path}.toml"
     if cand.exists():
-        return W.load(cand)
+        ws = W.load_all(cand)
+        if len(ws) == 1:
+            return ws[0]
     good, _errors = W.load_dir(folder)
     if name_or_path in good:
         return good[name_or_path]

@@ -6,6 +6,7 @@ what was expected, and suggests the nearest valid key for a misspelling.  A load
 """
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 import re
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from . import machine as M
 from . import mm as MMops
-from .engine import CPU, DWAIT, MM, SLEEP, WAITQ
+from .engine import CPU, DWAIT, MM, SLEEP, WAITQ, AllocReq
 from .mm import ENOMEM, Killed
 
 ROLES = ("culprit", "bystander", "protected")
@@ -34,7 +35,11 @@ class WorkloadError(ValueError):
 # ---------------------------------------------------------------------------- schema
 TOP_KEYS = {"name": str, "description": str, "question": str, "thread": str,
             "provenance": str, "machine": dict, "run": dict, "file": list, "program": list,
-            "task": list, "template": dict, "make": dict, "extends": str}
+            "task": list, "template": dict, "make": dict, "extends": str, "init": dict,
+            "irq": list, "sweep": dict}
+INIT_KEYS = {"script": list}
+IRQ_KEYS = {"name": str, "gfp": str, "order": int, "pages": int, "interval_ms": (int, float, dict),
+            "hold_ms": (int, float, dict), "start_s": (int, float)}
 MACHINE_KEYS = {"ram_mb": int, "swap_mb": int, "cpus": int, "reserved_kb": int,
                 "boot_slab_kb": int, "dcache_kb": int, "costs": dict}
 RUN_KEYS = {"time_limit_s": (int, float), "watchdog_s": (int, float), "seeds": int}
@@ -42,8 +47,10 @@ FILE_KEYS = {"name": str, "size_mb": (int, float), "size_kb": (int, float)}
 PROGRAM_KEYS = {"name": str, "text_kb": int, "ws_kb": int, "vm_kb": int}
 TASK_KEYS = {"name": str, "count": int, "program": str, "role": str, "uid": int, "euid": int,
              "nice": int, "caps": list, "start_s": (int, float, dict), "daemon": bool,
-             "goal": bool, "ignores_sigterm": bool, "oom_score_adj": int, "script": list}
-TEMPLATE_KEYS = {k: v for k, v in TASK_KEYS.items() if k not in ("count", "start_s", "goal")}
+             "goal": bool, "ignores_sigterm": bool, "oom_score_adj": int, "script": list,
+             "age_s": (int, float), "cpu_s": (int, float)}
+TEMPLATE_KEYS = {k: v for k, v in TASK_KEYS.items()
+                 if k not in ("count", "start_s", "goal", "age_s", "cpu_s")}
 MAKE_KEYS = {"name": str, "role": str, "program": str, "jobs": int, "directories": int,
              "files_per_dir": (int, dict), "job": str, "uid": int, "start_s": (int, float)}
 DIST_KEYS = {"dist", "lo", "hi", "mean", "sd", "median", "sigma", "min", "max"}
@@ -65,6 +72,8 @@ STEPS = {
     "wait_children": (bool, set()),
     "sleep_s": (NUM, set()),
     "dwait_s": (NUM, set()),
+    "dwait_io": (str, {"mb", "kb"}),             # a D wait whose I/O first needs memory (GFP_NOIO)
+    "kernel_spin_s": (NUM, set()),               # looping in the kernel (R state), deaf to signals
     "kalloc": (str, {"order", "count", "hold_s", "on_fail"}),
     "loop": (int, {"steps"}),
     "exit": (int, set()),
@@ -154,7 +163,7 @@ def _check_script(path, prefix, script, templates):
             _check_num(path, f"{key}.grow.cpu_ms", val["cpu_ms"])
             if val.get("phases", 1) < 1:
                 raise WorkloadError(path, f"{key}.grow.phases", "must be at least 1")
-        if kind in ("read", "write"):
+        if kind in ("read", "write", "dwait_io"):
             if not ("mb" in step or "kb" in step):
                 raise WorkloadError(path, f"{key}.kb", f"{kind} needs mb or kb")
             for u in ("mb", "kb"):
@@ -207,12 +216,16 @@ class Workload:
     make: dict | None
     raw: dict = field(repr=False)
     roles: dict = field(default_factory=dict)
+    init_script: list = field(default_factory=list)
+    irqs: list = field(default_factory=list)
+    sweep_point: dict = field(default_factory=dict)
 
     def role_of(self, name: str) -> str:
         return self.roles.get(name, "bystander")
 
 
-def load(path) -> Workload:
+def load_all(path) -> list[Workload]:
+    """Every workload a file defines: one, or one per point of its ``[sweep]`` grid."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -223,7 +236,56 @@ def load(path) -> Workload:
     except tomllib.TOMLDecodeError as e:
         raise WorkloadError(path, "", f"TOML syntax error: {e}") from None
     raw = _resolve_extends(raw, path, set())
-    return from_dict(raw, path)
+    if "sweep" not in raw:
+        return [from_dict(raw, path)]
+    return [from_dict(point, path, sweep_point=values) for point, values in _sweep(raw, path)]
+
+
+def load(path, name: str | None = None) -> Workload:
+    """The workload of a file; for a sweep file, the point called ``name``."""
+    ws = load_all(path)
+    if name is None and len(ws) == 1:
+        return ws[0]
+    for w in ws:
+        if w.name == name:
+            return w
+    raise WorkloadError(path, "sweep", f"the file holds {len(ws)} workloads; name one of: "
+                        + ", ".join(w.name for w in ws))
+
+
+def _sweep(raw: dict, path):
+    """``[sweep]`` maps dotted keys (``"make.jobs"``, ``"machine.ram_mb"``) to lists of values;
+    each point of the grid is a workload named ``<name>.<leaf><value>[.<leaf><value>...]``."""
+    import itertools
+    grid = raw["sweep"]
+    _check_type(path, "sweep", grid, dict)
+    if not grid:
+        raise WorkloadError(path, "sweep", "an empty grid: give at least one key with values")
+    keys = []
+    for key, vals in grid.items():
+        if not isinstance(vals, list) or not vals:
+            raise WorkloadError(path, f"sweep.{key}", "expected a non-empty list of values")
+        parts = key.split(".")
+        if parts[0] not in ("machine", "make", "run") or len(parts) < 2:
+            raise WorkloadError(path, f"sweep.{key}", "a sweep sets machine.*, make.* or run.* "
+                                "keys, e.g. \"make.jobs\" = [4, 16, 64, 0]")
+        keys.append((key, parts, vals))
+    base = {k: v for k, v in raw.items() if k != "sweep"}
+    for combo in itertools.product(*(vals for _, _, vals in keys)):
+        point = copy.deepcopy(base)
+        suffix = []
+        values = {}
+        for (key, parts, _), v in zip(keys, combo):
+            node = point
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise WorkloadError(path, f"sweep.{key}", f"{part} is not a table")
+            node[parts[-1]] = v
+            suffix.append(f"{parts[-1]}{v}")
+            values[key] = v
+        point["name"] = f"{raw.get('name', '')}." + ".".join(suffix)
+        yield point, values
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -257,7 +319,7 @@ def _resolve_extends(raw: dict, path: Path, seen: set) -> dict:
     return merged
 
 
-def from_dict(raw: dict, path="<dict>") -> Workload:
+def from_dict(raw: dict, path="<dict>", sweep_point=None) -> Workload:
     _check_table(path, "", raw, TOP_KEYS, required=("name", "machine", "task"))
     name = raw["name"]
     if not NAME_RE.match(name) or ".." in name:
@@ -354,6 +416,26 @@ def from_dict(raw: dict, path="<dict>") -> Workload:
             raise WorkloadError(path, "make.directories", "must be at least 1")
         _check_num(path, "make.files_per_dir", make.get("files_per_dir", 10))
         roles[make.get("name", "make")] = make.get("role", "bystander")
+    init = raw.get("init", {})
+    _check_table(path, "init", init, INIT_KEYS)
+    _check_script(path, "init.script", init.get("script", []), templates)
+    irqs = raw.get("irq", [])
+    for i, q in enumerate(irqs):
+        _check_type(path, f"irq[{i}]", q, dict)
+        _check_table(path, f"irq[{i}]", q, IRQ_KEYS, required=("name", "interval_ms"))
+        gfp = q.get("gfp", "GFP_ATOMIC")
+        if gfp not in M.GFP_NAMES:
+            near = difflib.get_close_matches(gfp, list(M.GFP_NAMES), n=1)
+            raise WorkloadError(path, f"irq[{i}].gfp", f"unknown GFP mask {gfp!r}"
+                                + (f" (did you mean '{near[0]}'?)" if near else ""))
+        if M.GFP_NAMES[gfp] & M.GFPF_WAIT:
+            raise WorkloadError(path, f"irq[{i}].gfp", f"{gfp} may sleep; interrupts cannot "
+                                "(use GFP_ATOMIC)")
+        _check_num(path, f"irq[{i}].interval_ms", q["interval_ms"], positive=True)
+        if "hold_ms" in q:
+            _check_num(path, f"irq[{i}].hold_ms", q["hold_ms"])
+        if not 0 <= q.get("order", 0) <= 9 or q.get("pages", 1) < 1:
+            raise WorkloadError(path, f"irq[{i}].order", "order 0..9 and pages >= 1")
     for n in ("init",):
         roles.setdefault(n, "protected")
     # feasibility: one task larger than RAM + swap can never run
@@ -368,7 +450,8 @@ def from_dict(raw: dict, path="<dict>") -> Workload:
                     machine=spec, time_limit_s=float(run.get("time_limit_s", 3600)),
                     watchdog_s=float(run.get("watchdog_s", 120)), seeds=run.get("seeds", 20),
                     files=files, programs=programs, tasks=tasks, templates=templates,
-                    make=make, raw=raw, roles=roles)
+                    make=make, raw=raw, roles=roles, init_script=init.get("script", []),
+                    irqs=irqs, sweep_point=dict(sweep_point or {}))
 
 
 def _min_value(v):
@@ -396,15 +479,16 @@ def load_dir(folder):
     good, errors = {}, []
     for p in sorted(Path(folder).glob("*.toml")):
         try:
-            w = load(p)
+            ws = load_all(p)
         except WorkloadError as e:
             errors.append(str(e))
             continue
-        if w.name in good:
-            errors.append(f"{p}: name: duplicate workload name {w.name!r} "
-                          f"(also in {good[w.name].path})")
-            continue
-        good[w.name] = w
+        for w in ws:
+            if w.name in good:
+                errors.append(f"{p}: name: duplicate workload name {w.name!r} "
+                              f"(also in {good[w.name].path})")
+                continue
+            good[w.name] = w
     return good, errors
 
 
@@ -471,6 +555,8 @@ class Builder:
             if name == "kswapd":
                 k.kswapd = t
         k.policy.boot(k)
+        for q in self.w.irqs:
+            self.start_irq(q)
         for spec in self.w.tasks:
             for i in range(spec.get("count", 1)):
                 start = int(draw(k, spec.get("start_s", 0)) * 1e6)
@@ -483,10 +569,51 @@ class Builder:
         return k.policy.kswapd(k, t)
 
     def init_script(self, t):
+        """pid 1: a small resident set, then the workload's ``[init] script`` (if any), then
+        asleep.  Its page faults take the i386 rule for init: yield and retry, never die."""
         k = self.k
         yield from MMops.fault_anon(k, t, _pages(0.25), 0)
+        try:
+            yield from self.steps(t, self.w.init_script)
+        except Killed:
+            return
         while True:
             yield (SLEEP, k.now + 3600 * 1_000_000)
+
+    # --- interrupts
+    def start_irq(self, q):
+        """An interrupt source: every ``interval_ms`` it allocates ``pages`` blocks with its GFP
+        mask in interrupt context (it cannot sleep; a failure drops the packet) and frees them
+        ``hold_ms`` later.  The buffers are owned by an ``irq/<name>`` kernel thread."""
+        k = self.k
+        owner = k.new_task(f"irq/{q['name']}", lambda t: MMops.idle_kthread(k, t),
+                           role="protected", kthread=True, daemon=True)
+        k.at(int(q.get("start_s", 0) * 1e6), self._irq_fire, (q, owner))
+
+    def _irq_fire(self, arg):
+        q, owner = arg
+        k = self.k
+        gfp = M.GFP_NAMES[q.get("gfp", "GFP_ATOMIC")]
+        order = q.get("order", 0)
+        req = AllocReq(owner, gfp, order, q.get("pages", 1), k.zonelist(gfp), False)
+        gen = k.policy.alloc_pages(k, req)
+        try:
+            next(gen)
+            gen.close()                       # it tried to sleep: not allowed in an interrupt
+            blocks = 0
+        except StopIteration as e:
+            blocks = e.value or 0
+        if blocks:
+            pages = req.pages
+            k.assign(req, "kmem", owner.kmem)
+            k.at(k.now + int(draw(k, q.get("hold_ms", 1)) * 1000), self._irq_free, (owner, pages))
+        else:
+            k.emit("alloc_fail", owner.pid, gfp, order)
+        k.at(k.now + max(1, int(draw(k, q["interval_ms"]) * 1000)), self._irq_fire, arg)
+
+    def _irq_free(self, arg):
+        owner, pages = arg
+        MMops.kfree(self.k, owner, pages)
 
     def _launch(self, arg):
         spec, i = arg
@@ -494,8 +621,12 @@ class Builder:
         name = spec["name"]
         init = k.by_pid[1]
         kw = self.task_kwargs(spec)
-        k.new_task(name, lambda t: self.run_script(t, spec.get("script", [])),
-                   parent=init, mm=self.new_mm(spec), goal=spec.get("goal", False), **kw)
+        t = k.new_task(name, lambda t: self.run_script(t, spec.get("script", [])),
+                       parent=init, mm=self.new_mm(spec), goal=spec.get("goal", False), **kw)
+        # a task that has been running for a while already (the long-running database): the
+        # box has been up that long; only badness() reads these
+        t.start_us -= int(spec.get("age_s", 0) * 1e6)
+        t.utime += int(spec.get("cpu_s", 0) * 1e6)
 
     def _launch_make(self, m):
         k = self.k
@@ -597,6 +728,23 @@ class Builder:
             yield (SLEEP, k.now + int(draw(k, s["sleep_s"]) * 1e6))
         elif "dwait_s" in s:
             yield (DWAIT, k.now + int(draw(k, s["dwait_s"]) * 1e6))
+        elif "dwait_io" in s:
+            # writing out through a path that must allocate first (buffer heads, bounce pages):
+            # GFP_NOIO-like kernel allocations, then the disk; signals wait until it is done
+            f = k.file(s["dwait_io"], 0)
+            n = _pages(draw(k, s.get("mb", 0))) + _pages(draw(k, s.get("kb", 0)) / 1024)
+            got = yield from MMops.kalloc(k, t, M.GFP_NOIO, 0, n)
+            if got:
+                yield (DWAIT, k.disk_io(got))
+                MMops.kfree(k, t, got)
+            k.touch_file(f)
+        elif "kernel_spin_s" in s:
+            # stuck in R state inside the kernel: CPU burns, pending signals are not looked at
+            left = int(draw(k, s["kernel_spin_s"]) * 1e6)
+            while left > 0:
+                q = min(left, k.costs.timeslice_us)
+                yield (CPU, q, False)
+                left -= q
         elif "kalloc" in s:
             gfp = M.GFP_NAMES[s["kalloc"]]
             order, count = s.get("order", 0), s.get("count", 1)

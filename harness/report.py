@@ -1,0 +1,811 @@
+"""The report of a matrix run: aggregate tables, tests against ``mainline`` and plots, written
+as ``summary.md`` and a self-contained ``index.html`` beside ``runs.csv``.
+
+Everything here is computed from the per-run records (``metrics.COLUMNS``) of the runs that
+finished (``status == "ok"``); failed runs are counted and listed, never averaged in.  The
+report is deterministic: the bootstrap uses a fixed seed, the tests are exact or closed-form,
+and the timelines re-run one seed, which yields the same trace every time.
+
+Statistics (implemented here, no scipy):
+
+* median ``time_to_kill_s`` with a 95 % percentile-bootstrap interval (2000 resamples); runs
+  without a kill are a count beside it, never a zero;
+* Fisher's exact test (two-sided: the sum of the probabilities of every table with the
+  observed margins that is at most as likely as the observed one) for rates;
+* the Mann-Whitney U test (two-sided, normal approximation with tie and continuity
+  corrections, as ``scipy.stats.mannwhitneyu(method="asymptotic")``) for times.
+
+p-values are per comparison, not corrected for the number of comparisons.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import os
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")   # files only
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from . import metrics, plot  # noqa: E402
+
+BASELINE = "mainline"
+KNOWN_POLICIES = ["mainline", "mainline_akpm_fix", "aa", "morton", "rmap"]
+BOOT_SEED = 20020418        # fixed: the same report for the same runs
+BOOT_N = 2000
+ALPHA = 0.05
+DPI = 110
+BOOL_COLS = ["livelock", "deadlock", "workload_completed"]
+KIND_COLOURS = {"protected": "#b2182b", "bystander": "#f4a582", "repeat": "#6a51a3",
+                "ineffective": "#92c5de"}
+KIND_LABELS = {"protected": "protected victims (init, kernel threads, root daemons)",
+               "bystander": "bystander victims (neither culprit nor protected)",
+               "repeat": "repeat kills (victim already killed, not yet dead)",
+               "ineffective": "ineffective kills (victim alive 10 s after the signal)"}
+
+
+# ---------------------------------------------------------------------------- palette
+def policy_order(policies) -> list[str]:
+    """mainline, mainline_akpm_fix, aa, morton, rmap (those present), then the rest A-Z."""
+    present = list(dict.fromkeys(policies))
+    known = [p for p in KNOWN_POLICIES if p in present]
+    return known + sorted(p for p in present if p not in KNOWN_POLICIES)
+
+
+def policy_colours(policies) -> dict[str, str]:
+    """One colour per policy for every plot of a report: tab10 in :func:`policy_order`; the
+    five policies of the thread always get the first five colours."""
+    tab10 = plt.get_cmap("tab10").colors
+    extra = plt.get_cmap("Dark2").colors
+    others = sorted(p for p in set(policies) if p not in KNOWN_POLICIES)
+    out = {p: matplotlib.colors.to_hex(tab10[i]) for i, p in enumerate(KNOWN_POLICIES)}
+    for i, p in enumerate(others):
+        j = len(KNOWN_POLICIES) + i
+        out[p] = matplotlib.colors.to_hex(tab10[j] if j < 10 else extra[(j - 10) % len(extra)])
+    return {p: out[p] for p in policy_order(policies)}
+
+
+# ---------------------------------------------------------------------------- statistics
+def fisher_exact(table) -> float:
+    """Two-sided p of Fisher's exact test for the 2x2 table ``[[a, b], [c, d]]``.
+
+    Exact in integers: the tables with the observed margins are weighted by
+    ``C(a+b, x) * C(c+d, a+c-x)``; p is the summed weight of those at most as likely as the
+    observed table over ``C(n, a+c)``."""
+    (a, b), (c, d) = [[int(v) for v in row] for row in table]
+    if min(a, b, c, d) < 0:
+        raise ValueError(f"negative count in {table}")
+    r1, r2, c1 = a + b, c + d, a + c
+    n = r1 + r2
+    if n == 0:
+        return 1.0
+    weight = [math.comb(r1, x) * math.comb(r2, c1 - x)
+              for x in range(max(0, c1 - r2), min(r1, c1) + 1)]
+    lo = max(0, c1 - r2)
+    obs = weight[a - lo]
+    return min(1.0, sum(w for w in weight if w <= obs) / math.comb(n, c1))
+
+
+def _norm_sf(z: float) -> float:
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+def mann_whitney_u(x, y) -> tuple[float, float]:
+    """(U of ``x``, two-sided p) of the Mann-Whitney U test: normal approximation with the
+    tie correction of the variance and a continuity correction of 0.5."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    n1, n2 = len(x), len(y)
+    if n1 == 0 or n2 == 0:
+        raise ValueError("both samples need at least one value")
+    allv = np.concatenate([x, y])
+    ranks = pd.Series(allv).rank(method="average").to_numpy()
+    u1 = ranks[:n1].sum() - n1 * (n1 + 1) / 2.0
+    u2 = n1 * n2 - u1
+    n = n1 + n2
+    _, counts = np.unique(allv, return_counts=True)
+    tie = float(((counts ** 3) - counts).sum())
+    var = n1 * n2 / 12.0 * ((n + 1) - tie / (n * (n - 1))) if n > 1 else 0.0
+    if var <= 0:
+        return float(u1), 1.0
+    z = (max(u1, u2) - n1 * n2 / 2.0 - 0.5) / math.sqrt(var)
+    return float(u1), float(min(1.0, max(0.0, 2.0 * _norm_sf(z))))
+
+
+def bootstrap_median_ci(values, n_boot=BOOT_N, level=0.95, seed=BOOT_SEED):
+    """(median, low, high): percentile bootstrap interval of the median.  A fresh generator
+    with a fixed seed per call, so a cell's interval does not depend on the other cells."""
+    x = np.asarray(values, dtype=float)
+    x = x[~np.isnan(x)]
+    if len(x) == 0:
+        return (math.nan, math.nan, math.nan)
+    med = float(np.median(x))
+    if len(x) == 1:
+        return (med, med, med)
+    rng = np.random.default_rng(seed)
+    meds = np.median(x[rng.integers(0, len(x), size=(n_boot, len(x)))], axis=1)
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(meds, [tail, 100 - tail])
+    return (med, float(lo), float(hi))
+
+
+# ---------------------------------------------------------------------------- tables
+def _as_bool(s: pd.Series) -> pd.Series:
+    if s.dtype == bool:
+        return s
+    return s.map(lambda v: str(v).strip().lower() in ("true", "1", "1.0", "yes"))
+
+
+def prepare(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy with the types of ``metrics.COLUMNS`` whatever the source (records or CSV)."""
+    d = df.copy()
+    for c in metrics.COLUMNS:
+        if c not in d.columns:
+            d[c] = None
+    d["status"] = d["status"].fillna("error").astype(str)
+    d["policy"] = d["policy"].astype(str)
+    d["workload"] = d["workload"].astype(str)
+    for c in BOOL_COLS:
+        d[c] = _as_bool(d[c])
+    for c in ["pressure_onset_s", "reclaim_onset_s", "first_kill_s", "time_to_kill_s",
+              "max_stall_s", "kills", "fault_kills", "alloc_failures", "victims",
+              "wrong_victims", "protected_victims", "repeat_kills", "ineffective_kills",
+              "extra_kills", "completion_s", "sim_s", "wall_s", "events", "seed"]:
+        d[c] = pd.to_numeric(d[c], errors="coerce")
+    return d
+
+
+def _workload_order(d: pd.DataFrame, meta: dict | None) -> list[str]:
+    present = list(dict.fromkeys(d["workload"]))
+    listed = [w for w in ((meta or {}).get("matrix") or {}).get("workloads") or [] if w in present]
+    return listed + [w for w in present if w not in listed]
+
+
+def aggregate(df: pd.DataFrame, workloads=None) -> pd.DataFrame:
+    """One row per (workload, policy) with the aggregates of ``metrics.md``; means and rates
+    are over the ok runs (NaN when there are none)."""
+    d = prepare(df)
+    workloads = workloads or list(dict.fromkeys(d["workload"]))
+    rows = []
+    for w in workloads:
+        dw = d[d.workload == w]
+        for p in policy_order(dw["policy"]):
+            cell = dw[dw.policy == p]
+            ok = cell[cell.status == "ok"]
+            n = len(ok)
+
+            def mean(s):
+                return float(s.mean()) if n else math.nan
+            med, lo, hi = bootstrap_median_ci(ok["time_to_kill_s"])
+            wrong = ok["wrong_victims"].fillna(0)
+            prot = ok["protected_victims"].fillna(0)
+            rows.append({
+                "workload": w, "policy": p, "runs_ok": n, "errors": len(cell) - n,
+                "livelock_rate": mean(ok["livelock"]), "deadlock_rate": mean(ok["deadlock"]),
+                "stuck_rate": mean(ok["livelock"] | ok["deadlock"]),
+                "wrong_victim_share": mean(wrong > 0),
+                "protected_per_run": mean(prot), "bystander_per_run": mean(wrong - prot),
+                "repeat_per_run": mean(ok["repeat_kills"].fillna(0)),
+                "ineffective_per_run": mean(ok["ineffective_kills"].fillna(0)),
+                "ttk_median_s": med, "ttk_ci_low_s": lo, "ttk_ci_high_s": hi,
+                "ttk_runs": int(ok["time_to_kill_s"].notna().sum()),
+                "no_kill_runs": int(ok["first_kill_s"].isna().sum()),
+                "kills_per_run": mean(ok["kills"]), "fault_kills_per_run": mean(ok["fault_kills"]),
+                "alloc_failures_per_run": mean(ok["alloc_failures"]),
+                "completion_rate": mean(ok["workload_completed"]),
+                "sim_s_mean": mean(ok["sim_s"]),
+            })
+    if not rows:
+        return pd.DataFrame(columns=["workload", "policy", "runs_ok", "errors", "stuck_rate"]
+                            ).set_index(["workload", "policy"])
+    return pd.DataFrame(rows).set_index(["workload", "policy"])
+
+
+def compare(df: pd.DataFrame, baseline=BASELINE, workloads=None) -> pd.DataFrame:
+    """Every policy against ``baseline`` per workload (empty when the baseline is absent):
+    livelock+deadlock rate and wrong-victim-run share with Fisher's exact test, time to kill
+    with the Mann-Whitney U test (NaN p when either side has fewer than 3 times)."""
+    d = prepare(df)
+    d = d[d.status == "ok"]
+    workloads = workloads or list(dict.fromkeys(d["workload"]))
+    rows = []
+    for w in workloads:
+        dw = d[d.workload == w]
+        base = dw[dw.policy == baseline]
+        if base.empty:
+            continue
+        b_stuck = int((base.livelock | base.deadlock).sum())
+        b_wrong = int((base.wrong_victims.fillna(0) > 0).sum())
+        b_ttk = base.time_to_kill_s.dropna().to_numpy()
+        nb = len(base)
+        for p in policy_order(dw["policy"]):
+            if p == baseline:
+                continue
+            g = dw[dw.policy == p]
+            n = len(g)
+            stuck = int((g.livelock | g.deadlock).sum())
+            wrong = int((g.wrong_victims.fillna(0) > 0).sum())
+            ttk = g.time_to_kill_s.dropna().to_numpy()
+            mw_p = mann_whitney_u(ttk, b_ttk)[1] if len(ttk) >= 3 and len(b_ttk) >= 3 else math.nan
+            rows.append({
+                "workload": w, "policy": p, "runs": n, "baseline_runs": nb,
+                "stuck_rate": stuck / n, "baseline_stuck_rate": b_stuck / nb,
+                "stuck_diff": stuck / n - b_stuck / nb,
+                "stuck_p": fisher_exact([[stuck, n - stuck], [b_stuck, nb - b_stuck]]),
+                "wrong_share": wrong / n, "baseline_wrong_share": b_wrong / nb,
+                "wrong_diff": wrong / n - b_wrong / nb,
+                "wrong_p": fisher_exact([[wrong, n - wrong], [b_wrong, nb - b_wrong]]),
+                "ttk_median_s": float(np.median(ttk)) if len(ttk) else math.nan,
+                "baseline_ttk_median_s": float(np.median(b_ttk)) if len(b_ttk) else math.nan,
+                "ttk_runs": len(ttk), "baseline_ttk_runs": len(b_ttk),
+                "ttk_p": mw_p,
+            })
+    cols = ["workload", "policy"]
+    return pd.DataFrame(rows).set_index(cols) if rows else pd.DataFrame(
+        columns=cols + ["stuck_p", "wrong_p", "ttk_p"]).set_index(cols)
+
+
+# ---------------------------------------------------------------------------- formatting
+def _pct(x):
+    return "-" if pd.isna(x) else f"{100 * x:.0f} %"
+
+
+def _num(x, nd=2):
+    return "-" if pd.isna(x) else f"{x:.{nd}f}"
+
+
+def _pp(x):
+    return "-" if pd.isna(x) else f"{100 * x:+.0f} pp"
+
+
+def _pval(p, mark):
+    if pd.isna(p):
+        return "n/a"
+    text = f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"
+    return mark(text) if p < ALPHA else text
+
+
+def _ttk(r):
+    if pd.isna(r["ttk_median_s"]):
+        return "-"
+    return f"{r['ttk_median_s']:.2f} [{r['ttk_ci_low_s']:.2f}, {r['ttk_ci_high_s']:.2f}]"
+
+
+AGG_HEADERS = ["policy", "runs ok", "errors", "livelock", "deadlock", "runs w/ wrong victim",
+               "protected /run", "bystander /run", "repeat /run", "ineffective /run",
+               "median time to kill s [95 % CI]", "no kill", "kills /run", "fault kills /run",
+               "alloc failures /run", "completed", "mean sim s"]
+
+
+def _agg_display(agg_w: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for p, r in agg_w.iterrows():
+        rows.append([p, int(r.runs_ok), int(r.errors), _pct(r.livelock_rate), _pct(r.deadlock_rate),
+                     _pct(r.wrong_victim_share), _num(r.protected_per_run),
+                     _num(r.bystander_per_run), _num(r.repeat_per_run),
+                     _num(r.ineffective_per_run), _ttk(r), f"{int(r.no_kill_runs)}/{int(r.runs_ok)}",
+                     _num(r.kills_per_run), _num(r.fault_kills_per_run),
+                     _num(r.alloc_failures_per_run), _pct(r.completion_rate), _num(r.sim_s_mean, 1)])
+    return pd.DataFrame(rows, columns=AGG_HEADERS)
+
+
+CMP_HEADERS = ["policy", "stuck (livelock+deadlock) vs mainline", "difference", "p (Fisher)",
+               "runs w/ wrong victim vs mainline", "difference", "p (Fisher)",
+               "median time to kill s vs mainline", "p (Mann-Whitney)"]
+
+
+def _cmp_display(cmp_w: pd.DataFrame, mark) -> pd.DataFrame:
+    rows = []
+    for p, r in cmp_w.iterrows():
+        rows.append([p, f"{_pct(r.stuck_rate)} vs {_pct(r.baseline_stuck_rate)}",
+                     _pp(r.stuck_diff), _pval(r.stuck_p, mark),
+                     f"{_pct(r.wrong_share)} vs {_pct(r.baseline_wrong_share)}",
+                     _pp(r.wrong_diff), _pval(r.wrong_p, mark),
+                     f"{_num(r.ttk_median_s)} (n={int(r.ttk_runs)}) vs "
+                     f"{_num(r.baseline_ttk_median_s)} (n={int(r.baseline_ttk_runs)})",
+                     _pval(r.ttk_p, mark)])
+    return pd.DataFrame(rows, columns=CMP_HEADERS)
+
+
+def _md_cell(v) -> str:
+    return str(v).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+_NUMERIC = re.compile(r"^(\*\*)?([-+]?\d|n/a$|-$)")
+
+
+def md_table(d: pd.DataFrame) -> str:
+    """A GitHub markdown table; columns of numbers (or - and n/a) right-aligned."""
+    head = "| " + " | ".join(_md_cell(c) for c in d.columns) + " |"
+    right = [len(d) > 0 and all(_NUMERIC.match(str(v)) for v in d.iloc[:, i])
+             for i in range(len(d.columns))]
+    sep = "|" + "|".join("---:" if r else "---" for r in right) + "|"
+    body = ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in d.itertuples(index=False)]
+    return "\n".join([head, sep] + body)
+
+
+def _html_table(d: pd.DataFrame, escaped_cols=()) -> str:
+    """``DataFrame.to_html`` with every cell escaped here except those already HTML."""
+    cells = [[v if i in escaped_cols else html.escape(str(v)) for i, v in enumerate(row)]
+             for row in d.itertuples(index=False)]
+    e = pd.DataFrame(cells, columns=[html.escape(str(c)) for c in d.columns], dtype=object)
+    return e.to_html(index=False, escape=False, border=0, classes="tbl")
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+# ---------------------------------------------------------------------------- plots
+def _save(fig, plots_dir: Path, stem: str, written: list) -> Path:
+    png, svg = plots_dir / f"{stem}.png", plots_dir / f"{stem}.svg"
+    fig.savefig(png, dpi=DPI)
+    with plt.rc_context({"svg.hashsalt": "vmbench"}):   # stable ids: same runs, same file
+        fig.savefig(svg, metadata={"Date": None})
+    plt.close(fig)
+    written += [png, svg]
+    return png
+
+
+def plot_heatmap_stuck(agg: pd.DataFrame, workloads, policies, plots_dir, written) -> Path:
+    """Policy x workload heatmap of the livelock+deadlock rate."""
+    m = np.full((len(policies), len(workloads)), np.nan)
+    counts = {}
+    for i, p in enumerate(policies):
+        for j, w in enumerate(workloads):
+            if (w, p) in agg.index:
+                r = agg.loc[(w, p)]
+                m[i, j] = r.stuck_rate
+                counts[i, j] = (r.livelock_rate, r.deadlock_rate, int(r.runs_ok))
+    cw = max(1.5, 0.085 * max(len(w) for w in workloads))
+    fig, ax = plt.subplots(figsize=(2.6 + cw * len(workloads) + 1.4, 1.5 + 0.55 * len(policies)))
+    cmap = plt.get_cmap("Reds").with_extremes(bad="0.85")
+    im = ax.imshow(np.ma.masked_invalid(m), cmap=cmap, vmin=0, vmax=1, aspect="auto")
+    for (i, j), (ll, dl, n) in counts.items():
+        if n == 0 or np.isnan(m[i, j]):
+            ax.text(j, i, "no ok run", ha="center", va="center", fontsize=8, color="0.3")
+            continue
+        dark = m[i, j] > 0.55
+        ax.text(j, i - 0.1, f"{100 * m[i, j]:.0f} %", ha="center", va="center", fontsize=10,
+                fontweight="bold", color="white" if dark else "black")
+        ax.text(j, i + 0.25, f"L {round(ll * n)} + D {round(dl * n)} of {n}", ha="center",
+                va="center", fontsize=7, color="white" if dark else "0.25")
+    for i, p in enumerate(policies):
+        for j, w in enumerate(workloads):
+            if (i, j) not in counts:
+                ax.text(j, i, "not run", ha="center", va="center", fontsize=8, color="0.3")
+    ax.set_xticks(range(len(workloads)), workloads, rotation=20 if len(workloads) > 3 else 0,
+                  ha="right" if len(workloads) > 3 else "center")
+    ax.set_yticks(range(len(policies)), policies)
+    ax.set_xticks(np.arange(-0.5, len(workloads)), minor=True)
+    ax.set_yticks(np.arange(-0.5, len(policies)), minor=True)
+    ax.grid(which="minor", color="white", lw=2)
+    ax.tick_params(which="minor", length=0)
+    ax.set_xlabel("workload")
+    ax.set_ylabel("policy")
+    ax.set_title("Runs stuck: livelock + deadlock rate (L = livelock, D = deadlock)", fontsize=11)
+    cb = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.03)
+    cb.set_label("share of ok runs stuck")
+    cb.ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    fig.tight_layout()
+    return _save(fig, plots_dir, "heatmap_stuck", written)
+
+
+def plot_ttk(df_ok: pd.DataFrame, workload: str, policies, colours, plots_dir, written) -> Path:
+    """ECDF of time_to_kill_s per policy over all ok runs: the curve stops at the share of
+    runs with a kill; the runs without one are counted in the legend."""
+    fig, ax = plt.subplots(figsize=(10, 4.6))
+    dw = df_ok[df_ok.workload == workload]
+    handles = []
+    xmax = dw.time_to_kill_s.max()
+    xmax = 1.0 if pd.isna(xmax) or xmax <= 0 else xmax * 1.08
+    for p in policies:
+        g = dw[dw.policy == p]
+        if g.empty:
+            continue
+        n = len(g)
+        t = np.sort(g.time_to_kill_s.dropna().to_numpy())
+        no_kill = int(g.first_kill_s.isna().sum())
+        label = f"{p}: no kill in {no_kill} of {n}"
+        if len(t) < n - no_kill:
+            label += f", {n - no_kill - len(t)} kill(s) without pressure onset"
+        c = colours[p]
+        if len(t):
+            xs = np.concatenate([[0.0], t, [xmax]])
+            ys = np.concatenate([[0.0], np.arange(1, len(t) + 1) / n, [len(t) / n]])
+            h, = ax.step(xs, ys, where="post", color=c, lw=1.8, label=label)
+            ax.plot(t, np.arange(1, len(t) + 1) / n, "o", color=c, ms=3.5)
+            ax.plot([np.median(t)], [-0.035], "^", color=c, ms=7, clip_on=False)
+        else:
+            h = Line2D([], [], color=c, lw=1.8, ls=":", label=label)
+        handles.append(h)
+    handles.append(Line2D([], [], color="0.3", marker="^", ls="", ms=7,
+                          label="median of the runs with a kill"))
+    ax.set_xlim(0, xmax)
+    ax.set_ylim(-0.06, 1.04)
+    ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    ax.set_xlabel("time to first OOM kill after pressure onset (simulated s)")
+    ax.set_ylabel("share of ok runs with a kill by then")
+    ax.set_title(f"{workload}: time to kill (ECDF over ok runs; the plateau is the share of runs "
+                 f"with a kill)", fontsize=10.5)
+    ax.grid(True, alpha=0.3)
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8,
+              frameon=False, borderaxespad=0, title="policy (runs)", title_fontsize=8.5,
+              alignment="left")
+    fig.tight_layout()
+    return _save(fig, plots_dir, f"ttk_{_safe(workload)}", written)
+
+
+def plot_wrong_victims(agg: pd.DataFrame, workloads, policies, colours, plots_dir, written) -> Path:
+    """Wrong victims and wasted kills per run, stacked by kind, a panel per workload."""
+    kinds = ["protected", "bystander", "repeat", "ineffective"]
+    nw = len(workloads)
+    ncols = min(nw, 3)
+    nrows = math.ceil(nw / ncols)
+    pw = max(3.6, 0.42 * len(policies) + 1.2)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(pw * ncols + 0.6, 3.9 * nrows + 1.1),
+                             squeeze=False)
+    for ax in axes.flat[nw:]:
+        ax.set_visible(False)
+    for ax, w in zip(axes.flat, workloads):
+        ps = [p for p in policies if (w, p) in agg.index]
+        bottom = np.zeros(len(ps))
+        for kind in kinds:
+            v = np.array([agg.loc[(w, p), f"{kind}_per_run"] for p in ps], dtype=float)
+            v = np.nan_to_num(v)
+            ax.bar(range(len(ps)), v, bottom=bottom, color=KIND_COLOURS[kind], width=0.7,
+                   edgecolor="white", lw=0.5)
+            bottom += v
+        top = max(bottom.max(initial=0), 1e-9)
+        for i, p in enumerate(ps):
+            r = agg.loc[(w, p)]
+            text = "no ok run" if r.runs_ok == 0 else f"{bottom[i]:.1f}"
+            ax.text(i, bottom[i] + 0.02 * top, text, ha="center", va="bottom", fontsize=7.5)
+        ax.set_ylim(0, top * 1.15 if top > 1e-9 else 1)
+        ax.set_xticks(range(len(ps)), ps, rotation=35, ha="right", fontsize=8.5)
+        for lbl, p in zip(ax.get_xticklabels(), ps):
+            lbl.set_color(colours[p])
+        ax.set_title(w, fontsize=10)
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("per run (mean over ok runs)")
+    fig.suptitle("Wrong victims and wasted kills per run, by kind", fontsize=12)
+    fig.legend(handles=[Patch(color=KIND_COLOURS[k], label=KIND_LABELS[k]) for k in kinds],
+               loc="lower center", ncol=2, fontsize=8.5, frameon=False, bbox_to_anchor=(0.5, 0))
+    fig.tight_layout(rect=(0, 0.09 if nrows == 1 else 0.05, 1, 0.97))
+    return _save(fig, plots_dir, "wrong_victims", written)
+
+
+def _default_timeline_runner(policy, workload, seed):
+    from . import runner
+    return runner.run_one(policy, workload, int(seed), keep_kernel=True)[1]
+
+
+def plot_timelines(workload, policies, seed, timeline_runner, plots_dir, written,
+                   ncols=None) -> Path:
+    """One seed of ``workload`` under every policy, a panel per policy on common axes (time,
+    free pages, stalled tasks), so the eye finds where the policies part ways."""
+    runs = {}
+    for p in policies:
+        try:
+            runs[p] = timeline_runner(p, workload, seed)
+        except Exception as e:   # a failed run is a panel saying so, not a missing figure
+            runs[p] = f"{type(e).__name__}: {e}"
+    kernels = [k for k in runs.values() if not isinstance(k, str)]
+    colours = policy_colours(policies)
+    n = len(policies)
+    ncols = ncols or (1 if n <= 5 else 2)
+    nrows = math.ceil(n / ncols)
+    panel_w, panel_h = (12.0, 3.4) if ncols == 1 else (7.8, 3.4)
+    left_in, right_in, top_in, bottom_in, gap_in = 1.1, 1.3, 1.05, 0.55, 0.62
+    W = left_in + right_in + ncols * panel_w + (ncols - 1) * 0.25
+    H = top_in + bottom_in + nrows * panel_h + (nrows - 1) * gap_in
+    fig = plt.figure(figsize=(W, H))
+    gs = fig.add_gridspec(nrows, ncols, left=left_in / W, right=1 - right_in / W,
+                          top=1 - top_in / H, bottom=bottom_in / H,
+                          wspace=0.25 / panel_w, hspace=gap_in / panel_h)
+    xmax = max((k.now / 1e6 for k in kernels), default=1.0)
+    ymax = max((plot.free_ymax(k) for k in kernels), default=1)
+    stall_top = max((plot.stalled_max(k) for k in kernels), default=1)
+    zone_handles = None
+    first_ax = first_ax2 = None
+    for i, p in enumerate(policies):
+        r, c = divmod(i, ncols)
+        sub = gs[r, c].subgridspec(2, 1, height_ratios=[3.0, 1], hspace=0.06)
+        k = runs[p]
+        if isinstance(k, str):      # its own axes: clearing shared ticks would clear them all
+            ax = fig.add_subplot(sub[0])
+            ax.set_title(p, fontsize=10, loc="left", fontweight="bold", color=colours[p])
+            ax.text(0.5, 0.5, f"no timeline: the run failed\n{k[:160]}", transform=ax.transAxes,
+                    ha="center", va="center", fontsize=9, color="firebrick", wrap=True)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
+        ax = fig.add_subplot(sub[0], sharex=first_ax2, sharey=first_ax)
+        ax2 = fig.add_subplot(sub[1], sharex=ax if first_ax2 is None else first_ax2,
+                              sharey=first_ax2)
+        ax.set_title(p, fontsize=10, loc="left", fontweight="bold", color=colours[p])
+        ax.tick_params(labelbottom=False)
+        last_in_row = c == ncols - 1 or i == n - 1
+        info = plot.draw_timeline(ax, ax2, k, xmax=xmax, ymax=ymax, stall_top=stall_top,
+                                  compact=True, label_watermarks=False, legend=False,
+                                  ylabels=(c == 0), xlabel=(i + ncols >= n), rasterized=True)
+        if first_ax is None:
+            first_ax, first_ax2 = ax, ax2
+        zone_handles = zone_handles or info["zone_handles"]
+        outcome = metrics.compute(k)["outcome"]
+        ax.set_title(f"{outcome}: {info['kills']} OOM kills, {info['fault_kills']} fault kills, "
+                     f"{info['alloc_failures']} alloc failures", fontsize=8.5, loc="right")
+        if c > 0:
+            ax.tick_params(labelleft=False)
+            ax2.tick_params(labelleft=False)
+        if last_in_row:
+            plot._label_right(fig, ax, info["wm_labels"], draw=False)
+    fig.suptitle(f"{workload}, seed {seed}: the same run under every policy "
+                 f"(common time and page axes)", fontsize=12, y=1 - 0.2 / H, va="top")
+    handles = list(zone_handles or []) + plot.event_handles()
+    fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 9), fontsize=8.5,
+               frameon=False, bbox_to_anchor=(0.5, 1 - 0.52 / H))
+    return _save(fig, plots_dir, f"timeline_{_safe(workload)}", written)
+
+
+# ---------------------------------------------------------------------------- documents
+PLOT_NOTES = {
+    "heatmap": "Share of ok runs that ended stuck (the watchdog fired: livelock or deadlock), "
+               "per policy and workload; darker is worse.",
+    "wrong_victims": "Mean per ok run of victims that were not the culprit (protected tasks, "
+                     "bystanders) and of wasted kill decisions (repeat kills of a task already "
+                     "dying, kills whose victim was still alive 10 s later); the total is above "
+                     "each bar.",
+    "ttk": "Cumulative share of ok runs whose first OOM kill came within t seconds of the "
+           "pressure onset; a curve that stops below 100 % means the other runs had no kill "
+           "(counted in the legend, not averaged in as zero). Triangles mark the medians.",
+    "timeline": "The same seed under every policy on a common time axis: free pages per zone "
+                "with pages_min/low/high (linear near the watermarks, log above), OOM kills "
+                "(red lines, first victims named), fault kills and allocation failures (strip "
+                "below zero), the watchdog, and below each the tasks stalled in the allocator.",
+}
+
+
+def _provenance(meta: dict, d: pd.DataFrame) -> list[tuple[str, str]]:
+    m = meta.get("matrix") or {}
+    seeds = m.get("seeds") or sorted(int(s) for s in d["seed"].dropna().unique())
+    seed_txt = (f"{len(seeds)} ({min(seeds)}-{max(seeds)})"
+                if seeds and list(seeds) == list(range(min(seeds), max(seeds) + 1))
+                else ", ".join(map(str, seeds)))
+    rows = [("commit", f"{meta.get('git_commit', '?')}" + (" (dirty)" if meta.get("git_dirty") else "")),
+            ("created (UTC)", str(meta.get("created_utc", "?"))),
+            ("policies", ", ".join(m.get("policies") or policy_order(d["policy"]))),
+            ("workloads", ", ".join(m.get("workloads") or list(dict.fromkeys(d["workload"])))),
+            ("seeds", seed_txt),
+            ("runs", f"{len(d)} ({int((d.status == 'ok').sum())} ok)")]
+    if meta.get("engine_hash"):
+        rows.append(("engine hash", str(meta["engine_hash"])))
+    if meta.get("python"):
+        rows.append(("python", str(meta["python"])))
+    if meta.get("cpu"):
+        rows.append(("cpu", str(meta["cpu"]) + (f" ({meta['cpus']} cpus)" if meta.get("cpus") else "")))
+    rs = meta.get("run_stats")
+    if isinstance(rs, dict) and rs:
+        rows.append(("matrix run", ", ".join(f"{k} {v}" for k, v in rs.items())
+                     + " (wall time is metadata, never a result)"))
+    pk = meta.get("packages")
+    if pk:
+        rows.append(("packages", ", ".join(f"{k} {v}" for k, v in pk.items())
+                     if isinstance(pk, dict) else str(pk)))
+    return rows
+
+
+def _errors_frame(d: pd.DataFrame) -> pd.DataFrame:
+    e = d[d.status != "ok"][["policy", "workload", "seed", "status", "error"]].copy()
+    e["seed"] = e["seed"].map(lambda s: "?" if pd.isna(s) else int(s))
+    e["error"] = e["error"].map(lambda v: "" if pd.isna(v) else " ".join(str(v).split())[:300])
+    return e
+
+
+def _summary_md(d, agg, cmp, meta, workloads, plots, files_rel) -> str:
+    out = ["# vmbench report", ""]
+    for k, v in _provenance(meta, d):
+        out.append(f"- **{k}**: {v}")
+    out.append("")
+    for key, what in (("skipped_policies", "Skipped policies"),
+                      ("skipped_workloads", "Skipped workloads")):
+        items = meta.get(key) or []
+        if items:
+            out += [f"## {what}", ""] + [f"- {s}" for s in items] + [""]
+    errs = _errors_frame(d)
+    out += ["## Failed runs", "", f"{len(errs)} of {len(d)} runs did not finish (status other "
+            f"than ok); they are counted per cell and left out of every statistic.", ""]
+    if len(errs):
+        out += [md_table(errs), ""]
+    out += ["## Results per workload", "",
+            "Rates and per-run means are over the ok runs. Time to kill = first OOM kill minus "
+            "pressure onset; the median is over the runs with a kill, with a 95 % percentile "
+            f"bootstrap interval ({BOOT_N} resamples, fixed seed); \"no kill\" counts the others. "
+            "Comparisons against mainline: Fisher's exact test (two-sided) for the stuck and "
+            "wrong-victim rates, Mann-Whitney U (two-sided, normal approximation) for the times "
+            f"(n/a with fewer than 3 times on a side). **Bold**: p < {ALPHA} (not corrected for "
+            "the number of comparisons).", ""]
+    for w in workloads:
+        out += [f"### {w}", "", md_table(_agg_display(agg.loc[w])), ""]
+        if w in cmp.index.get_level_values(0):
+            out += [f"Against {BASELINE}:", "",
+                    md_table(_cmp_display(cmp.loc[w], lambda t: f"**{t}**")), ""]
+        elif BASELINE not in set(d[d.workload == w].policy):
+            out += [f"({BASELINE} was not run on this workload: no comparison.)", ""]
+    out += ["## Plots", "", "Every plot as PNG and SVG; `index.html` shows them all with the "
+            "tables above.", ""]
+    for rel in files_rel:
+        if rel.endswith(".png"):
+            svg = rel[:-4] + ".svg"
+            out.append(f"- [{rel}]({rel})" + (f" ([svg]({svg}))" if svg in files_rel else ""))
+    out.append("")
+    return "\n".join(out)
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:1.5em auto;
+max-width:1500px;padding:0 1em;color:#222;line-height:1.4}
+h1{font-size:1.6em;margin-bottom:.3em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
+h3{margin-top:1.3em}
+table.tbl{border-collapse:collapse;font-size:12.5px;margin:.4em 0 1em}
+table.tbl th,table.tbl td{border:1px solid #ddd;padding:3px 7px;text-align:right;white-space:nowrap}
+table.tbl th{background:#f2f2f2;text-align:center;white-space:normal;max-width:9em}
+table.tbl td:first-child{text-align:left;font-weight:600}
+table.tbl tr:nth-child(even) td{background:#fafafa}
+table.prov td{padding:1px 10px 1px 0;font-size:13px;vertical-align:top}
+table.prov td:first-child{font-weight:600;white-space:nowrap}
+figure{margin:1em 0 2em}figure img{max-width:100%;height:auto;border:1px solid #eee}
+figcaption{font-size:13px;color:#444;max-width:70em}
+.note{font-size:13px;color:#444;max-width:75em}
+.scroll{overflow-x:auto}
+strong.sig{color:#b2182b}
+code{font-size:12px}
+"""
+
+
+def _img(png: Path, note: str) -> str:
+    data = base64.b64encode(png.read_bytes()).decode("ascii")
+    svg = png.with_suffix(".svg").name
+    return (f'<figure><img alt="{html.escape(png.stem)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(note)} <span style=\"color:#888\">"
+            f"(<code>plots/{html.escape(png.name)}</code>, "
+            f"<code>plots/{html.escape(svg)}</code>)</span></figcaption></figure>")
+
+
+def _index_html(d, agg, cmp, meta, workloads, plots, files_rel) -> str:
+    e = html.escape
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+           "<title>vmbench report</title>", f"<style>{CSS}</style></head><body>",
+           "<h1>vmbench report</h1>", '<table class="prov">']
+    out += [f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in _provenance(meta, d)]
+    out.append("</table>")
+    for key, what in (("skipped_policies", "Skipped policies"),
+                      ("skipped_workloads", "Skipped workloads")):
+        items = meta.get(key) or []
+        if items:
+            out += [f"<h2>{what}</h2><ul>"] + [f"<li><code>{e(str(s))}</code></li>" for s in items]
+            out.append("</ul>")
+    errs = _errors_frame(d)
+    out += ["<h2>Failed runs</h2>", f'<p class="note">{len(errs)} of {len(d)} runs did not '
+            "finish (status other than ok); they are counted per cell and left out of every "
+            "statistic.</p>"]
+    if len(errs):
+        out.append(f'<div class="scroll">{_html_table(errs)}</div>')
+    out.append("<h2>Overview</h2>")
+    out += [_img(plots[k], PLOT_NOTES[k]) for k in ("heatmap", "wrong_victims") if k in plots]
+    out += ["<h2>Results per workload</h2>",
+            '<p class="note">Rates and per-run means are over the ok runs. Time to kill = first '
+            "OOM kill minus pressure onset; the median is over the runs with a kill, with a "
+            f"95 % percentile bootstrap interval ({BOOT_N} resamples, fixed seed); "
+            "&ldquo;no kill&rdquo; counts the others. Comparisons against mainline: Fisher's "
+            "exact test (two-sided) for the stuck and wrong-victim rates, Mann-Whitney U "
+            "(two-sided, normal approximation with tie and continuity corrections) for the "
+            f"times (n/a with fewer than 3 times on a side). <strong class=\"sig\">Red</strong>: "
+            f"p &lt; {ALPHA} (not corrected for the number of comparisons).</p>"]
+    sig = (lambda t: f'<strong class="sig">{e(t)}</strong>')
+    for w in workloads:
+        out += [f'<h3 id="{e(_safe(w))}">{e(w)}</h3>',
+                f'<div class="scroll">{_html_table(_agg_display(agg.loc[w]))}</div>']
+        if w in cmp.index.get_level_values(0):
+            c = _cmp_display(cmp.loc[w], lambda t: "\0" + t)
+            pcols = [i for i, h in enumerate(c.columns) if h.startswith("p (")]
+            c = pd.DataFrame([[(sig(v[1:]) if v.startswith("\0") else e(v)) if i in pcols else v
+                               for i, v in enumerate(row)] for row in c.itertuples(index=False)],
+                             columns=c.columns, dtype=object)
+            out += [f"<p class=\"note\">Against {BASELINE}:</p>",
+                    f'<div class="scroll">{_html_table(c, escaped_cols=pcols)}</div>']
+        elif BASELINE not in set(d[d.workload == w].policy):
+            out.append(f'<p class="note">({BASELINE} was not run on this workload: no '
+                       "comparison.)</p>")
+        out.append(_img(plots["ttk"][w], PLOT_NOTES["ttk"]))
+        if w in plots["timeline"]:
+            out.append(_img(plots["timeline"][w], PLOT_NOTES["timeline"]))
+    out += ["<h2>Plot files</h2><ul>"] + [f"<li><code>{e(r)}</code></li>" for r in files_rel]
+    out += ["</ul>", "</body></html>", ""]
+    return "\n".join(out)
+
+
+def _timeline_job(workload, policies, seed, run, plots_dir) -> list[Path]:
+    files: list[Path] = []
+    plot_timelines(workload, policies, seed, run, plots_dir, files)
+    return files
+
+
+def _run_timeline_jobs(jobs, n_jobs):
+    """The timeline figures (a re-run of every policy, then drawing) in a process pool when
+    there are several and the runner can be sent to a worker; the same files either way."""
+    n_jobs = min(n_jobs or os.cpu_count() or 1, len(jobs))
+    if n_jobs > 1:
+        from joblib import Parallel, delayed
+        try:
+            try:
+                import cloudpickle
+            except ImportError:
+                from joblib.externals import cloudpickle
+            cloudpickle.dumps(jobs[0][3])
+        except Exception:
+            n_jobs = 1
+    if n_jobs <= 1:
+        return [_timeline_job(*j) for j in jobs]
+    return Parallel(n_jobs=n_jobs, backend="loky")(delayed(_timeline_job)(*j) for j in jobs)
+
+
+def write_report(out_dir, df, meta, *, timeline_seed=None, timeline_runner=None,
+                 timelines: bool = True, n_jobs: int | None = None) -> list[Path]:
+    """Write ``summary.md``, ``index.html`` (self-contained) and ``plots/*.png|svg`` into
+    ``out_dir`` from the run records ``df`` (columns of ``metrics.COLUMNS``) and the
+    provenance ``meta``; return the written paths.
+
+    ``timeline_runner(policy, workload, seed) -> kernel`` re-runs one cell for the timeline
+    figures (default: :func:`harness.runner.run_one` with ``keep_kernel=True``) on
+    ``timeline_seed`` (default: the smallest seed in ``df``); ``timelines=False`` skips them.
+    The timeline figures of the workloads are made in ``n_jobs`` processes (default: one per
+    CPU, at most one per workload; 1 = in this process)."""
+    out_dir = Path(out_dir)
+    plots_dir = out_dir / "plots"
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    meta = dict(meta or {})
+    d = prepare(df)
+    workloads = _workload_order(d, meta)
+    policies = policy_order(d["policy"])
+    colours = policy_colours(policies)
+    agg = aggregate(d, workloads)
+    cmp = compare(d, BASELINE, workloads)
+    ok = d[d.status == "ok"]
+    written: list[Path] = []
+    plots = {"ttk": {}, "timeline": {}}
+    if len(agg):
+        plots["heatmap"] = plot_heatmap_stuck(agg, workloads, policies, plots_dir, written)
+        plots["wrong_victims"] = plot_wrong_victims(agg, workloads, policies, colours,
+                                                    plots_dir, written)
+    for w in workloads:
+        pw = [p for p in policies if (w, p) in agg.index]
+        plots["ttk"][w] = plot_ttk(ok, w, pw, colours, plots_dir, written)
+    if timelines and len(d):
+        seed = timeline_seed if timeline_seed is not None else int(d["seed"].min())
+        run = timeline_runner or _default_timeline_runner
+        jobs = [(w, [p for p in policies if (w, p) in agg.index], seed, run, plots_dir)
+                for w in workloads]
+        for w, files in zip(workloads, _run_timeline_jobs(jobs, n_jobs)):
+            plots["timeline"][w] = files[0]
+            written += files
+    files_rel = [p.relative_to(out_dir).as_posix() for p in written]
+    agg_csv, cmp_csv = out_dir / "aggregates.csv", out_dir / "comparison.csv"
+    agg.to_csv(agg_csv)
+    cmp.to_csv(cmp_csv)
+    md, idx = out_dir / "summary.md", out_dir / "index.html"
+    md.write_text(_summary_md(d, agg, cmp, meta, workloads, plots, files_rel))
+    idx.write_text(_index_html(d, agg, cmp, meta, workloads, plots, files_rel))
+    return [md, idx, agg_csv, cmp_csv] + written
