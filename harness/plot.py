@@ -104,7 +104,8 @@ def event_handles(kills=None, fault_kills=None, fails=None, runs_named=None):
     kill_label = f"OOM kill{n(kills)}"
     if runs_named is not None:
         kill_label += f"\n(first {runs_named} runs named)"
-    handles = [Line2D([], [], color="gray", lw=0.7, ls=st, label=wm) for wm, st in WM_STYLES.items()]
+    handles = [Line2D([], [], color="gray", lw=0.7, ls=st, label=wm)
+               for wm, st in WM_STYLES.items()]
     handles += [
         Line2D([], [], color="red", lw=1.0, label=kill_label),
         Line2D([], [], color="darkorange", marker="x", ls="", mew=2,
@@ -184,9 +185,10 @@ def draw_timeline(ax, ax2, k, *, xmax=None, ymax=None, stall_top=None, compact=F
     ax.set_ylim(-strip, ymax * 1.25)
     ax.axhspan(-strip, 0, color="0.93", zorder=0)
     ax.axhline(0, color="0.6", lw=0.6)
-    ax.text(0.002, -strip / 2, "fault kills / alloc failures", transform=
+    # (compact panels share a time axis: the right end is usually past a run's events)
+    ax.text(0.998 if compact else 0.002, -strip / 2, "fault kills / alloc failures", transform=
             blended_transform_factory(ax.transAxes, ax.transData), fontsize=6.5, color="0.45",
-            va="center", ha="left")
+            va="center", ha="right" if compact else "left")
     ax.grid(True, alpha=0.25)
     if label_watermarks:
         _label_right(fig, ax, wm_labels)

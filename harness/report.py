@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import math
 import os
 import re
@@ -293,9 +292,11 @@ def _agg_display(agg_w: pd.DataFrame) -> pd.DataFrame:
         rows.append([p, int(r.runs_ok), int(r.errors), _pct(r.livelock_rate), _pct(r.deadlock_rate),
                      _pct(r.wrong_victim_share), _num(r.protected_per_run),
                      _num(r.bystander_per_run), _num(r.repeat_per_run),
-                     _num(r.ineffective_per_run), _ttk(r), f"{int(r.no_kill_runs)}/{int(r.runs_ok)}",
+                     _num(r.ineffective_per_run), _ttk(r),
+                     f"{int(r.no_kill_runs)}/{int(r.runs_ok)}",
                      _num(r.kills_per_run), _num(r.fault_kills_per_run),
-                     _num(r.alloc_failures_per_run), _pct(r.completion_rate), _num(r.sim_s_mean, 1)])
+                     _num(r.alloc_failures_per_run), _pct(r.completion_rate),
+                     _num(r.sim_s_mean, 1)])
     return pd.DataFrame(rows, columns=AGG_HEADERS)
 
 
@@ -407,8 +408,13 @@ def plot_ttk(df_ok: pd.DataFrame, workload: str, policies, colours, plots_dir, w
     fig, ax = plt.subplots(figsize=(10, 4.6))
     dw = df_ok[df_ok.workload == workload]
     handles = []
-    xmax = dw.time_to_kill_s.max()
-    xmax = 1.0 if pd.isna(xmax) or xmax <= 0 else xmax * 1.08
+    tt = dw.time_to_kill_s.dropna()
+    # times spread over decades (a kill in 1 s beside one in 200 s) go on a log axis
+    logx = len(tt) > 1 and tt.min() > 0 and tt.max() / tt.min() > 30
+    if logx:
+        xmin, xmax = tt.min() / 1.5, tt.max() * 1.5
+    else:
+        xmin, xmax = 0.0, (1.0 if tt.empty or tt.max() <= 0 else tt.max() * 1.08)
     for p in policies:
         g = dw[dw.policy == p]
         if g.empty:
@@ -421,7 +427,7 @@ def plot_ttk(df_ok: pd.DataFrame, workload: str, policies, colours, plots_dir, w
             label += f", {n - no_kill - len(t)} kill(s) without pressure onset"
         c = colours[p]
         if len(t):
-            xs = np.concatenate([[0.0], t, [xmax]])
+            xs = np.concatenate([[xmin], t, [xmax]])
             ys = np.concatenate([[0.0], np.arange(1, len(t) + 1) / n, [len(t) / n]])
             h, = ax.step(xs, ys, where="post", color=c, lw=1.8, label=label)
             ax.plot(t, np.arange(1, len(t) + 1) / n, "o", color=c, ms=3.5)
@@ -429,12 +435,20 @@ def plot_ttk(df_ok: pd.DataFrame, workload: str, policies, colours, plots_dir, w
         else:
             h = Line2D([], [], color=c, lw=1.8, ls=":", label=label)
         handles.append(h)
-    handles.append(Line2D([], [], color="0.3", marker="^", ls="", ms=7,
-                          label="median of the runs with a kill"))
-    ax.set_xlim(0, xmax)
+    if dw.time_to_kill_s.notna().any():
+        handles.append(Line2D([], [], color="0.3", marker="^", ls="", ms=7,
+                              label="median of the runs with a kill"))
+    else:
+        ax.text(0.5, 0.5, "no ok run had an OOM kill after a pressure onset",
+                transform=ax.transAxes, ha="center", va="center", fontsize=10, color="0.4")
+    if logx:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlim(xmin, xmax)
     ax.set_ylim(-0.06, 1.04)
     ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
-    ax.set_xlabel("time to first OOM kill after pressure onset (simulated s)")
+    ax.set_xlabel("time to first OOM kill after pressure onset (simulated s"
+                  + (", log scale)" if logx else ")"))
     ax.set_ylabel("share of ok runs with a kill by then")
     ax.set_title(f"{workload}: time to kill (ECDF over ok runs; the plateau is the share of runs "
                  f"with a kill)", fontsize=10.5)
@@ -469,7 +483,8 @@ def plot_wrong_victims(agg: pd.DataFrame, workloads, policies, colours, plots_di
         top = max(bottom.max(initial=0), 1e-9)
         for i, p in enumerate(ps):
             r = agg.loc[(w, p)]
-            text = "no ok run" if r.runs_ok == 0 else f"{bottom[i]:.1f}"
+            v = bottom[i]
+            text = "no ok run" if r.runs_ok == 0 else f"{v:.2f}" if 0 < v < 1 else f"{v:.1f}"
             ax.text(i, bottom[i] + 0.02 * top, text, ha="center", va="bottom", fontsize=7.5)
         ax.set_ylim(0, top * 1.15 if top > 1e-9 else 1)
         ax.set_xticks(range(len(ps)), ps, rotation=35, ha="right", fontsize=8.5)
@@ -584,7 +599,8 @@ def _provenance(meta: dict, d: pd.DataFrame) -> list[tuple[str, str]]:
     seed_txt = (f"{len(seeds)} ({min(seeds)}-{max(seeds)})"
                 if seeds and list(seeds) == list(range(min(seeds), max(seeds) + 1))
                 else ", ".join(map(str, seeds)))
-    rows = [("commit", f"{meta.get('git_commit', '?')}" + (" (dirty)" if meta.get("git_dirty") else "")),
+    dirty = " (dirty)" if meta.get("git_dirty") else ""
+    rows = [("commit", f"{meta.get('git_commit', '?')}{dirty}"),
             ("created (UTC)", str(meta.get("created_utc", "?"))),
             ("policies", ", ".join(m.get("policies") or policy_order(d["policy"]))),
             ("workloads", ", ".join(m.get("workloads") or list(dict.fromkeys(d["workload"])))),
@@ -595,7 +611,8 @@ def _provenance(meta: dict, d: pd.DataFrame) -> list[tuple[str, str]]:
     if meta.get("python"):
         rows.append(("python", str(meta["python"])))
     if meta.get("cpu"):
-        rows.append(("cpu", str(meta["cpu"]) + (f" ({meta['cpus']} cpus)" if meta.get("cpus") else "")))
+        cpus = f" ({meta['cpus']} cpus)" if meta.get("cpus") else ""
+        rows.append(("cpu", f"{meta['cpu']}{cpus}"))
     rs = meta.get("run_stats")
     if isinstance(rs, dict) and rs:
         rows.append(("matrix run", ", ".join(f"{k} {v}" for k, v in rs.items())
@@ -657,7 +674,8 @@ def _summary_md(d, agg, cmp, meta, workloads, plots, files_rel) -> str:
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:1.5em auto;
 max-width:1500px;padding:0 1em;color:#222;line-height:1.4}
-h1{font-size:1.6em;margin-bottom:.3em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
+h1{font-size:1.6em;margin-bottom:.3em}
+h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
 h3{margin-top:1.3em}
 table.tbl{border-collapse:collapse;font-size:12.5px;margin:.4em 0 1em}
 table.tbl th,table.tbl td{border:1px solid #ddd;padding:3px 7px;text-align:right;white-space:nowrap}
