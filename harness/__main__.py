@@ -280,6 +280,22 @@ def cmd_report(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- describe
+def cmd_describe(args) -> int:
+    """A workload name, or a file (every point of a sweep file)."""
+    p = Path(args.workload)
+    if p.suffix == ".toml" and p.exists():
+        ws = W.load_all(p)
+    else:
+        good, _ = W.load_dir(registry.WORKLOAD_DIR)
+        ws = [good[n] for n in sorted(good) if n == args.workload or
+              (good[n].sweep_point and n.startswith(args.workload + "."))]
+        if not ws:
+            ws = [runner.resolve_workload(args.workload)]      # raises with the known names
+    print("\n\n".join(W.describe(w) for w in ws))
+    return 0
+
+
 # ---------------------------------------------------------------------------- perf
 def cmd_perf_summary(args) -> int:
     """Simulated seconds per wall second and runs per minute from a pytest-benchmark JSON."""
@@ -309,7 +325,7 @@ def cmd_perf_summary(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m harness",
                                  description="vmbench: Linux 2.4 VM / OOM-killer policies, simulated")
-    sub = ap.add_subparsers(dest="cmd", required=True, metavar="{run,list,quick,bench,report,perf-summary}")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="{run,list,quick,bench,report,describe,perf-summary}")
 
     r = sub.add_parser("run", help="run one cell and print its summary or record")
     r.add_argument("--policy", required=True, help="policy name (see `list`)")
@@ -352,6 +368,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="(re)write summary.md, index.html and plots of a results folder")
     rp.add_argument("dir", nargs="?", default=str(registry.ROOT / "results" / "latest"))
     rp.set_defaults(func=cmd_report)
+
+    d = sub.add_parser("describe", help="what a workload is: machine, zones, tasks, oracle")
+    d.add_argument("workload", help="a workload name, a sweep's base name, or a .toml file")
+    d.set_defaults(func=cmd_describe)
 
     pf = sub.add_parser("perf-summary", help="summarise a pytest-benchmark JSON (make perf)")
     pf.add_argument("file")

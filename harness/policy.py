@@ -1,28 +1,54 @@
-"""The policy interface: what differs between the kernels of the 2002 thread.
+"""The policy interface: what differs between the kernels of the 2002 thread and their successors.
 
-A policy file in ``policies/`` subclasses :class:`Policy` and overrides some of its six hooks
-(``shared/spec/policies.md``):
+A policy file in ``policies/`` subclasses :class:`Policy` (or an existing policy) and overrides
+some of the six hooks of ``shared/spec/policies.md``; ``docs/adding-a-policy.md`` is the guide
+with a worked example, these docstrings are the reference.
 
-1. :meth:`Policy.watermarks`       the watermark test of each allocator pass
-2. :meth:`Policy.slow_path`        what the allocator does once the fast passes fail
-3. :meth:`Policy.try_to_free_pages` reclaim effort and early exit (and :meth:`Policy.kswapd`)
-4. :meth:`Policy.out_of_memory`    when the OOM killer runs (call sites and rate limiter)
+1. :meth:`Policy.watermarks`        the watermark test of each allocator pass
+2. :meth:`Policy.slow_path`         what the allocator does once the fast passes fail
+   (the whole allocator: :meth:`Policy.alloc_pages`)
+3. :meth:`Policy.try_to_free_pages` reclaim effort and early exit (and :meth:`Policy.kswapd`,
+   :meth:`Policy.need_balance`) -- the one **required** hook: the base one raises
+4. :meth:`Policy.out_of_memory`     when the OOM killer runs (call sites and rate limiter)
 5. :meth:`Policy.badness` / :meth:`Policy.select_bad_process`  whom it picks
-6. :meth:`Policy.oom_kill`         how the kill is delivered
+6. :meth:`Policy.oom_kill`          how the kill is delivered
+
+plus :meth:`Policy.reset` (per-run state) and :meth:`Policy.boot` (start a policy's own threads).
 
 Contract:
 
-* ``__init__(**params)`` only stores parameters (plain, picklable values) as attributes; the
-  class attribute ``params`` lists their names and defaults.  Per-run state is built in
-  :meth:`reset`, which the engine calls once before the run.
-* Hooks named ``*_path``, ``try_to_free_pages``, ``kswapd``, ``out_of_memory`` and
-  ``alloc_pages`` are generators: they ``yield`` scheduler commands (``(CPU, us, False)``,
-  ``CMD_YIELD``, ``(DWAIT, until)``) and ``return`` their result; call them with ``yield from``.
-* A policy reads the machine through the kernel object ``k`` (``k.zones``, ``k.tasks``,
-  ``k.now``, ``k.nr_swap_pages``) and changes it only through the engine and the blocks in
-  :mod:`harness.blocks` (``k.take``, reclaim blocks, kill delivery).  It never looks at a task's
-  or workload's name to decide anything.
-* Every policy module starts with a docstring naming the tree, files and functions it models.
+* **Registration.**  ``name`` (plain, unique, typed on the command line), ``description`` (one
+  line) and ``params`` (a dict of parameter name -> default) are set in the class body.
+  Discovery (:mod:`harness.registry`) registers every such class a file defines.
+* **Parameters** like scikit-learn: ``__init__(**params)`` only stores them (plain, picklable
+  values) as attributes of the same names.  Per-run state (limiters, per-zone tables, queues)
+  is built in :meth:`reset`, which runs once before each run; nothing carries over between runs.
+* **Generators.**  The hooks in :data:`HOOKS` marked as generators are run by the engine with
+  ``yield from``: they ``yield`` scheduler commands -- ``(CPU, us, False)`` to spend kernel CPU
+  time, ``CMD_YIELD``, ``(SLEEP, until_us)``, ``(DWAIT, until_us)`` (uninterruptible),
+  ``(WAITQ, queue, interruptible)``, ``(REPEAT, us, count)`` -- and ``return`` their result.  A
+  generator hook that has nothing to wait for still needs a ``yield`` somewhere (``return x``
+  followed by an unreachable ``yield``).
+* **Views.**  A policy reads the machine through the kernel object ``k``, read-only:
+  ``k.zones`` (per zone ``size``, ``free``, ``pages_min/low/high``, ``need_balance`` and the page
+  counts ``anon clean mapped dirty wb swapc slab dcache pt ts kmem reserved``), ``k.live`` (pid
+  -> task, in creation order; a task has ``pid``, ``state`` R/S/D/Z/X, ``flags``, ``mm`` with
+  ``total_vm``, ``rss``, ``anon``/``pt``/``swapc`` per zone and ``swapped``, ``uid``, ``euid``,
+  ``nice``, ``caps``, ``utime``, ``stime``, ``start_us``, ``kthread``, ``oom_score_adj``,
+  ``sigpending``, ``killed_at``), ``k.now`` (us), ``k.nr_swap_pages``, ``k.swap_total``,
+  ``k.files``, ``k.spec``, ``k.costs``, ``k.kswapd``.  The hooks that only choose --
+  :meth:`watermarks`, :meth:`need_balance`, :meth:`badness`, :meth:`select_bad_process` -- must
+  not change anything (the contract suite checks it).
+* **Acting.**  A policy changes the machine only through the engine and the blocks of
+  :mod:`harness.blocks`: ``k.take`` / ``k.take_nowatermark`` (allocate), the reclaim blocks,
+  ``k.signal``, ``k.boost``, ``B.oom_kill_24`` / ``B.record_kill`` (kill delivery and its trace
+  event), ``k.free_to_zone`` and ``k.move`` (give pages back, keeping every zone's count),
+  ``k.new_task`` (a policy thread, from :meth:`boot`), ``k.changed`` / ``k.alarm`` /
+  ``k.spin_point`` (so that a loop that changes nothing is fast-forwarded), ``k.emit`` (trace).
+* **Names are not data.**  A policy never looks at a task's or workload's name (or ``role``) to
+  decide anything; outcomes must come from mechanisms.
+* Every policy module starts with a docstring naming the tree or project version, the files and
+  functions it models, and where it departs from them.
 """
 from __future__ import annotations
 
@@ -31,11 +57,34 @@ from . import machine as M
 from .engine import CMD_YIELD, CPU, SLEEP, WAITQ
 from .machine import PF_MEMALLOC, PF_MEMDIE
 
+#: hook -> (arguments after ``self``, is a generator run with ``yield from``).  Discovery checks
+#: that an overriding method takes these arguments and is a generator function where marked.
+HOOKS = {
+    "reset": (("k",), False),
+    "boot": (("k",), False),
+    "watermarks": (("k", "zl", "order", "gfp", "which"), False),
+    "alloc_pages": (("k", "req"), True),
+    "wakeup_kswapd": (("k", "cz"), False),
+    "slow_path": (("k", "req"), True),
+    "balance_classzone": (("k", "req"), True),
+    "try_to_free_pages": (("k", "task", "cz", "gfp", "order"), True),
+    "kswapd": (("k", "task"), True),
+    "need_balance": (("k", "cz"), False),
+    "out_of_memory": (("k", "task"), True),
+    "badness": (("k", "p"), False),
+    "select_bad_process": (("k",), False),
+    "oom_kill": (("k", "task"), True),
+}
+#: the hooks a concrete policy must end up with other than the base class's
+REQUIRED_HOOKS = ("try_to_free_pages",)
 
 class Policy:
-    """Base class.  The defaults are mainline 2.4.19's ``__alloc_pages`` fast passes and OOM killer.
+    """Base class.  The defaults are mainline 2.4.19's ``__alloc_pages``, kswapd and OOM killer;
+    it has no reclaim (:meth:`try_to_free_pages` raises), so a policy writes one or subclasses a
+    policy that has one.
 
-    Subclasses set ``name`` (unique, used on the command line) and ``description`` (one line).
+    Subclasses set, in the class body, ``name`` (unique, plain: letters, digits, ``_ . + -``;
+    used on the command line), ``description`` (one line) and ``params`` (name -> default).
     """
 
     name: str = ""
@@ -51,23 +100,31 @@ class Policy:
             setattr(self, key, params.get(key, default))
 
     def get_params(self) -> dict:
+        """The parameters as given (defaults filled in): ``type(p)(**p.get_params())`` is an
+        equal policy."""
         return {key: getattr(self, key) for key in self.params}
 
     def reset(self, k):
-        """Build per-run state, before anything runs.  The default keeps one shared 2.4
-        ``out_of_memory`` limiter."""
+        """Build per-run state once before each run, after the machine exists and before any
+        task does (``k.zones`` and ``k.spec`` are set).  Everything a run changes belongs here,
+        not in ``__init__``.  The default keeps one shared 2.4 ``out_of_memory`` limiter (with
+        ``lastkill``); an override usually calls ``super().reset(k)`` first."""
         self.oom_limiter = B.OOMRateLimiter(lastkill=True)
 
     def boot(self, k):
         """Called once init and the kernel threads exist (pid 1 is init), before the workload's
         tasks start: the place to start a policy's own threads (an oom_reaper, a user-space
-        killer daemon) with ``k.new_task``.  Default: nothing."""
+        killer daemon) with ``k.new_task(name, lambda t: gen(k, t), role="protected",
+        kthread=True, daemon=True)`` (a user-space daemon: ``kthread=False`` and an ``mm``).
+        Default: nothing."""
 
     # ------------------------------------------------------------------ 1. watermark test
     def watermarks(self, k, zl, order: int, gfp: int, which: str):
         """Exclusive lower bounds on ``zone.free``, one per zone of ``zl``, for pass ``which``:
         ``"low"`` (pass A), ``"min"`` (pass B), ``"atomic"`` (pass B without ``__GFP_WAIT``),
         ``"retry"`` (after reclaim), ``"high"`` (-aa's "has someone been killed" check).
+        ``None`` skips a zone.  ``k.take(req, thresholds)`` then allocates from each zone while
+        ``zone.free > threshold``.  Must not change anything.
         Default: mainline's sums over the zonelist."""
         if which == "low":
             return B.summed_thresholds(k, zl, order, "low")
@@ -117,8 +174,12 @@ class Policy:
 
     # ------------------------------------------------------------------ 2. slow path
     def slow_path(self, k, req):
-        """After passes A and B failed for a ``__GFP_WAIT`` caller.  Must return blocks (>= 1)
-        or 0 for failure.  Default: mainline's rebalance loop (never fails for order <= 3)."""
+        """Generator.  After passes A and B failed for a ``__GFP_WAIT`` caller (``req.task`` is
+        the allocating task, ``req.zl`` the zonelist, ``req.order``, ``req.gfp``).  Returns the
+        blocks obtained (>= 1) or 0 for failure: a failed user fault then kills the faulting
+        task, a failed fork or read returns -ENOMEM.  A loop that retries without changing
+        anything calls ``k.spin_point(task)`` before it yields, so that a livelock is
+        fast-forwarded.  Default: mainline's rebalance loop (never fails for order <= 3)."""
         task = req.task
         while True:
             if task.flags & (PF_MEMALLOC | PF_MEMDIE):
@@ -158,7 +219,13 @@ class Policy:
 
     # ------------------------------------------------------------------ 3. reclaim
     def try_to_free_pages(self, k, task, cz: int, gfp: int, order: int):
-        """Direct reclaim.  Returns ``(ok, ReclaimRound)``; ``ok`` is the kernel's return value."""
+        """Generator; the **required** hook.  Direct reclaim for classzone ``cz`` (an index into
+        ``k.zones``), also run by kswapd (``task is k.kswapd``).  Returns ``(ok, rr)``: ``ok`` is
+        the kernel's return value (enough freed), ``rr`` a :class:`harness.blocks.ReclaimRound`
+        (``rr.freed``, ``rr.first_zone`` for ``balance_classzone``) or ``None``.  Charge the
+        work with ``yield (CPU, us, False)``; 2.4 reclaim also calls :meth:`out_of_memory` from
+        here.  Building blocks: ``B.aa_reclaim_round``, ``B.shrink_cache``, ``B.swap_out``,
+        ``B.shrink_vfs``."""
         raise NotImplementedError
 
     def kswapd(self, k, task):
@@ -184,13 +251,16 @@ class Policy:
                     k.changed()
 
     def need_balance(self, k, cz: int) -> bool:
-        """``check_classzone_need_balance``; default mainline's."""
+        """``check_classzone_need_balance``: does classzone ``cz`` still need reclaim?  Must not
+        change anything.  Default mainline's (no, once any zone is above its own
+        ``pages_high``)."""
         return B.mainline_need_balance(k, cz)
 
     # ------------------------------------------------------------------ 4. OOM trigger
     def out_of_memory(self, k, task):
-        """2.4 ``out_of_memory()``: the shared rate limiter, then :meth:`oom_kill`.
-        Returns True if the calling task itself was chosen."""
+        """Generator.  2.4 ``out_of_memory()``: the shared rate limiter, then :meth:`oom_kill`.
+        Returns True if the calling task itself was chosen.  Where it is called from (reclaim,
+        the slow path, kswapd) is the policy's choice."""
         if not self.oom_limiter(k):
             k.emit("oom_call", task.pid, 0)
             return False
@@ -200,17 +270,22 @@ class Policy:
 
     # ------------------------------------------------------------------ 5. victim selection
     def badness(self, k, p) -> int:
-        """Points for task ``p``; 0 means never.  Default: 2.4.19 ``badness`` (no PF_MEMDIE skip)."""
+        """Points for task ``p`` (an integer); 0 means never.  Must not change anything.
+        Default: 2.4.19 ``badness`` (no PF_MEMDIE skip)."""
         return B.badness_24(k, p, memdie_skip=False)
 
     def select_bad_process(self, k):
-        """Returns (victim or None, top of the badness table).  Default: 2.4, init eligible."""
+        """Returns ``(victim or None, table)``; ``table`` is the top of the badness table as
+        ``((pid, name, points), ...)`` for the trace.  Every victim must be a live task
+        (``p.alive``).  Must not change anything.  Default: 2.4, init eligible."""
         return B.select_bad_process(k, self.badness)
 
     # ------------------------------------------------------------------ 6. kill delivery
     def oom_kill(self, k, task):
-        """``oom_kill``: select, signal every task sharing the mm, then yield.
-        Returns True if ``task`` itself was killed."""
+        """Generator.  ``oom_kill``: select, signal every task sharing the mm, then yield.
+        Returns True if ``task`` itself was killed.  A kill is delivered with ``k.signal`` (and
+        ``k.boost``, PF_MEMDIE) and recorded with ``B.record_kill`` -- the ``kill`` trace event
+        the metrics count; ``B.oom_kill_24`` does all of it the 2.4 way."""
         victim, table = self.select_bad_process(k)
         killed_self = B.oom_kill_24(k, task, victim, table)
         yield (CPU, int(len(k.live) * k.costs.oom_scan_us_per_task), False)   # the scan's cost

@@ -66,8 +66,8 @@ STEPS = {
     "munmap_mb": (NUM, set()),
     "touch_mb": (NUM, {"us_per_page"}),
     "grow": (dict, set()),                       # {mb, cpu_ms, phases}
-    "read": (str, {"mb", "kb"}),
-    "write": (str, {"mb", "kb"}),
+    "read": (str, {"mb", "kb", "on_fail"}),       # on_fail: "exit" (default) or "continue"
+    "write": (str, {"mb", "kb", "on_fail"}),
     "spawn": (str, {"wait", "count"}),
     "wait_children": (bool, set()),
     "sleep_s": (NUM, set()),
@@ -169,6 +169,9 @@ def _check_script(path, prefix, script, templates):
             for u in ("mb", "kb"):
                 if u in step:
                     _check_num(path, f"{key}.{u}", step[u])
+        if kind in ("read", "write") and step.get("on_fail", "exit") not in ("exit", "continue"):
+            raise WorkloadError(path, f"{key}.on_fail", "expected \"exit\" (the program gives up "
+                                "on -ENOMEM) or \"continue\" (it ignores the error)")
         if kind == "touch_mb" and "us_per_page" in step:
             _check_num(path, f"{key}.us_per_page", step["us_per_page"])
         if kind == "spawn":
@@ -708,7 +711,7 @@ class Builder:
                 rc = yield from MMops.file_read(k, t, f, n)
             else:
                 rc = yield from MMops.file_write(k, t, f, n)
-            if rc == ENOMEM:
+            if rc == ENOMEM and s.get("on_fail", "exit") == "exit":
                 k.emit("enomem", t.pid, t.name, "read" if "read" in s else "write")
                 k.do_exit(t, 1, "enomem")
                 raise Killed
@@ -856,3 +859,94 @@ class Builder:
             yield (WAITQ, None, True)
             self.check_signal(t)
 
+
+
+# ---------------------------------------------------------------------------- describe
+def _fmt_val(v) -> str:
+    if isinstance(v, dict) and "dist" in v:
+        args = ", ".join(f"{k}={x}" for k, x in v.items() if k != "dist")
+        return f"{v['dist']}({args})"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}={_fmt_val(x)}" for k, x in v.items()) + "}"
+    return str(v)
+
+
+def _fmt_steps(script, indent="      ") -> list[str]:
+    out = []
+    for st in script:
+        kind = next(k for k in st if k in STEPS)
+        if kind == "loop":
+            n = st["loop"]
+            out.append(f"{indent}loop {'forever' if n == 0 else f'{n} times'}:")
+            out.extend(_fmt_steps(st["steps"], indent + "  "))
+            continue
+        opts = ", ".join(f"{k}={_fmt_val(v)}" for k, v in st.items() if k != kind)
+        out.append(f"{indent}{kind} {_fmt_val(st[kind])}" + (f" ({opts})" if opts else ""))
+    return out
+
+
+def describe(w: Workload) -> str:
+    """What a workload is: machine, the zones and watermarks it implies, tasks, oracle."""
+    sp = w.machine
+    sizes = M.zone_sizes(sp.ram_pages)
+    lines = [f"{w.name}: {w.description}", f"  file: {w.path}"]
+    if w.sweep_point:
+        lines.append("  sweep point: " + ", ".join(f"{k} = {v}" for k, v in w.sweep_point.items()))
+    for key in ("question", "thread"):
+        if w.raw.get(key):
+            lines.append(f"  {key}: {w.raw[key]}")
+    over = {f: getattr(sp.costs, f) for f in M.Costs.names()
+            if getattr(sp.costs, f) != getattr(M.Costs(), f)}
+    lines += ["", f"machine: {sp.ram_mb} MB RAM, {sp.swap_mb} MB swap, {sp.cpus} CPU(s), "
+              f"{sp.reserved_kb} KB reserved at boot" + (f", cost overrides {over}" if over else ""),
+              "zones (2.4 free_area_init_core: mask = clamp(size/128, 20, 255); min/low/high = "
+              "mask, 2 mask, 3 mask):"]
+    for i, n in enumerate(sizes):
+        if n:
+            mn, lo, hi = M.zone_watermarks(i, n)
+            lines.append(f"  {M.ZONE_NAMES[i]:8} {n:7d} pages ({n // 256:5d} MB)  "
+                         f"min {mn:3d}  low {lo:3d}  high {hi:3d}")
+    zl = M.build_zonelist(M.GFP_KERNEL, sizes)
+    acc_min, acc_low, parts = 1, 1, []
+    for zi in zl:
+        mn, lo, _ = M.zone_watermarks(zi, sizes[zi])
+        acc_min += mn
+        acc_low += lo
+        parts.append(f"{M.ZONE_NAMES[zi]} > {acc_low}/{acc_min}")
+    lines.append("  mainline summed thresholds, GFP_KERNEL order 0 (pass A / B): " + ", ".join(parts))
+    lines += ["", f"run: time limit {w.time_limit_s:g} s, watchdog {w.watchdog_s:g} s, "
+              f"{w.seeds} seeds by default"]
+    if w.files:
+        lines.append("files: " + ", ".join(f"{n} ({p // 256} MB)" for n, p in w.files.items()))
+    if w.init_script:
+        lines.append("init (pid 1) script:")
+        lines += _fmt_steps(w.init_script)
+    lines.append("tasks:")
+    for t in w.tasks:
+        attrs = [f"role {t.get('role', 'bystander')}", f"uid {t.get('uid', 0)}"]
+        for k in ("count", "program", "nice", "caps", "start_s", "age_s", "cpu_s", "daemon",
+                  "goal", "ignores_sigterm", "oom_score_adj"):
+            if k in t:
+                attrs.append(f"{k} {_fmt_val(t[k])}")
+        lines.append(f"  {t['name']}: " + ", ".join(attrs))
+        lines += _fmt_steps(t.get("script", []))
+    for name, t in w.templates.items():
+        lines.append(f"  template {name}: role {t.get('role', 'bystander')}, uid {t.get('uid', 0)}"
+                     + (f", program {t['program']}" if "program" in t else ""))
+        lines += _fmt_steps(t.get("script", []))
+    if w.make:
+        m = w.make
+        lines.append(f"  {m.get('name', 'make')}: make -j{m.get('jobs', 0)} over "
+                     f"{m['directories']} directories of {_fmt_val(m.get('files_per_dir', 10))} "
+                     f"files, one '{m['job']}' per file, role {m.get('role', 'bystander')}")
+    for q in w.irqs:
+        lines.append(f"  interrupt {q['name']}: {q.get('pages', 1)} x order {q.get('order', 0)} "
+                     f"{q.get('gfp', 'GFP_ATOMIC')} every {_fmt_val(q['interval_ms'])} ms, held "
+                     f"{_fmt_val(q.get('hold_ms', 1))} ms")
+    roles = {}
+    for n, r in sorted(w.roles.items()):
+        roles.setdefault(r, []).append(n)
+    lines += ["", "oracle (read by the metrics only): "
+              + "; ".join(f"{r}: {', '.join(ns)}" for r, ns in sorted(roles.items()))
+              + "; kernel threads and init are protected"]
+    return "\n".join(lines)
