@@ -20,10 +20,13 @@ p-values are per comparison, not corrected for the number of comparisons.
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
+import json
 import math
 import os
 import re
+import shutil
 from pathlib import Path
 
 import matplotlib
@@ -780,8 +783,32 @@ def _run_timeline_jobs(jobs, n_jobs):
     return Parallel(n_jobs=n_jobs, backend="loky")(delayed(_timeline_job)(*j) for j in jobs)
 
 
+def _plots_key(d: pd.DataFrame, meta: dict, timeline_seed, timelines: bool) -> str:
+    """What the plots depend on: the runs (wall time aside), the matrix, the drawing code."""
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    h.update(d.drop(columns=["wall_s"], errors="ignore").to_csv(index=False).encode())
+    h.update(json.dumps({k: meta.get(k) for k in ("matrix", "skipped_policies",
+                                                  "skipped_workloads")},
+                        sort_keys=True, default=str).encode())
+    h.update(repr((timeline_seed, timelines)).encode())
+    for f in ("report.py", "plot.py"):
+        h.update((here / f).read_bytes())
+    return h.hexdigest()
+
+
+def _copy_tree(src: Path, dst: Path) -> list[Path]:
+    out = []
+    for f in sorted(src.iterdir()):
+        if f.is_file():
+            shutil.copy2(f, dst / f.name)
+            out.append(dst / f.name)
+    return out
+
+
 def write_report(out_dir, df, meta, *, timeline_seed=None, timeline_runner=None,
-                 timelines: bool = True, n_jobs: int | None = None) -> list[Path]:
+                 timelines: bool = True, n_jobs: int | None = None,
+                 plot_cache=None) -> list[Path]:
     """Write ``summary.md``, ``index.html`` (self-contained) and ``plots/*.png|svg`` into
     ``out_dir`` from the run records ``df`` (columns of ``metrics.COLUMNS``) and the
     provenance ``meta``; return the written paths.
@@ -790,7 +817,8 @@ def write_report(out_dir, df, meta, *, timeline_seed=None, timeline_runner=None,
     figures (default: :func:`harness.runner.run_one` with ``keep_kernel=True``) on
     ``timeline_seed`` (default: the smallest seed in ``df``); ``timelines=False`` skips them.
     The timeline figures of the workloads are made in ``n_jobs`` processes (default: one per
-    CPU, at most one per workload; 1 = in this process)."""
+    CPU, at most one per workload; 1 = in this process).  ``plot_cache``: a folder where the
+    plots are kept by what they depend on, so that an unchanged matrix redraws nothing."""
     out_dir = Path(out_dir)
     plots_dir = out_dir / "plots"
     plots_dir.mkdir(parents=True, exist_ok=True)
@@ -804,11 +832,32 @@ def write_report(out_dir, df, meta, *, timeline_seed=None, timeline_runner=None,
     ok = d[d.status == "ok"]
     written: list[Path] = []
     plots = {"ttk": {}, "timeline": {}}
-    if len(agg):
+    cached = None
+    if plot_cache is not None:
+        cached = Path(plot_cache) / _plots_key(d, meta, timeline_seed, timelines)
+        if (cached / ".complete").exists():
+            written = [p for p in _copy_tree(cached, plots_dir) if p.name != ".complete"]
+            names = {p.name for p in written}
+            if "heatmap_stuck.png" in names:
+                plots["heatmap"] = plots_dir / "heatmap_stuck.png"
+            if "wrong_victims.png" in names:
+                plots["wrong_victims"] = plots_dir / "wrong_victims.png"
+            for w in workloads:
+                for kind in ("ttk", "timeline"):
+                    f = f"{kind}_{_safe(w)}.png"
+                    if f in names:
+                        plots[kind][w] = plots_dir / f
+            timelines = False
+            agg_plots = False
+        else:
+            agg_plots = True
+    else:
+        agg_plots = True
+    if len(agg) and agg_plots:
         plots["heatmap"] = plot_heatmap_stuck(agg, workloads, policies, plots_dir, written)
         plots["wrong_victims"] = plot_wrong_victims(agg, workloads, policies, colours,
                                                     plots_dir, written)
-    for w in workloads:
+    for w in workloads if agg_plots else ():
         pw = [p for p in policies if (w, p) in agg.index]
         plots["ttk"][w] = plot_ttk(ok, w, pw, colours, plots_dir, written)
     if timelines and len(d):
@@ -819,6 +868,15 @@ def write_report(out_dir, df, meta, *, timeline_seed=None, timeline_runner=None,
         for w, files in zip(workloads, _run_timeline_jobs(jobs, n_jobs)):
             plots["timeline"][w] = files[0]
             written += files
+    if cached is not None and agg_plots:
+        tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for p in written:
+            shutil.copy2(p, tmp / p.name)
+        (tmp / ".complete").write_text("")
+        shutil.rmtree(cached, ignore_errors=True)
+        os.replace(tmp, cached)
     files_rel = [p.relative_to(out_dir).as_posix() for p in written]
     agg_csv, cmp_csv = out_dir / "aggregates.csv", out_dir / "comparison.csv"
     agg.to_csv(agg_csv)
