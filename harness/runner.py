@@ -32,6 +32,24 @@ def resolve_workload(name_or_path, folder=registry.WORKLOAD_DIR) -> W.Workload:
     raise UnknownWorkload(f"unknown workload {name_or_path!r}; known workloads: {known}")
 
 
+_POLICY_MEMO: dict = {}
+
+
+def _policy_class(name: str, policy_dir):
+    """``registry.get_policy``, remembered per process while the folder's files are unchanged
+    (discovery imports and inspects every file: ~0.1 s, too much to pay for every run)."""
+    folder = Path(policy_dir)
+    sig = tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size)
+                for f in sorted(folder.glob("*.py")))
+    key = (name, str(folder.resolve()))
+    hit = _POLICY_MEMO.get(key)
+    if hit is not None and hit[0] == sig:
+        return hit[1]
+    cls = registry.get_policy(name, policy_dir)
+    _POLICY_MEMO[key] = (sig, cls)
+    return cls
+
+
 def simulate(policy, w: W.Workload, seed: int, *, debug=False, trace=True,
              wall_timeout_s=None) -> Kernel:
     """Build the machine, boot the workload, run to the end; returns the finished kernel."""
@@ -50,7 +68,7 @@ def run_one(policy_name: str, workload, seed: int, params=None, *, debug=False,
             policy_dir=registry.POLICY_DIR, keep_kernel=False, wall_timeout_s=None):
     """One run; the record has every column of ``metrics.COLUMNS``."""
     w = workload if isinstance(workload, W.Workload) else resolve_workload(workload)
-    cls = registry.get_policy(policy_name, policy_dir)
+    cls = _policy_class(policy_name, policy_dir)
     policy = cls(**(params or {}))
     t0 = time.perf_counter()
     k = simulate(policy, w, seed, debug=debug, wall_timeout_s=wall_timeout_s)

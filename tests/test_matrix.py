@@ -113,6 +113,7 @@ class Raises(AA):
 
     def try_to_free_pages(self, k, task, cz, gfp, order):
         raise ValueError("this policy is broken on purpose")
+        yield  # a generator, as the interface asks
 
 
 class Loops(AA):
@@ -122,6 +123,7 @@ class Loops(AA):
     def try_to_free_pages(self, k, task, cz, gfp, order):
         while True:
             pass
+        yield  # a generator, as the interface asks
 '''
 
 
