@@ -4,6 +4,10 @@
   event trace (JSON lines) and its timeline PNG.
 * ``list``  the policies found in ``policies/`` and the workloads in ``workloads/``.
 * ``quick`` a small matrix (a few seeds) in a process pool, summarised per workload x policy.
+* ``check`` the contract suite (:mod:`harness.contract`) on the policies of one file.
+
+``--policy-dir DIR`` (repeatable) on run, list, quick, bench and check scans DIR for policy
+files after ``policies/``.
 
 A name that does not exist, a broken workload file or a policy file that fails to load is one
 line on stderr and exit status 2, never a traceback.
@@ -50,8 +54,13 @@ def _csv(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
-def _check_params(policy_name: str, params: dict):
-    cls = registry.get_policy(policy_name)
+def _dirs(args) -> list[Path]:
+    """``policies/`` and the ``--policy-dir`` folders."""
+    return registry.policy_dirs(getattr(args, "policy_dir", None))
+
+
+def _check_params(policy_name: str, params: dict, dirs=None):
+    cls = registry.get_policy(policy_name, dirs)
     unknown = sorted(set(params) - set(cls.params))
     if unknown:
         known = ", ".join(f"{k}={v!r}" for k, v in cls.params.items()) or "none"
@@ -107,10 +116,10 @@ def print_summary(rec: dict, k, out=sys.stdout):
 # ---------------------------------------------------------------------------- run
 def cmd_run(args) -> int:
     params = dict(args.param or [])
-    _check_params(args.policy, params)
+    _check_params(args.policy, params, _dirs(args))
     w = runner.resolve_workload(args.workload)
     rec, k = runner.run_one(args.policy, w, args.seed, params or None, debug=args.debug,
-                            keep_kernel=True)
+                            keep_kernel=True, policy_dir=_dirs(args))
     if args.trace:
         runner.write_trace(k, args.trace)
     if args.plot:
@@ -130,7 +139,7 @@ def cmd_run(args) -> int:
 
 # ---------------------------------------------------------------------------- list
 def cmd_list(args) -> int:
-    policies, perr = registry.discover()
+    policies, perr = registry.discover(*_dirs(args))
     workloads, werr = W.load_dir(registry.WORKLOAD_DIR)
     print("policies:")
     width = max((len(n) for n in policies), default=0)
@@ -148,10 +157,10 @@ def cmd_list(args) -> int:
 
 
 # ---------------------------------------------------------------------------- quick
-def run_cell(policy: str, workload: str, seed: int) -> dict:
+def run_cell(policy: str, workload: str, seed: int, dirs=None) -> dict:
     """One run in a worker; a failure becomes a record with ``status = error``."""
     try:
-        return runner.run_one(policy, workload, seed)
+        return runner.run_one(policy, workload, seed, policy_dir=dirs or registry.POLICY_DIR)
     except Exception as e:  # noqa: BLE001 - one broken cell must not sink the matrix
         rec = {c: None for c in metrics.COLUMNS}
         last = traceback.extract_tb(e.__traceback__)[-1]
@@ -199,14 +208,15 @@ def cmd_quick(args) -> int:
     from joblib import Parallel, delayed
     from tqdm import tqdm
 
-    found, perr = registry.discover()
+    dirs = _dirs(args)
+    found, perr = registry.discover(*dirs)
     for e in perr:
         print(f"warning: {e}", file=sys.stderr)
     policies = _csv(args.policies) if args.policies else QUICK_POLICIES
     workloads = _csv(args.workloads) if args.workloads else QUICK_WORKLOADS
     for p in policies:
         if p not in found:
-            registry.get_policy(p)          # raises PolicyLoadError with the known names
+            registry.get_policy(p, dirs)    # raises PolicyLoadError with the known names
     workloads = [runner.resolve_workload(w).name for w in workloads]
     if args.seeds < 1:
         raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
@@ -217,7 +227,7 @@ def cmd_quick(args) -> int:
         pool = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")
     except ValueError:
         pool = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")
-    results = pool(delayed(run_cell)(*c) for c in cells)
+    results = pool(delayed(run_cell)(*c, dirs) for c in cells)
     records = list(tqdm(results, total=len(cells), desc="quick", unit="run", file=sys.stderr,
                         dynamic_ncols=True))
     wall = time.perf_counter() - t0
@@ -259,10 +269,46 @@ def cmd_bench(args) -> int:
                           seeds=seeds, jobs=args.jobs, backend=args.backend,
                           scheduler=args.scheduler, out_root=args.out,
                           use_cache=not args.no_cache, timeout_s=args.timeout,
-                          report=not args.no_report, log=lambda m: print(m, file=sys.stderr))
+                          report=not args.no_report, log=lambda m: print(m, file=sys.stderr),
+                          policy_dirs=args.policy_dir or ())
     summary = out / "summary.md"
     if summary.exists() and not args.quiet:
         print(summary.read_text())
+    return 1 if failed else 0
+
+
+def cmd_check(args) -> int:
+    """The contract suite on the policies of each ``.py`` file named, strict validation of each
+    ``.toml`` workload file; exit 1 if anything fails."""
+    from . import contract
+    failed = 0
+    for f in args.files:
+        if Path(f).suffix == ".toml":           # a workload file: strict validation
+            try:
+                ws = W.load_all(Path(f))
+            except W.WorkloadError as e:
+                print(f"error: {e}", file=sys.stderr)
+                failed += 1
+                continue
+            print(f"{f}: ok, " + ", ".join(f"{w.name} ({w.machine.ram_mb} MB, "
+                                           f"{len(w.tasks)} task specs)" for w in ws))
+            continue
+        t0 = time.perf_counter()
+        errors, results = contract.check_file(Path(f), args.policy_dir or ())
+        for e in errors:
+            print(f"error: {e}", file=sys.stderr)
+        failed += len(errors)
+        if not errors and not results:
+            print(f"error: {f}: defines no policy", file=sys.stderr)
+            failed += 1
+        for name, checks in results:
+            bad = [c for c in checks if not c[1]]
+            print(f"{name} ({f}): {len(checks) - len(bad)}/{len(checks)} checks passed")
+            width = max(len(c[0]) for c in checks)
+            for check, ok, msg in checks:
+                print(f"  {'ok  ' if ok else 'FAIL'} {check:<{width}}  {msg}")
+            failed += len(bad)
+        print(f"({time.perf_counter() - t0:.1f} s)")
     return 1 if failed else 0
 
 
@@ -325,7 +371,7 @@ def cmd_perf_summary(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m harness",
                                  description="vmbench: Linux 2.4 VM / OOM-killer policies, simulated")
-    sub = ap.add_subparsers(dest="cmd", required=True, metavar="{run,list,quick,bench,report,describe,perf-summary}")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="{run,list,quick,bench,check,report,describe,perf-summary}")
 
     r = sub.add_parser("run", help="run one cell and print its summary or record")
     r.add_argument("--policy", required=True, help="policy name (see `list`)")
@@ -338,9 +384,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--plot", metavar="FILE", help="write the run's timeline as a PNG")
     r.add_argument("--debug", action="store_true", help="check page conservation after every step")
     r.set_defaults(func=cmd_run)
+    pdir_help = "another folder of policy files, scanned after policies/ (repeatable)"
+    r.add_argument("--policy-dir", action="append", type=Path, metavar="DIR", help=pdir_help)
 
     li = sub.add_parser("list", help="list policies and workloads")
     li.set_defaults(func=cmd_list)
+    li.add_argument("--policy-dir", action="append", type=Path, metavar="DIR", help=pdir_help)
 
     q = sub.add_parser("quick", help="a few seeds of a few policies x workloads, in parallel")
     q.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
@@ -348,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--workloads", help=f"comma-separated (default {','.join(QUICK_WORKLOADS)})")
     q.add_argument("--jobs", type=int, default=None, help="worker processes (default: all CPUs)")
     q.set_defaults(func=cmd_quick)
+    q.add_argument("--policy-dir", action="append", type=Path, metavar="DIR", help=pdir_help)
 
     b = sub.add_parser("bench", help="the policy x workload x seed matrix, cached, with a report")
     b.add_argument("--policies", help="comma-separated (default: every policy in policies/)")
@@ -364,6 +414,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-report", action="store_true", help="runs.csv and meta.json only")
     b.add_argument("--quiet", action="store_true", help="do not print summary.md at the end")
     b.set_defaults(func=cmd_bench)
+    b.add_argument("--policy-dir", action="append", type=Path, metavar="DIR", help=pdir_help)
+
+    c = sub.add_parser("check", help="the contract suite on a policy file, or validate a workload file")
+    c.add_argument("files", nargs="+", metavar="FILE", help="policy file(s), e.g. policies/aa.py")
+    c.add_argument("--policy-dir", action="append", type=Path, metavar="DIR", help=pdir_help)
+    c.set_defaults(func=cmd_check)
 
     rp = sub.add_parser("report", help="(re)write summary.md, index.html and plots of a results folder")
     rp.add_argument("dir", nargs="?", default=str(registry.ROOT / "results" / "latest"))

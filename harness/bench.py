@@ -49,15 +49,18 @@ def engine_hash() -> str:
     return _sha(*(p.encode() + (here / p).read_bytes() for p in ENGINE_SOURCES))
 
 
-def policy_hash(cls, policy_dir: Path) -> str:
-    """The policy's own file and every file in ``policy_dir`` its classes come from."""
+def policy_hash(cls, policy_dir) -> str:
+    """The policy's own file and every file in ``policy_dir`` (a folder or a list of them) its
+    classes come from."""
+    dirs = [Path(d).resolve() for d in ([policy_dir] if isinstance(policy_dir, (str, Path))
+                                        else policy_dir)]
     files = []
     for c in inspect.getmro(cls):
         try:
             f = Path(inspect.getsourcefile(c)).resolve()
         except TypeError:
             continue
-        if f.parent == Path(policy_dir).resolve() and f not in files:
+        if f.parent in dirs and f not in files:
             files.append(f)
     return _sha(*(f.name.encode() + f.read_bytes() for f in sorted(files)))
 
@@ -94,7 +97,8 @@ def _params_blob(cls) -> bytes:
     return json.dumps(cls.params, sort_keys=True, default=repr).encode()
 
 
-def make_cells(policies: dict, workloads: dict, seeds, policy_dir: Path) -> list[Cell]:
+def make_cells(policies: dict, workloads: dict, seeds, policy_dir) -> list[Cell]:
+    """``policy_dir``: the scanned folder(s); each cell names the folder of its policy's file."""
     eng = engine_hash()
     cells = []
     for wname, w in workloads.items():
@@ -104,7 +108,8 @@ def make_cells(policies: dict, workloads: dict, seeds, policy_dir: Path) -> list
             for s in seeds:
                 key = _sha(eng.encode(), ph.encode(), _params_blob(cls), wh.encode(),
                            pname.encode(), wname.encode(), str(s).encode())
-                cells.append(Cell(pname, wname, w.path, s, str(policy_dir), key))
+                cells.append(Cell(pname, wname, w.path, s,
+                                  str(Path(registry.policy_file(cls)).parent), key))
     return cells
 
 
@@ -317,11 +322,13 @@ def point_latest(root: Path, target: Path):
 def bench(*, policies=None, workloads=None, seeds=range(20), jobs=None, backend="loky",
           scheduler=None, out_root=None, use_cache=True, timeout_s=DEFAULT_TIMEOUT_S,
           policy_dir=registry.POLICY_DIR, workload_dir=registry.WORKLOAD_DIR, report=True,
-          progress=True, log=print) -> tuple[int, Path]:
-    """The whole matrix and its report.  Returns (number of failed runs, results folder)."""
+          progress=True, log=print, policy_dirs=()) -> tuple[int, Path]:
+    """The whole matrix and its report.  Returns (number of failed runs, results folder).
+    ``policy_dirs``: more folders of policy files, scanned after ``policy_dir``."""
     import pandas as pd
 
-    found, perr = registry.discover(Path(policy_dir))
+    policy_dir = [Path(policy_dir), *(Path(d) for d in policy_dirs)]
+    found, perr = registry.discover(*policy_dir)
     wfound, werr = W.load_dir(workload_dir)
     for e in perr + werr:
         log(f"skipped: {e}")
@@ -340,7 +347,7 @@ def bench(*, policies=None, workloads=None, seeds=range(20), jobs=None, backend=
     seeds = list(seeds)
     out_root = Path(out_root or registry.ROOT / "results")
     cache_dir = out_root / "cache" if use_cache else None
-    cells = make_cells(found, wfound, seeds, Path(policy_dir))
+    cells = make_cells(found, wfound, seeds, policy_dir)
     log(f"{len(cells)} runs: {len(found)} policies x {len(wfound)} workloads x {len(seeds)} seeds "
         f"({backend}{', ' + scheduler if scheduler else ''})")
     t0 = time.perf_counter()
@@ -351,14 +358,14 @@ def bench(*, policies=None, workloads=None, seeds=range(20), jobs=None, backend=
     out = new_results_dir(out_root)
     df = pd.DataFrame(recs, columns=metrics.COLUMNS)
     df.to_csv(out / "runs.csv", index=False)
-    meta = provenance(found, wfound, seeds, Path(policy_dir))
+    meta = provenance(found, wfound, seeds, policy_dir)
     meta.update(skipped_policies=perr, skipped_workloads=werr,
                 run_stats=dict(stats, wall_s=round(wall, 3), jobs=jobs or os.cpu_count(),
                                backend=backend))
     _write_atomic(out / "meta.json", json.dumps(meta, indent=2, default=str))
     if report:
         from . import report as R
-        R.write_report(out, df, meta)
+        R.write_report(out, df, meta, plot_cache=cache_dir / "plots" if cache_dir else None)
     point_latest(out_root, out)
     failed = int((df.status != "ok").sum())
     log(f"{len(cells)} runs in {wall:.1f} s ({stats.get('computed', 0)} computed, "

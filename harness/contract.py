@@ -241,7 +241,8 @@ def check_file(path, extra_dirs=()) -> tuple[list, list]:
         other = found.get(c.name)
         if other is not None and Path(registry.policy_file(other)).resolve() != target:
             errors.append(f"{registry._show(target)}:{registry._line(c)}: duplicate policy name "
-                          f"{c.name!r} (also {registry._show(Path(registry.policy_file(other)))})")
+                          f"{c.name!r} (also {registry._show(Path(registry.policy_file(other)))}:"
+                          f"{registry._line(other)})")
             continue
         ok.append(c)
     wls = workloads()

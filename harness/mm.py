@@ -87,6 +87,8 @@ def ensure_text(k, task):
         return
     f = mm.text
     while True:
+        if k.fatal_pending(task):        # killed while waiting for its text: go and die
+            return
         mapped = sum(f.mapped)
         need = f.ws - mapped
         if need <= 0:

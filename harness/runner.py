@@ -38,10 +38,11 @@ _POLICY_MEMO: dict = {}
 def _policy_class(name: str, policy_dir):
     """``registry.get_policy``, remembered per process while the folder's files are unchanged
     (discovery imports and inspects every file: ~0.1 s, too much to pay for every run)."""
-    folder = Path(policy_dir)
-    sig = tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size)
-                for f in sorted(folder.glob("*.py")))
-    key = (name, str(folder.resolve()))
+    folders = ([Path(policy_dir)] if isinstance(policy_dir, (str, Path))
+               else [Path(d) for d in policy_dir])          # one folder, or several (--policy-dir)
+    sig = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size)
+                for folder in folders for f in sorted(folder.glob("*.py")))
+    key = (name, tuple(str(f.resolve()) for f in folders))
     hit = _POLICY_MEMO.get(key)
     if hit is not None and hit[0] == sig:
         return hit[1]
