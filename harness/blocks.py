@@ -104,12 +104,13 @@ def evict_clean(k, cz: int, n: int, lowest: int = 0):
     return n - left, first
 
 
-def drop_text(k, cz: int, n: int) -> int:
-    """Unmap up to ``n`` mapped file pages (program text) of programs no runnable task is
-    running: they become clean, unmapped cache (rmap's ``try_to_unmap``).  Returns pages."""
+def drop_text(k, cz: int, n: int, busy=None) -> int:
+    """Unmap up to ``n`` mapped file pages (program text) of programs not in use -- by default
+    no runnable task is running them (``busy``: ids of the files in use) -- coldest files
+    first: they become clean, unmapped cache (rmap's ``try_to_unmap``).  Returns pages."""
     if not any(z.mapped for z in k.zones[: cz + 1]):
         return 0
-    hot = k.hot_text()
+    hot = k.hot_text() if busy is None else busy
     left = n
     for f in k.files.values():
         if left <= 0:

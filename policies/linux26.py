@@ -599,17 +599,7 @@ def unmap_text(k, cz: int, n: int, memo: dict) -> int:
     (:func:`text_in_use`), coldest files first: they become clean, unmapped cache."""
     if not any(z.mapped for z in k.zones[: cz + 1]):
         return 0
-    busy = text_in_use(k, memo)
-    left = n
-    for f in k.files.values():
-        if left <= 0:
-            break
-        if not f.mappers or id(f) in busy or not any(f.mapped):
-            continue
-        left -= k.file_move(f, "mapped", "clean", left, range(cz, -1, -1))
-    if left != n:
-        k.changed()
-    return n - left
+    return B.drop_text(k, cz, n, busy=text_in_use(k, memo))
 
 def shrink_slab(k, scanned: int, lru_pages: int) -> int:
     """``shrink_slab`` for the dentry and inode caches (``DEFAULT_SEEKS`` 2): scan
