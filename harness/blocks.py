@@ -225,30 +225,45 @@ def swap_out(k, cz: int, nr: int = M.SWAP_CLUSTER_MAX):
     left = want - dropped
     queued = 0
     if left and anon_ok:
-        n_mm = len(mms)
-        start = k.swap_cursor % n_mm if n_mm else 0
-        for i in range(n_mm):
-            if left <= 0 or k.nr_swap_pages <= 0:
-                break
-            mm = mms[(start + i) % n_mm]
-            for zi in range(cz, -1, -1):
-                n = min(left, mm.anon[zi], k.nr_swap_pages)
-                if n > 0:
-                    mm.anon[zi] -= n
-                    mm.swapc[zi] += n
-                    mm.swapped += n
-                    k.nr_swap_pages -= n
-                    k.move(zi, "anon", "swapc", n)
-                    done = k.disk_io(n)
-                    k.at(done, _swap_written, (k, mm, zi, n))
-                    k.swap_write_done = done
-                    left -= n
-                    dropped += n
-                    queued += n
-        k.swap_cursor = start + 1
+        queued = swap_anon(k, mms, cz, left)
+        dropped += queued
     if dropped:
         k.changed()
     return dropped >= nr, scan, queued
+
+
+def swap_anon(k, mms, cz: int, nr: int, written=None) -> int:
+    """Unmap up to ``nr`` anonymous pages of zones ``<= cz`` into the swap cache while swap slots
+    are free (``add_to_swap`` + unmap), taking the mm's round robin from ``k.swap_cursor``, and
+    queue their writes; ``written(arg)`` (default: free the page) runs when a write completes.
+    Returns the pages queued."""
+    written = written or _swap_written
+    left = min(nr, k.nr_swap_pages)
+    queued = 0
+    if not mms:
+        return 0
+    start = k.swap_cursor % len(mms)
+    for i in range(len(mms)):
+        if left <= 0:
+            break
+        mm = mms[(start + i) % len(mms)]
+        for zi in range(cz, -1, -1):
+            n = min(left, mm.anon[zi])
+            if n > 0:
+                mm.anon[zi] -= n
+                mm.swapc[zi] += n
+                mm.swapped += n
+                k.nr_swap_pages -= n
+                k.move(zi, "anon", "swapc", n)
+                done = k.disk_io(n)
+                k.at(done, written, (k, mm, zi, n))
+                k.swap_write_done = done
+                left -= n
+                queued += n
+    k.swap_cursor = start + 1
+    if queued:
+        k.changed()
+    return queued
 
 
 def _swap_written(arg):

@@ -628,30 +628,6 @@ def swap_out_anon(k, cz: int, nr: int, written) -> int:
         if t.mm is not None and id(t.mm) not in seen:
             seen.add(id(t.mm))
             mms.append(t.mm)
-    if not mms:
-        return 0
-    left = min(nr, k.nr_swap_pages)
-    queued = 0
-    start = k.swap_cursor % len(mms)
-    for i in range(len(mms)):
-        if left <= 0:
-            break
-        mm = mms[(start + i) % len(mms)]
-        for zi in range(cz, -1, -1):
-            n = min(left, mm.anon[zi])
-            if n > 0:
-                mm.anon[zi] -= n
-                mm.swapc[zi] += n
-                mm.swapped += n
-                k.nr_swap_pages -= n
-                k.move(zi, "anon", "swapc", n)
-                done = k.disk_io(n)
-                k.at(done, written, (k, mm, zi, n))
-                left -= n
-                queued += n
-    k.swap_cursor = start + 1
-    if queued:
-        k.changed()
-    return queued
+    return B.swap_anon(k, mms, cz, nr, written)
 
 
