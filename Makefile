@@ -1,10 +1,12 @@
 # vmbench: `make bench` runs the matrix, `make test` the tests.  Everything runs in .venv.
+# `make real-setup` prepares the real-kernel backends (qemu VM, memory cgroup), `make bench-real`
+# runs workloads as real processes on real kernels (results/real/latest/).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test bench-quick bench perf clean
+.PHONY: setup test bench-quick bench perf clean real-setup bench-real
 
 setup: $(STAMP)
 
@@ -29,6 +31,35 @@ perf: setup
 	$(PY) -m pytest tests/test_bench.py --benchmark-enable --benchmark-only \
 		--benchmark-json=results/perf/benchmark.json
 	$(PY) -m harness perf-summary results/perf/benchmark.json
+
+# Debian packages the qemu backend needs; installed only when missing, only as root with apt.
+# Then the guest kernel (the package linux-image-amd64 depends on: apt-get download + dpkg -x
+# into .real/kernel/, never installed), the static runner and the kernel's measured overhead.
+REAL_PKGS := qemu-system-x86 busybox-static cpio e2fsprogs
+
+real-setup: setup
+	@missing=""; for p in $(REAL_PKGS); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+			echo "real-setup: apt-get install$$missing"; \
+			export DEBIAN_FRONTEND=noninteractive; \
+			apt-get install -y --no-install-recommends $$missing || \
+			{ apt-get update && apt-get install -y --no-install-recommends $$missing; } || \
+			echo "real-setup: apt-get install$$missing failed; the qemu backend stays unavailable"; \
+		else \
+			echo "real-setup: missing Debian packages$$missing (install them as root with apt-get);" \
+			     "the qemu backend stays unavailable"; \
+		fi; \
+	fi
+	$(PY) -m harness real-setup
+
+# morton-make-usemem, several-hogs and streaming-reader x 5 seeds on every backend this machine
+# allows (a backend real-setup could not prepare is skipped with its reason)
+bench-real: setup
+	$(MAKE) --no-print-directory real-setup || echo "bench-real: real-setup failed; continuing"
+	$(PY) -m harness real --workloads morton-make-usemem,several-hogs,streaming-reader --backend all --seeds 5
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .benchmarks

@@ -320,7 +320,10 @@ def cmd_report(args) -> int:
     if not (d / "runs.csv").exists():
         raise UsageError(f"{d}: no runs.csv here (give a results folder, e.g. results/latest)")
     meta = json.loads((d / "meta.json").read_text()) if (d / "meta.json").exists() else {}
-    paths = R.write_report(d, pd.read_csv(d / "runs.csv"), meta)
+    from .report_real import latest as latest_real
+    real, real_dir = latest_real(d.resolve().parent)   # results/real/latest, when there is one
+    paths = R.write_report(d, pd.read_csv(d / "runs.csv"), meta, real_runs=real,
+                           real_dir=real_dir)
     for p in paths:
         print(p)
     return 0
@@ -371,7 +374,7 @@ def cmd_perf_summary(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m harness",
                                  description="vmbench: Linux 2.4 VM / OOM-killer policies, simulated")
-    sub = ap.add_subparsers(dest="cmd", required=True, metavar="{run,list,quick,bench,check,report,describe,perf-summary}")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="{run,list,quick,bench,check,report,describe,perf-summary,real,real-setup}")
 
     r = sub.add_parser("run", help="run one cell and print its summary or record")
     r.add_argument("--policy", required=True, help="policy name (see `list`)")
@@ -432,6 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     pf = sub.add_parser("perf-summary", help="summarise a pytest-benchmark JSON (make perf)")
     pf.add_argument("file")
     pf.set_defaults(func=cmd_perf_summary)
+
+    from . import real                     # `real` and `real-setup`: harness/real/__init__.py
+    real.add_parsers(sub)
     return ap
 
 

@@ -365,7 +365,10 @@ def bench(*, policies=None, workloads=None, seeds=range(20), jobs=None, backend=
     _write_atomic(out / "meta.json", json.dumps(meta, indent=2, default=str))
     if report:
         from . import report as R
-        R.write_report(out, df, meta, plot_cache=cache_dir / "plots" if cache_dir else None)
+        from .report_real import latest as latest_real
+        real, real_dir = latest_real(out_root)     # shown when there are any; never started here
+        R.write_report(out, df, meta, plot_cache=cache_dir / "plots" if cache_dir else None,
+                       real_runs=real, real_dir=real_dir)
     point_latest(out_root, out)
     failed = int((df.status != "ok").sum())
     log(f"{len(cells)} runs in {wall:.1f} s ({stats.get('computed', 0)} computed, "

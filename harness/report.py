@@ -808,7 +808,8 @@ def _copy_tree(src: Path, dst: Path) -> list[Path]:
 
 def write_report(out_dir, df, meta, *, timeline_seed=None, timeline_runner=None,
                  timelines: bool = True, n_jobs: int | None = None,
-                 plot_cache=None) -> list[Path]:
+                 plot_cache=None, real_runs: pd.DataFrame | None = None,
+                 real_dir: str | None = None) -> list[Path]:
     """Write ``summary.md``, ``index.html`` (self-contained) and ``plots/*.png|svg`` into
     ``out_dir`` from the run records ``df`` (columns of ``metrics.COLUMNS``) and the
     provenance ``meta``; return the written paths.
@@ -818,7 +819,9 @@ def write_report(out_dir, df, meta, *, timeline_seed=None, timeline_runner=None,
     ``timeline_seed`` (default: the smallest seed in ``df``); ``timelines=False`` skips them.
     The timeline figures of the workloads are made in ``n_jobs`` processes (default: one per
     CPU, at most one per workload; 1 = in this process).  ``plot_cache``: a folder where the
-    plots are kept by what they depend on, so that an unchanged matrix redraws nothing."""
+    plots are kept by what they depend on, so that an unchanged matrix redraws nothing.
+    ``real_runs``: records of real-kernel runs (``python -m harness real``, from ``real_dir``);
+    their workloads get a "Real kernel vs simulation" section (:mod:`harness.report_real`)."""
     out_dir = Path(out_dir)
     plots_dir = out_dir / "plots"
     plots_dir.mkdir(parents=True, exist_ok=True)
@@ -877,11 +880,23 @@ def write_report(out_dir, df, meta, *, timeline_seed=None, timeline_runner=None,
         (tmp / ".complete").write_text("")
         shutil.rmtree(cached, ignore_errors=True)
         os.replace(tmp, cached)
-    files_rel = [p.relative_to(out_dir).as_posix() for p in written]
+    real_tab = real_png = None
+    if real_runs is not None and len(real_runs):
+        from . import report_real as RR
+        real_tab, real_png = RR.write(out_dir, real_runs, d, real_dir, written)
+    files_rel = [p.relative_to(out_dir).as_posix() for p in written if p.suffix in (".png", ".svg")]
     agg_csv, cmp_csv = out_dir / "aggregates.csv", out_dir / "comparison.csv"
     agg.to_csv(agg_csv)
     cmp.to_csv(cmp_csv)
     md, idx = out_dir / "summary.md", out_dir / "index.html"
-    md.write_text(_summary_md(d, agg, cmp, meta, workloads, plots, files_rel))
-    idx.write_text(_index_html(d, agg, cmp, meta, workloads, plots, files_rel))
+    md_text = _summary_md(d, agg, cmp, meta, workloads, plots, files_rel)
+    idx_text = _index_html(d, agg, cmp, meta, workloads, plots, files_rel)
+    if real_tab is not None and real_png is not None:
+        from . import report_real as RR
+        md_text = md_text.replace("## Plots\n", RR.section_md(
+            real_tab, real_png.relative_to(out_dir).as_posix(), real_dir) + "\n## Plots\n", 1)
+        idx_text = idx_text.replace("<h2>Plot files</h2>", RR.section_html(
+            real_tab, real_png, real_dir) + "\n<h2>Plot files</h2>", 1)
+    md.write_text(md_text)
+    idx.write_text(idx_text)
     return [md, idx, agg_csv, cmp_csv] + written

@@ -1,0 +1,983 @@
+/* vmreal: runs a workload plan as real processes on a real kernel (issue 6).
+ *
+ *   vmreal run PLAN DATA_DIR [--cgroup PROCS_FILE] [--cpus LIST] [--limit-ms N]
+ *     (--cgroup: join that cgroup.procs first; --cpus: CPU affinity; --limit-ms: lower the plan's limit)
+ *   vmreal task PLAN DATA_DIR ID SLOT_FD          (internal: one task, exec'd by its parent)
+ *
+ * The plan (written by harness/real/plan.py) is one line per task and per operation; every
+ * random value was drawn by the compiler, so the runner only executes.  Format:
+ *   vmreal-plan 1
+ *   tasks N | limit_us U | watchdog_us U | quantum_us U     (workload/seed/time_scale: informative)
+ *   task ID NAME ROLE START_US GOAL AUTOSTART DAEMON UID NICE OOM_SCORE_ADJ IGNORE_SIGTERM PARENT
+ *   op ID OP ARGS...     every op follows its task's line, in order:
+ *     text FILE KB WS_KB | reserve KB | mmap KB | munmap KB | touch KB | grow KB CPU_US PHASES |
+ *     compute US | sleep US | dwait US | read FILE KB CONTINUE | write FILE KB CONTINUE |
+ *     spawn CHILD WAIT | waitall | make JOBS CHILD... [| CHILD...]... | exit CODE
+ * AUTOSTART 1: started by the runner at START_US; 0: only spawned (by spawn or make).
+ *
+ * Every task is its own process: fork() + exec() of this binary (a fresh address space, as make forks and execs cc1),
+ * named with prctl(PR_SET_NAME) so that the kernel's "Killed process N (name)" names the task.
+ *
+ * Output, one line per event on stdout, each written with a single write(2) (atomic on a pipe):
+ *   VMREAL <t_us> t0                                  the runner's time zero
+ *   VMREAL <t_us> start ID PID NAME                   printed by the task once it is named
+ *   VMREAL <t_us> exit ID PID CODE SIG MAXFAULT_US    printed by whoever reaped it
+ *   VMREAL <t_us> enomem ID PID WHAT THEN             an allocation the task saw fail (WHAT: mmap, fork,
+ *                                                     read, write; THEN: exit (it exits 1), continue
+ *                                                     (on_fail), stop (make stops starting jobs))
+ *   VMREAL <t_us> ioerr ID PID WHAT ERRNO THEN        another I/O error
+ *   VMREAL <t_us> stop REASON                         the run is over: the runner kills what is left
+ *   VMREAL <t_us> limit                               (after stop, unless done) the limit was reached
+ *   VMREAL <t_us> stuck ID PID STATE SINCE_US         at the limit: a task inside one allocation for >= watchdog
+ *   VMREAL <t_us> end REASON                          done | limit | signal
+ * t_us is CLOCK_MONOTONIC in microseconds.  If /dev/kmsg can be written, the runner first
+ * writes "vmreal: clock <t_us>" there, so that the kernel log's timestamps (local_clock) can be
+ * put on the same clock by whoever reads both.
+ *
+ * Memory is touched with volatile stores (one per page: the kernel zero-fills the rest), so
+ * no compiler can drop them.  CPU work spins on CLOCK_PROCESS_CPUTIME_ID: a task that shares
+ * its CPU takes longer in wall time, as in the simulator.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/fuse.h>
+#include <poll.h>
+#include <sys/mount.h>
+#include <sys/uio.h>
+
+#define PAGE 4096L
+#define CHUNK (64 * 1024L)
+
+enum { OP_RESERVE, OP_TEXT, OP_MMAP, OP_MUNMAP, OP_TOUCH, OP_GROW, OP_COMPUTE, OP_SLEEP,
+       OP_READ, OP_WRITE, OP_SPAWN, OP_WAITALL, OP_MAKE, OP_EXIT, OP_DWAIT };
+static const char *OP_NAMES[] = {"reserve", "text", "mmap", "munmap", "touch", "grow", "compute",
+                                 "sleep", "read", "write", "spawn", "waitall", "make", "exit", "dwait", 0};
+
+struct op { int type; long a, b, c; int file; int list_off, list_len; };
+struct task {
+    char name[64], role[16];
+    long start_us;
+    int goal, autostart, daemon, uid, nice, oomadj, ignterm;
+    int op_off, op_n, defined;
+};
+/* one per task, in a shared memfd: the runner and the parents read what the task wrote */
+struct slot {
+    volatile int32_t pid, state;            /* state 0 not started, 1 started, 2 reaped */
+    volatile int64_t fault_start_us;        /* inside an allocation since (0: not) */
+    volatile int64_t max_fault_us;          /* slowest single allocation so far */
+    int64_t pad[5];
+};
+
+static struct task *tasks;
+static int ntasks;
+static struct op *ops;
+static int nops, cap_ops;
+static int *lists;
+static int nlists, cap_lists;
+static char **files;
+static int nfiles;
+static long limit_us = 600000000L, watchdog_us = 12000000L, quantum_us = 1000;
+static struct slot *slots;
+static const char *plan_path, *data_dir;
+static int self_id = -1;
+static volatile char sink;
+
+static int64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t cpu_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void emit(const char *fmt, ...) {
+    char buf[512];
+    int n = snprintf(buf, sizeof buf, "VMREAL %lld ", (long long)now_us());
+    va_list ap;
+    va_start(ap, fmt);
+    n += vsnprintf(buf + n, sizeof buf - n - 1, fmt, ap);
+    va_end(ap);
+    if (n > (int)sizeof buf - 2) n = sizeof buf - 2;
+    buf[n++] = '\n';
+    ssize_t w = write(1, buf, n);
+    (void)w;
+}
+
+static void die(const char *fmt, ...) {
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "vmreal: %s\n", buf);
+    emit("error %s", buf);
+    exit(3);
+}
+
+/* ------------------------------------------------------------------------- plan */
+static int file_index(const char *name) {
+    for (int i = 0; i < nfiles; i++)
+        if (!strcmp(files[i], name)) return i;
+    files = realloc(files, sizeof(char *) * (nfiles + 1));
+    files[nfiles] = strdup(name);
+    return nfiles++;
+}
+
+static void push_list(int v) {
+    if (nlists == cap_lists) {
+        cap_lists = cap_lists ? 2 * cap_lists : 1024;
+        lists = realloc(lists, sizeof(int) * cap_lists);
+    }
+    lists[nlists++] = v;
+}
+
+static void load_plan(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) die("cannot open plan %s: %s", path, strerror(errno));
+    char *line = NULL;
+    size_t len = 0;
+    int lineno = 0, last = -1;
+    while (getline(&line, &len, f) > 0) {
+        lineno++;
+        char *save, *tok = strtok_r(line, " \t\r\n", &save);
+        if (!tok || tok[0] == '#') continue;
+        if (lineno == 1) {
+            char *v = strtok_r(NULL, " \t\r\n", &save);
+            if (strcmp(tok, "vmreal-plan") || !v || atoi(v) != 1)
+                die("%s: not a version 1 plan (first line must be 'vmreal-plan 1')", path);
+            continue;
+        }
+        if (!strcmp(tok, "tasks")) {
+            ntasks = atoi(strtok_r(NULL, " \t\r\n", &save));
+            tasks = calloc(ntasks, sizeof *tasks);
+        } else if (!strcmp(tok, "limit_us")) {
+            limit_us = atol(strtok_r(NULL, " \t\r\n", &save));
+        } else if (!strcmp(tok, "watchdog_us")) {
+            watchdog_us = atol(strtok_r(NULL, " \t\r\n", &save));
+        } else if (!strcmp(tok, "workload") || !strcmp(tok, "seed") || !strcmp(tok, "time_scale")) {
+            continue;                                         /* informative only */
+        } else if (!strcmp(tok, "quantum_us")) {
+            quantum_us = atol(strtok_r(NULL, " \t\r\n", &save));
+            if (quantum_us < 100) quantum_us = 100;
+        } else if (!strcmp(tok, "task")) {
+            /* task ID NAME ROLE START_US GOAL AUTOSTART DAEMON UID NICE OOMADJ IGNTERM */
+            char *a[12];
+            for (int i = 0; i < 12; i++)
+                if (!(a[i] = strtok_r(NULL, " \t\r\n", &save))) die("%s:%d: short task line", path, lineno);
+            int id = atoi(a[0]);
+            if (id < 0 || id >= ntasks) die("%s:%d: task id %d out of range", path, lineno, id);
+            struct task *t = &tasks[id];
+            snprintf(t->name, sizeof t->name, "%s", a[1]);
+            snprintf(t->role, sizeof t->role, "%s", a[2]);
+            t->start_us = atol(a[3]);
+            t->goal = atoi(a[4]); t->autostart = atoi(a[5]); t->daemon = atoi(a[6]);
+            t->uid = atoi(a[7]); t->nice = atoi(a[8]); t->oomadj = atoi(a[9]); t->ignterm = atoi(a[10]);
+            (void)a[11];
+            t->op_off = nops;
+            t->op_n = 0;
+            t->defined = 1;
+            last = id;
+        } else if (!strcmp(tok, "op")) {
+            char *ids = strtok_r(NULL, " \t\r\n", &save), *name = strtok_r(NULL, " \t\r\n", &save);
+            if (!ids || !name) die("%s:%d: short op line", path, lineno);
+            int id = atoi(ids);
+            if (id != last) die("%s:%d: op of task %d must follow its task line", path, lineno, id);
+            int type = -1;
+            for (int i = 0; OP_NAMES[i]; i++)
+                if (!strcmp(OP_NAMES[i], name)) type = i;
+            if (type < 0) die("%s:%d: unknown op '%s'", path, lineno, name);
+            if (nops == cap_ops) {
+                cap_ops = cap_ops ? 2 * cap_ops : 4096;
+                ops = realloc(ops, sizeof(struct op) * cap_ops);
+            }
+            struct op *o = &ops[nops++];
+            memset(o, 0, sizeof *o);
+            o->type = type;
+            o->file = -1;
+            char *x;
+            if (type == OP_TEXT || type == OP_READ || type == OP_WRITE) {
+                if (!(x = strtok_r(NULL, " \t\r\n", &save))) die("%s:%d: %s needs a file", path, lineno, name);
+                o->file = file_index(x);
+            }
+            if (type == OP_MAKE) {
+                o->a = atol(strtok_r(NULL, " \t\r\n", &save));
+                o->list_off = nlists;
+                while ((x = strtok_r(NULL, " \t\r\n", &save)))
+                    push_list(!strcmp(x, "|") ? -1 : atoi(x));
+                o->list_len = nlists - o->list_off;
+            } else {
+                long *dst[3] = {&o->a, &o->b, &o->c};
+                for (int i = 0; i < 3 && (x = strtok_r(NULL, " \t\r\n", &save)); i++) *dst[i] = atol(x);
+            }
+            tasks[id].op_n++;
+        } else {
+            die("%s:%d: unknown line '%s'", path, lineno, tok);
+        }
+    }
+    free(line);
+    fclose(f);
+    if (!tasks) die("%s: no 'tasks N' line", path);
+    for (int i = 0; i < ntasks; i++)
+        if (!tasks[i].defined) die("%s: task %d is not defined", path, i);
+}
+
+/* ------------------------------------------------------------------------- reaping */
+static int slot_of(pid_t pid) {
+    for (int i = 0; i < ntasks; i++)
+        if (slots[i].pid == pid && slots[i].state == 1) return i;
+    return -1;
+}
+
+/* a child was reaped: print its exit line; returns its exit status in the shell's sense
+ * (code, or 128 + signal) and sets *idp */
+static pid_t fuse_pid = -1;
+
+static int reaped(pid_t pid, int st, int *idp) {
+    if (pid == fuse_pid) return 0;           /* the dwait server, not a task */
+    int id = slot_of(pid);
+    int code = WIFEXITED(st) ? WEXITSTATUS(st) : 0;
+    int sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+    int64_t mf = 0;
+    if (id >= 0) {
+        mf = slots[id].max_fault_us;
+        int64_t fs = slots[id].fault_start_us;
+        if (fs && now_us() - fs > mf) mf = now_us() - fs;      /* died inside an allocation */
+        slots[id].state = 2;
+    }
+    emit("exit %d %d %d %d %lld", id, (int)pid, code, sig, (long long)mf);
+    if (idp) *idp = id;
+    return sig ? 128 + sig : code;
+}
+
+static void reap_nohang(void) {
+    int st;
+    pid_t r;
+    while ((r = waitpid(-1, &st, WNOHANG)) > 0) reaped(r, st, NULL);
+}
+
+/* ------------------------------------------------------------------------- task */
+struct region { char *base; long pages, touched; };
+static struct region *regions;
+static int nregions;
+static char *text_base;
+static long text_ws_pages;
+static int *file_fd;
+static off_t *file_off;
+static char *iobuf;
+
+static inline void fault_begin(void) { slots[self_id].fault_start_us = now_us(); }
+static inline void fault_end(void) {
+    int64_t d = now_us() - slots[self_id].fault_start_us;
+    if (d > slots[self_id].max_fault_us) slots[self_id].max_fault_us = d;
+    slots[self_id].fault_start_us = 0;
+}
+
+static void enomem_exit(const char *what) {
+    emit("enomem %d %d %s exit", self_id, (int)getpid(), what);
+    _exit(1);
+}
+
+static struct region *new_region(long pages) {
+    char *p = mmap(NULL, pages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        if (errno == ENOMEM || errno == EAGAIN) enomem_exit("mmap");
+        die("mmap %ld pages: %s", pages, strerror(errno));
+    }
+    regions = realloc(regions, sizeof *regions * (nregions + 1));
+    regions[nregions] = (struct region){p, pages, 0};
+    return &regions[nregions++];
+}
+
+static void touch(long pages) {
+    volatile char *p;
+    char v = (char)(getpid() | 1);
+    while (pages > 0) {
+        struct region *r = NULL;
+        for (int i = 0; i < nregions && !r; i++)
+            if (regions[i].touched < regions[i].pages) r = &regions[i];
+        if (!r) r = new_region(pages);
+        long n = r->pages - r->touched;
+        if (n > pages) n = pages;
+        for (long i = 0; i < n; i++) {
+            p = r->base + (r->touched + i) * PAGE;
+            fault_begin();
+            *p = v;
+            fault_end();
+            if ((i & 63) == 63) reap_nohang();
+        }
+        r->touched += n;
+        pages -= n;
+    }
+}
+
+static void unmap(long pages) {
+    for (int i = nregions - 1; i >= 0 && pages > 0; i--) {
+        struct region *r = &regions[i];
+        long n = r->pages < pages ? r->pages : pages;
+        if (n <= 0) continue;
+        munmap(r->base + (r->pages - n) * PAGE, n * PAGE);
+        r->pages -= n;
+        if (r->touched > r->pages) r->touched = r->pages;
+        pages -= n;
+    }
+}
+
+static void ensure_text(void) {
+    for (long i = 0; i < text_ws_pages; i++) {
+        fault_begin();
+        sink += ((volatile char *)text_base)[i * PAGE];
+        fault_end();
+    }
+}
+
+static void compute(long us) {
+    int64_t start = cpu_us(), target = start + us, next_q = start;
+    uint64_t x = 88172645463325252ULL ^ (uint64_t)getpid();
+    for (;;) {
+        int64_t c = cpu_us();
+        if (c >= next_q) {
+            ensure_text();
+            reap_nohang();
+            next_q = c + quantum_us;
+        }
+        if (c >= target) break;
+        for (int i = 0; i < 2000; i++) {    /* ~5-10 us of work between clock reads */
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        }
+        sink += (char)x;
+    }
+}
+
+static void do_sleep(long us) {
+    int64_t deadline = now_us() + us;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    for (;;) {
+        int64_t left = deadline - now_us();
+        if (left <= 0) break;
+        struct timespec ts = {left / 1000000, (left % 1000000) * 1000};
+        if (sigtimedwait(&set, NULL, &ts) == SIGCHLD) reap_nohang();
+    }
+    reap_nohang();
+}
+
+static int open_file(int fi, int for_write) {
+    if (file_fd[fi] >= 0) return file_fd[fi];
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", data_dir, files[fi]);
+    int fd = for_write ? open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666)
+                       : open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOMEM) enomem_exit(for_write ? "write" : "read");
+        die("task %d: cannot open %s: %s", self_id, path, strerror(errno));
+    }
+    return file_fd[fi] = fd;
+}
+
+/* returns 0, or 1 when the I/O failed and the task goes on (on_fail = continue) */
+static int do_io(int fi, long kb, int write_, int on_fail_continue) {
+    int fd = open_file(fi, write_);
+    long left = kb * 1024L;
+    while (left > 0) {
+        long n = left < CHUNK ? left : CHUNK;
+        fault_begin();
+        ssize_t r = write_ ? write(fd, iobuf, n) : pread(fd, iobuf, n, file_off[fi]);
+        int err = errno;
+        fault_end();
+        if (r < 0) {
+            if (err == EINTR) continue;
+            if (err == ENOMEM) {
+                emit("enomem %d %d %s %s", self_id, (int)getpid(), write_ ? "write" : "read",
+                     on_fail_continue ? "continue" : "exit");
+                if (!on_fail_continue) _exit(1);
+            } else {
+                emit("ioerr %d %d %s %d %s", self_id, (int)getpid(), write_ ? "write" : "read", err,
+                     on_fail_continue ? "continue" : "exit");
+                if (!on_fail_continue) _exit(1);
+            }
+            return 1;
+        }
+        if (!write_) {
+            if (r == 0) {                   /* end of file: read it again from the start */
+                if (file_off[fi] == 0) break;
+                file_off[fi] = 0;
+                continue;
+            }
+            file_off[fi] += r;
+        }
+        left -= r;
+        reap_nohang();
+    }
+    return 0;
+}
+
+
+/* ------------------------------------------------------------------------- dwait (FUSE)
+ * A real uninterruptible sleep: the task reads one byte of DATA_DIR/.dwait/d<US>, a file of a
+ * FUSE filesystem served by the runner's own server process, which answers each read only US
+ * microseconds after it arrived (a file server that has gone away and comes back).  The kernel
+ * sleeps in fuse's request_wait_answer(): once the server has taken the request, a fatal
+ * signal (SIGKILL from the OOM killer) cannot end the wait -- wait_event() in
+ * TASK_UNINTERRUPTIBLE -- until the answer comes (or the server dies: the connection is
+ * aborted).  The server answers ENOSYS to FUSE_INTERRUPT, so after the first interrupt the
+ * kernel waits killably ("D") from the start.  The filesystem is mounted in a private mount
+ * namespace of the runner: the host never sees it, it goes away with the run's last process. */
+
+static void fuse_reply(int fd, uint64_t unique, int err, const void *data, size_t len) {
+    struct fuse_out_header h = {(uint32_t)(sizeof h + len), err, unique};
+    struct iovec iov[2] = {{&h, sizeof h}, {(void *)data, len}};
+    ssize_t w = writev(fd, iov, len ? 2 : 1);
+    (void)w;                                 /* ENOENT: the request was aborted meanwhile */
+}
+
+static void fuse_attr_of(uint64_t node, struct fuse_attr *a) {
+    memset(a, 0, sizeof *a);
+    a->ino = node;
+    a->mode = node == FUSE_ROOT_ID ? (S_IFDIR | 0755) : (S_IFREG | 0444);
+    a->nlink = node == FUSE_ROOT_ID ? 2 : 1;
+    a->size = node == FUSE_ROOT_ID ? 0 : 4096;
+    a->blksize = 4096;
+}
+
+static void fuse_serve(int fd) {
+    size_t bufsz = 1 << 20;
+    char *buf = malloc(bufsz);
+    struct { uint64_t unique; int64_t due; } pend[4096];
+    int npend = 0;
+    for (;;) {
+        int64_t now = now_us(), first = -1;
+        for (int i = 0; i < npend; i++)
+            if (first < 0 || pend[i].due < first) first = pend[i].due;
+        int timeout = first < 0 ? -1 : (int)((first - now + 999) / 1000);
+        struct pollfd pfd = {fd, POLLIN, 0};
+        int pr = poll(&pfd, 1, timeout < 0 ? -1 : timeout);
+        now = now_us();
+        for (int i = 0; i < npend;) {
+            if (pend[i].due <= now) {
+                fuse_reply(fd, pend[i].unique, 0, "v", 1);
+                pend[i] = pend[--npend];
+            } else {
+                i++;
+            }
+        }
+        if (pr <= 0 || !(pfd.revents & POLLIN)) {
+            if (pr > 0 && (pfd.revents & (POLLERR | POLLHUP))) _exit(0);
+            continue;
+        }
+        ssize_t n = read(fd, buf, bufsz);
+        if (n < 0) {
+            if (errno == EINTR || errno == ENOENT || errno == EAGAIN) continue;
+            _exit(0);                        /* ENODEV: unmounted */
+        }
+        if (n < (ssize_t)sizeof(struct fuse_in_header)) continue;
+        struct fuse_in_header *in = (struct fuse_in_header *)buf;
+        void *arg = in + 1;
+        switch (in->opcode) {
+        case FUSE_INIT: {
+            struct fuse_init_in *ii = arg;
+            struct fuse_init_out o;
+            memset(&o, 0, sizeof o);
+            o.major = FUSE_KERNEL_VERSION;
+            o.minor = ii->minor < FUSE_KERNEL_MINOR_VERSION ? ii->minor : FUSE_KERNEL_MINOR_VERSION;
+            o.max_readahead = ii->max_readahead;
+            o.max_background = 64;
+            o.congestion_threshold = 48;
+            o.max_write = 4096;
+            o.time_gran = 1;
+            fuse_reply(fd, in->unique, 0, &o, sizeof o);
+            break;
+        }
+        case FUSE_GETATTR: {
+            struct fuse_attr_out o;
+            memset(&o, 0, sizeof o);
+            o.attr_valid = 3600;
+            fuse_attr_of(in->nodeid, &o.attr);
+            fuse_reply(fd, in->unique, 0, &o, sizeof o);
+            break;
+        }
+        case FUSE_LOOKUP: {
+            const char *name = arg;
+            char *end;
+            long long us = name[0] == 'd' ? strtoll(name + 1, &end, 10) : -1;
+            if (in->nodeid != FUSE_ROOT_ID || us < 0 || *end) {
+                fuse_reply(fd, in->unique, -ENOENT, NULL, 0);
+                break;
+            }
+            struct fuse_entry_out o;
+            memset(&o, 0, sizeof o);
+            o.nodeid = (uint64_t)us + 2;
+            o.generation = 1;
+            o.entry_valid = o.attr_valid = 3600;
+            fuse_attr_of(o.nodeid, &o.attr);
+            fuse_reply(fd, in->unique, 0, &o, sizeof o);
+            break;
+        }
+        case FUSE_OPEN:
+        case FUSE_OPENDIR: {
+            struct fuse_open_out o;
+            memset(&o, 0, sizeof o);
+            o.open_flags = FOPEN_DIRECT_IO;  /* every read comes to us, no page cache */
+            fuse_reply(fd, in->unique, 0, &o, sizeof o);
+            break;
+        }
+        case FUSE_READ:
+            if (npend < (int)(sizeof pend / sizeof pend[0])) {
+                pend[npend].unique = in->unique;
+                pend[npend++].due = now + (int64_t)(in->nodeid - 2);
+            } else {
+                fuse_reply(fd, in->unique, 0, "v", 1);
+            }
+            break;
+        case FUSE_INTERRUPT:
+            fuse_reply(fd, in->unique, -ENOSYS, NULL, 0);   /* the wait goes on */
+            break;
+        case FUSE_FORGET:
+        case FUSE_BATCH_FORGET:
+            break;                           /* no reply */
+        case FUSE_FLUSH:
+        case FUSE_RELEASE:
+        case FUSE_RELEASEDIR:
+        case FUSE_DESTROY:
+            fuse_reply(fd, in->unique, 0, NULL, 0);
+            break;
+        default:
+            fuse_reply(fd, in->unique, -ENOSYS, NULL, 0);
+        }
+    }
+}
+
+static void start_fuse(void) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/.dwait", data_dir);
+    if (unshare(CLONE_NEWNS)) die("dwait: unshare(CLONE_NEWNS): %s", strerror(errno));
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)) die("dwait: make / private: %s", strerror(errno));
+    if (mkdir(dir, 0755) && errno != EEXIST) die("dwait: mkdir %s: %s", dir, strerror(errno));
+    int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+    if (fd < 0) die("dwait needs /dev/fuse (the fuse module): %s", strerror(errno));
+    char opts[256];
+    snprintf(opts, sizeof opts, "fd=%d,rootmode=40000,user_id=0,group_id=0,allow_other", fd);
+    if (mount("vmreal", dir, "fuse", MS_NOSUID | MS_NODEV, opts)) die("dwait: mount fuse: %s", strerror(errno));
+    fuse_pid = fork();
+    if (fuse_pid < 0) die("dwait: fork: %s", strerror(errno));
+    if (fuse_pid == 0) {
+        prctl(PR_SET_NAME, "vmreal-fuse", 0, 0, 0);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        fuse_serve(fd);
+        _exit(0);
+    }
+    close(fd);
+}
+
+static void dwait(long us) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/.dwait/d%ld", data_dir, us);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) die("task %d: dwait: open %s: %s", self_id, path, strerror(errno));
+    char c;
+    while (read(fd, &c, 1) < 0 && errno == EINTR) {}
+    close(fd);
+}
+
+static pid_t start_task(int id, int toplevel);
+
+static void wait_for(pid_t pid) {
+    for (;;) {
+        int st;
+        pid_t r = waitpid(-1, &st, 0);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return;                          /* ECHILD */
+        }
+        reaped(r, st, NULL);
+        if (r == pid) return;
+    }
+}
+
+static int wait_any(void) {
+    for (;;) {
+        int st;
+        pid_t r = waitpid(-1, &st, 0);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        return reaped(r, st, NULL);
+    }
+}
+
+/* GNU make -j N over directories: at most N jobs at once (0 = unlimited); the first failed
+ * fork or failed job stops new jobs, the running ones are waited for, and make exits 2. */
+static int make(const struct op *o) {
+    long jobs = o->a;
+    int failed = 0, running = 0;
+    int i = o->list_off, end = o->list_off + o->list_len;
+    while (i < end && !failed) {
+        for (; i < end && lists[i] >= 0; i++) {
+            while (jobs && running >= jobs) {
+                running--;
+                if (wait_any() != 0) failed = 1;
+                if (failed) break;
+            }
+            if (failed) break;
+            if (start_task(lists[i], 0) < 0) {
+                emit("enomem %d %d fork stop", self_id, (int)getpid());
+                failed = 1;
+                break;
+            }
+            running++;
+        }
+        while (running > 0) {
+            running--;
+            if (wait_any() != 0) failed = 1;
+        }
+        while (i < end && lists[i] >= 0) i++;    /* the rest of a failed directory */
+        i++;                                      /* the '|' */
+    }
+    return failed ? 2 : 0;
+}
+
+static int run_ops(const struct task *t) {
+    for (int k = 0; k < t->op_n; k++) {
+        const struct op *o = &ops[t->op_off + k];
+        switch (o->type) {
+        case OP_RESERVE:
+            if (o->a > 0) new_region((o->a + 3) / 4);
+            break;
+        case OP_TEXT: {
+            int fd = open_file(o->file, 0);
+            text_base = mmap(NULL, o->a * 1024L, PROT_READ, MAP_PRIVATE, fd, 0);
+            if (text_base == MAP_FAILED) {
+                if (errno == ENOMEM) enomem_exit("mmap");
+                die("task %d: mmap text: %s", self_id, strerror(errno));
+            }
+            text_ws_pages = (o->b + 3) / 4;
+            ensure_text();
+            break;
+        }
+        case OP_MMAP:
+            if (o->a > 0) new_region((o->a + 3) / 4);
+            break;
+        case OP_MUNMAP:
+            unmap((o->a + 3) / 4);
+            break;
+        case OP_TOUCH:
+            touch((o->a + 3) / 4);
+            break;
+        case OP_GROW: {          /* grow KB CPU_US PHASES: touch and compute in phases */
+            long pages = (o->a + 3) / 4, cpu = o->b, ph = o->c > 0 ? o->c : 8;
+            for (long i = 0; i < ph; i++) {
+                touch(pages * (i + 1) / ph - pages * i / ph);
+                compute(cpu * (i + 1) / ph - cpu * i / ph);
+            }
+            break;
+        }
+        case OP_COMPUTE:
+            compute(o->a);
+            break;
+        case OP_SLEEP:
+            do_sleep(o->a);
+            break;
+        case OP_READ:
+            do_io(o->file, o->a, 0, (int)o->b);
+            break;
+        case OP_WRITE:
+            do_io(o->file, o->a, 1, (int)o->b);
+            break;
+        case OP_SPAWN: {
+            pid_t pid = start_task((int)o->a, 0);
+            if (pid < 0) enomem_exit("fork");
+            if (o->b) wait_for(pid);
+            break;
+        }
+        case OP_WAITALL:
+            while (wait_any() != -1) {}
+            break;
+        case OP_MAKE:
+            return make(o);
+        case OP_EXIT:
+            return (int)o->a;
+        case OP_DWAIT:
+            dwait(o->a);
+            break;
+        }
+        reap_nohang();
+    }
+    return 0;
+}
+
+static char self_exe[4096];
+static int slot_fd = -1;
+
+static void find_self(void) {
+    ssize_t n = readlink("/proc/self/exe", self_exe, sizeof self_exe - 1);
+    if (n <= 0) die("readlink /proc/self/exe: %s", strerror(errno));
+    self_exe[n] = 0;
+}
+
+static pid_t start_task(int id, int toplevel) {
+    if (id < 0 || id >= ntasks) die("no task %d", id);
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        if (toplevel) setpgid(0, 0);
+        char ids[16], fds[16];
+        snprintf(ids, sizeof ids, "%d", id);
+        snprintf(fds, sizeof fds, "%d", slot_fd);
+        char *argv[] = {"vmreal", "task", (char *)plan_path, (char *)data_dir, ids, fds, NULL};
+        execv(self_exe, argv);
+        fprintf(stderr, "vmreal: exec %s: %s\n", self_exe, strerror(errno));
+        _exit(127);
+    }
+    if (toplevel) setpgid(pid, pid);
+    slots[id].pid = pid;
+    slots[id].state = 1;
+    return pid;
+}
+
+static void write_file(const char *path, const char *text) {
+    int fd = open(path, O_WRONLY);
+    if (fd < 0) return;
+    ssize_t w = write(fd, text, strlen(text));
+    (void)w;
+    close(fd);
+}
+
+static int cmd_task(int argc, char **argv) {
+    if (argc < 6) die("usage: vmreal task PLAN DATA ID SLOT_FD");
+    plan_path = argv[2];
+    data_dir = argv[3];
+    self_id = atoi(argv[4]);
+    slot_fd = atoi(argv[5]);
+    find_self();
+    load_plan(plan_path);
+    if (self_id < 0 || self_id >= ntasks) die("no task %d", self_id);
+    slots = mmap(NULL, sizeof(struct slot) * ntasks, PROT_READ | PROT_WRITE, MAP_SHARED, slot_fd, 0);
+    if (slots == MAP_FAILED) die("task %d: mmap slots: %s", self_id, strerror(errno));
+    const struct task *t = &tasks[self_id];
+    char comm[16] = {0};
+    memcpy(comm, t->name, strnlen(t->name, 15));         /* TASK_COMM_LEN: 15 chars */
+    prctl(PR_SET_NAME, comm, 0, 0, 0);
+    char adj[32];
+    snprintf(adj, sizeof adj, "%d", t->oomadj);
+    write_file("/proc/self/oom_score_adj", adj);          /* the runner's -1000 is not inherited */
+    if (t->nice) setpriority(PRIO_PROCESS, 0, t->nice);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigprocmask(SIG_SETMASK, &set, NULL);                 /* SIGCHLD is taken with sigtimedwait */
+    signal(SIGTERM, t->ignterm ? SIG_IGN : SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    if ((uid_t)t->uid != getuid()) {        /* a task spawned by a task of its uid keeps it */
+        if (setgroups(0, NULL) || setgid(t->uid) || setuid(t->uid))
+            die("task %d: cannot become uid %d: %s", self_id, t->uid, strerror(errno));
+    }
+    file_fd = malloc(sizeof(int) * (nfiles + 1));
+    file_off = calloc(nfiles + 1, sizeof(off_t));
+    for (int i = 0; i <= nfiles; i++) file_fd[i] = -1;
+    iobuf = malloc(CHUNK);
+    memset(iobuf, 'v', CHUNK);
+    slots[self_id].pid = getpid();
+    slots[self_id].state = 1;
+    emit("start %d %d %s", self_id, (int)getpid(), t->name);
+    int code = run_ops(t);
+    _exit(code);
+}
+
+/* ------------------------------------------------------------------------- runner */
+static void parse_cpus(const char *s, cpu_set_t *set) {
+    CPU_ZERO(set);
+    while (*s) {
+        char *e;
+        long a = strtol(s, &e, 10), b = a;
+        if (e == s) die("--cpus: cannot parse '%s'", s);
+        if (*e == '-') b = strtol(e + 1, &e, 10);
+        for (long c = a; c <= b; c++) CPU_SET(c, set);
+        s = *e == ',' ? e + 1 : e;
+        if (*e && *e != ',') die("--cpus: cannot parse '%s'", s);
+    }
+}
+
+static char proc_state(pid_t pid) {
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return '?';
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return '?';
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    return p && p[1] && p[2] ? p[2] : '?';
+}
+
+static int cmd_run(int argc, char **argv) {
+    if (argc < 4) die("usage: vmreal run PLAN DATA_DIR [--cgroup PROCS_FILE] [--cpus LIST] [--limit-ms N]");
+    plan_path = argv[2];
+    data_dir = argv[3];
+    const char *cgroup = NULL, *cpus = NULL;
+    long limit_override = -1;
+    for (int i = 4; i < argc; i++) {
+        if (!strcmp(argv[i], "--cgroup") && i + 1 < argc) cgroup = argv[++i];
+        else if (!strcmp(argv[i], "--cpus") && i + 1 < argc) cpus = argv[++i];
+        else if (!strcmp(argv[i], "--limit-ms") && i + 1 < argc) limit_override = atol(argv[++i]);
+        else die("unknown option %s", argv[i]);
+    }
+    if (cgroup) {               /* join the run's cgroup before anything else is started */
+        int fd = open(cgroup, O_WRONLY);
+        char pid[32];
+        snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+        if (fd < 0 || write(fd, pid, strlen(pid)) < 0) die("cannot join cgroup %s: %s", cgroup, strerror(errno));
+        close(fd);
+    }
+    if (cpus) {
+        cpu_set_t set;
+        parse_cpus(cpus, &set);
+        if (sched_setaffinity(0, sizeof set, &set)) die("sched_setaffinity %s: %s", cpus, strerror(errno));
+    }
+    write_file("/proc/self/oom_score_adj", "-1000");     /* the runner is not a workload task */
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);           /* orphans come back to us */
+    prctl(PR_SET_NAME, "vmreal-run", 0, 0, 0);
+    find_self();
+    load_plan(plan_path);
+    for (int i = 0; i < nops; i++)
+        if (ops[i].type == OP_DWAIT) {
+            start_fuse();
+            break;
+        }
+    if (limit_override >= 0 && limit_override * 1000 < limit_us) limit_us = limit_override * 1000;
+    slot_fd = memfd_create("vmreal-slots", 0);
+    if (slot_fd < 0 || ftruncate(slot_fd, sizeof(struct slot) * ntasks))
+        die("memfd: %s", strerror(errno));
+    slots = mmap(NULL, sizeof(struct slot) * ntasks, PROT_READ | PROT_WRITE, MAP_SHARED, slot_fd, 0);
+    if (slots == MAP_FAILED) die("mmap slots: %s", strerror(errno));
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    int kfd = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+    if (kfd >= 0) {             /* puts the kernel log's timestamps on our clock */
+        char mark[64];
+        int m = snprintf(mark, sizeof mark, "vmreal: clock %lld\n", (long long)now_us());
+        ssize_t w = write(kfd, mark, m);
+        (void)w;
+        close(kfd);
+    }
+    int64_t t0 = now_us();
+    emit("t0");
+    int *started = calloc(ntasks, sizeof(int));
+    const char *reason = "done";
+    int ngoal = 0;
+    for (int i = 0; i < ntasks; i++) ngoal += tasks[i].autostart && tasks[i].goal;
+    for (;;) {
+        int64_t now = now_us(), next = t0 + limit_us;
+        for (int i = 0; i < ntasks; i++) {
+            if (!tasks[i].autostart || started[i]) continue;
+            int64_t at = t0 + tasks[i].start_us;
+            if (at <= now) {
+                started[i] = 1;
+                if (start_task(i, 1) < 0) {
+                    emit("enomem %d -1 fork runner", i);
+                    slots[i].state = 2;
+                }
+            } else if (at < next) {
+                next = at;
+            }
+        }
+        reap_nohang();
+        /* the end, as the simulator's: every goal task has exited and no task that is not a
+         * daemon is alive (without goal tasks the run lasts until its limit) */
+        if (ngoal) {
+            int goals_done = 1, others = 0;
+            for (int i = 0; i < ntasks; i++) {
+                if (tasks[i].autostart && tasks[i].goal && slots[i].state != 2) goals_done = 0;
+                if (slots[i].state == 1 && !tasks[i].daemon) others = 1;
+            }
+            if (goals_done && !others) break;
+        }
+        now = now_us();
+        if (now >= t0 + limit_us) {
+            reason = "limit";
+            break;
+        }
+        if (next > now + 20000) next = now + 20000;
+        int64_t left = next - now;
+        struct timespec ts = {left / 1000000, (left % 1000000) * 1000};
+        int sig = sigtimedwait(&set, NULL, &ts);
+        if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) {
+            reason = "signal";
+            break;
+        }
+    }
+    emit("stop %s", reason);                  /* exits after this line are our kills */
+    if (strcmp(reason, "done")) {
+        emit("limit");
+        int64_t now = now_us();
+        for (int i = 0; i < ntasks; i++) {
+            int64_t fs = slots[i].fault_start_us;
+            if (slots[i].state == 1 && fs && now - fs >= watchdog_us)
+                emit("stuck %d %d %c %lld", i, (int)slots[i].pid, proc_state(slots[i].pid), (long long)fs);
+        }
+    }
+    /* kill what is left (daemons, or everything at the limit): each top-level task's process
+     * group holds it and its descendants; an unreaped slot's pid cannot have been reused */
+    for (int i = 0; i < ntasks; i++) {
+        pid_t pid = slots[i].pid;
+        if (pid <= 0) continue;              /* never kill(0) or kill(-1) */
+        if (tasks[i].autostart && started[i]) kill(-pid, SIGKILL);
+        if (slots[i].state == 1) kill(pid, SIGKILL);
+    }
+    if (fuse_pid > 0) kill(fuse_pid, SIGKILL);   /* aborts the connection: dwaits end */
+    int64_t give_up = now_us() + 5000000;
+    for (;;) {
+        int st;
+        pid_t r = waitpid(-1, &st, WNOHANG);
+        if (r > 0) {
+            reaped(r, st, NULL);
+            continue;
+        }
+        if (r < 0 && errno == ECHILD) break;
+        if (now_us() > give_up) {
+            emit("error children still alive 5 s after SIGKILL");
+            break;
+        }
+        usleep(2000);
+    }
+    emit("end %s", reason);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 2 && !strcmp(argv[1], "run")) return cmd_run(argc, argv);
+    if (argc >= 2 && !strcmp(argv[1], "task")) return cmd_task(argc, argv);
+    fprintf(stderr, "usage: vmreal run PLAN DATA_DIR [--cgroup PROCS_FILE] [--cpus LIST] [--limit-ms N]\n");
+    return 2;
+}
