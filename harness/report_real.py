@@ -42,11 +42,15 @@ REAL_COLOURS = ["#000000", "#b8860b", "#2f4f4f", "#8b0000"]   # none of them in 
 DIFFERENCES = [
     ("kernel's own memory",
      "The simulated 2.4 machine keeps ~4 MB for itself; Debian's 6.1 guest kernel with its "
-     "initramfs takes ~90 MB, measured at boot and added to the VM's size (-m 156 for a 64 MB "
-     "workload), so the workload starts with its RAM free but the kernel's own allocations "
-     "during the run (page tables, slab) are a 6.x kernel's. The memcg backend limits the "
-     "workload's charge to the RAM minus the simulated kernel's reserve; its page tables and "
-     "kernel stacks are charged too."),
+     "initramfs uses ~90 MB. Both backends give the workload what a task of the simulated "
+     "machine can get (RAM minus the 2.4 kernel's reserve, boot slab and pages_min: 61 440 KB "
+     "of 64 MB), the VM as free memory above its min watermarks, its own use added to -m. "
+     "Sized to the whole RAM instead, the VM needed 1 kill per run on several-hogs against 2 "
+     "simulated."),
+    ("who is largest when memory runs out",
+     "Every modern killer (and the oom_reaper model) picks the largest RSS at that instant. "
+     "Under TCG a page fault costs ~20x native while CPU is scaled, so usemem is sometimes "
+     "still small when memory runs out and a cc1 is picked first (morton-make-usemem)."),
     ("badness: RSS, not total_vm",
      "2.4's badness starts from total_vm; 4.x+ (and the oom_reaper model) from RSS + swap + page "
      "tables. Tasks that have reserved but not touched memory rank differently."),

@@ -302,7 +302,7 @@ def cmd_real(args) -> int:
               + (f", first victim {rec['first_victim']} at {fk:.3f} s" if fk is not None else ", no kill")
               + f", {rec.get('kills')} kills, victims {rec.get('victim_names') or '-'}"
               + (", truncated" if rec.get("truncated") else "")
-              + f" ({rec.get('wall_s')} s wall)", file=sys.stderr)
+              + f" ({float(rec.get('wall_s') or 0):.1f} s wall)", file=sys.stderr)
     print(_summary(records))
     print(f"\n{len(records)} runs in {time.monotonic() - t_all:.1f} s wall -> {out}")
     if records:
