@@ -748,6 +748,10 @@ static pid_t start_task(int id, int toplevel) {
         snprintf(ids, sizeof ids, "%d", id);
         snprintf(fds, sizeof fds, "%d", slot_fd);
         char *argv[] = {"vmreal", "task", (char *)plan_path, (char *)data_dir, ids, fds, NULL};
+        /* every process is tagged with its workload task and oracle role (for people:
+         * /proc/PID/environ, ps e); the records take both from the plan, by pid */
+        setenv("VMBENCH_TASK", tasks[id].name, 1);
+        setenv("VMBENCH_ROLE", tasks[id].role, 1);
         execv(self_exe, argv);
         fprintf(stderr, "vmreal: exec %s: %s\n", self_exe, strerror(errno));
         _exit(127);
