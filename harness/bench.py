@@ -91,14 +91,18 @@ class Cell:
     seed: int
     policy_dir: str
     key: str
+    timeline: bool = False      # the report draws this run: send its RunView back (not in the key)
+    wkey: str = ""              # workload_hash of the workload's files (a part of the key)
 
 
 def _params_blob(cls) -> bytes:
     return json.dumps(cls.params, sort_keys=True, default=repr).encode()
 
 
-def make_cells(policies: dict, workloads: dict, seeds, policy_dir) -> list[Cell]:
-    """``policy_dir``: the scanned folder(s); each cell names the folder of its policy's file."""
+def make_cells(policies: dict, workloads: dict, seeds, policy_dir,
+               timeline_seed=None) -> list[Cell]:
+    """``policy_dir``: the scanned folder(s); each cell names the folder of its policy's file.
+    The cells of ``timeline_seed`` are marked ``timeline`` (see :func:`run_cell`)."""
     eng = engine_hash()
     cells = []
     for wname, w in workloads.items():
@@ -109,7 +113,8 @@ def make_cells(policies: dict, workloads: dict, seeds, policy_dir) -> list[Cell]
                 key = _sha(eng.encode(), ph.encode(), _params_blob(cls), wh.encode(),
                            pname.encode(), wname.encode(), str(s).encode())
                 cells.append(Cell(pname, wname, w.path, s,
-                                  str(Path(registry.policy_file(cls)).parent), key))
+                                  str(Path(registry.policy_file(cls)).parent), key,
+                                  timeline=s == timeline_seed, wkey=wh))
     return cells
 
 
@@ -136,9 +141,27 @@ def _on_alarm(signum, frame):
     raise _Alarm()
 
 
+_WORKLOADS: dict = {}
+
+
+def _load_workload(cell: Cell):
+    """``W.load``, remembered per process by the hash of the workload's files (a run reads its
+    workload and never changes it)."""
+    if not cell.wkey:
+        return W.load(cell.workload_path, cell.workload)
+    key = (cell.workload_path, cell.workload, cell.wkey)
+    w = _WORKLOADS.get(key)
+    if w is None:
+        if len(_WORKLOADS) > 256:
+            _WORKLOADS.clear()
+        w = _WORKLOADS[key] = W.load(cell.workload_path, cell.workload)
+    return w
+
+
 def run_cell(cell: Cell, cache_dir: str | None, timeout_s: float) -> dict:
     """Run one cell in a worker (or read it back); never raises.  The record gets private
-    fields (``_cached``, ``_key``, ``_rss_mb``) that the caller strips."""
+    fields (``_cached``, ``_key``, ``_rss_mb``, and for a computed ``timeline`` cell
+    ``_timeline``: its :class:`harness.runner.RunView`) that the caller strips."""
     if cache_dir:
         path = _cache_path(Path(cache_dir), cell.key)
         if path.exists():
@@ -152,9 +175,11 @@ def run_cell(cell: Cell, cache_dir: str | None, timeout_s: float) -> dict:
         if use_alarm:       # a policy stuck in plain Python code, which the engine cannot see
             old = signal.signal(signal.SIGALRM, _on_alarm)
             signal.setitimer(signal.ITIMER_REAL, timeout_s * 1.2 + 1)
-        w = W.load(cell.workload_path, cell.workload)
-        rec = runner.run_one(cell.policy, w, cell.seed, policy_dir=Path(cell.policy_dir),
-                             wall_timeout_s=timeout_s)
+        w = _load_workload(cell)
+        rec, k = runner.run_one(cell.policy, w, cell.seed, policy_dir=Path(cell.policy_dir),
+                                wall_timeout_s=timeout_s, keep_kernel=True)
+        view = runner.RunView(k, rec["outcome"]) if cell.timeline else None
+        del k
     except (RunTimeout, _Alarm) as e:
         rec = _failed(cell, "timeout", str(e) or f"run exceeded {timeout_s:g} s of wall time")
     except Exception as e:  # noqa: BLE001 - a broken policy must not sink the matrix
@@ -171,6 +196,8 @@ def run_cell(cell: Cell, cache_dir: str | None, timeout_s: float) -> dict:
     rec["_cached"] = False
     rec["_key"] = cell.key
     rec["_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if cell.timeline and rec["status"] == "ok":
+        rec["_timeline"] = view
     return rec
 
 
@@ -251,8 +278,10 @@ def _executor(backend: str, n_jobs: int, scheduler: str | None):
 
 
 def run_matrix(cells, *, jobs=None, backend="loky", scheduler=None, cache_dir=None,
-               timeout_s=DEFAULT_TIMEOUT_S, progress=True, stats=None):
-    """Run the cells (cached ones are read in the main process); returns records in cell order."""
+               timeout_s=DEFAULT_TIMEOUT_S, progress=True, stats=None, views=None):
+    """Run the cells (cached ones are read in the main process); returns records in cell order.
+    ``views``: a dict that gets ``(policy, workload, seed) -> RunView`` of the computed
+    ``timeline`` cells."""
     from joblib import delayed
     from tqdm import tqdm
 
@@ -295,6 +324,9 @@ def run_matrix(cells, *, jobs=None, backend="loky", scheduler=None, cache_dir=No
         rec = dict(records[c.key])
         for private in ("_cached", "_rss_mb", "_key"):
             rec.pop(private, None)
+        view = rec.pop("_timeline", None)
+        if view is not None and views is not None:
+            views[(c.policy, c.workload, c.seed)] = view
         out.append(rec)
     return out
 
@@ -347,13 +379,16 @@ def bench(*, policies=None, workloads=None, seeds=range(20), jobs=None, backend=
     seeds = list(seeds)
     out_root = Path(out_root or registry.ROOT / "results")
     cache_dir = out_root / "cache" if use_cache else None
-    cells = make_cells(found, wfound, seeds, policy_dir)
+    cells = make_cells(found, wfound, seeds, policy_dir,
+                       timeline_seed=min(seeds) if report and seeds else None)
     log(f"{len(cells)} runs: {len(found)} policies x {len(wfound)} workloads x {len(seeds)} seeds "
         f"({backend}{', ' + scheduler if scheduler else ''})")
     t0 = time.perf_counter()
     stats = {}
+    views = {}
     recs = run_matrix(cells, jobs=jobs, backend=backend, scheduler=scheduler,
-                      cache_dir=cache_dir, timeout_s=timeout_s, progress=progress, stats=stats)
+                      cache_dir=cache_dir, timeout_s=timeout_s, progress=progress, stats=stats,
+                      views=views)
     wall = time.perf_counter() - t0
     out = new_results_dir(out_root)
     df = pd.DataFrame(recs, columns=metrics.COLUMNS)
@@ -368,7 +403,7 @@ def bench(*, policies=None, workloads=None, seeds=range(20), jobs=None, backend=
         from .report_real import latest as latest_real
         real, real_dir = latest_real(out_root)     # shown when there are any; never started here
         R.write_report(out, df, meta, plot_cache=cache_dir / "plots" if cache_dir else None,
-                       real_runs=real, real_dir=real_dir)
+                       real_runs=real, real_dir=real_dir, timeline_views=views, n_jobs=jobs)
     point_latest(out_root, out)
     failed = int((df.status != "ok").sum())
     log(f"{len(cells)} runs in {wall:.1f} s ({stats.get('computed', 0)} computed, "

@@ -7,6 +7,8 @@ are called with ``yield from`` so their CPU cost lands on the calling task.
 """
 from __future__ import annotations
 
+from operator import attrgetter
+
 from . import machine as M
 from .engine import CMD_YIELD, CPU, DWAIT, REPEAT
 from .machine import PF_MEMALLOC, PF_MEMDIE, SIGKILL, SIGTERM
@@ -14,6 +16,8 @@ from .machine import PF_MEMALLOC, PF_MEMDIE, SIGKILL, SIGTERM
 # ============================================================================ 1. watermark tests
 
 WM_INDEX = {"min": 0, "low": 1, "high": 2}
+_WM_GET = {"min": attrgetter("pages_min"), "low": attrgetter("pages_low"),
+           "high": attrgetter("pages_high")}
 
 
 def zone_wm(z, which: str) -> int:
@@ -23,17 +27,21 @@ def zone_wm(z, which: str) -> int:
 def summed_thresholds(k, zl, order: int, which: str, shift: int = 0):
     """Mainline 2.4 ``__alloc_pages`` (S1/S2 mm/page_alloc.c): ``min += z->pages_X`` over the
     zonelist, so each later zone must clear the sum of every earlier zone's watermark."""
+    get = _WM_GET[which]
+    zones = k.zones
     acc = 1 << order
     out = []
     for zi in zl:
-        acc += zone_wm(k.zones[zi], which) >> shift
+        acc += get(zones[zi]) >> shift
         out.append(acc)
     return out
 
 
 def per_zone_thresholds(k, zl, order: int, which: str, shift: int = 0):
     """akpm's fix (M1): each zone judged against its own watermark, ``(1<<order) + z->pages_X``."""
-    return [(1 << order) + (zone_wm(k.zones[zi], which) >> shift) for zi in zl]
+    get = _WM_GET[which]
+    zones = k.zones
+    return [(1 << order) + (get(zones[zi]) >> shift) for zi in zl]
 
 
 def classzone_watermarks(k, ratios=(256, 32)):
@@ -88,12 +96,13 @@ def evict_clean(k, cz: int, n: int, lowest: int = 0):
     for f in k.files.values():
         if left <= 0:
             break
-        if not any(f.clean):
+        clean = f.clean
+        if not (clean[0] or clean[1] or clean[2]):          # not any(f.clean)
             continue
         for zi in range(cz, lowest - 1, -1):
-            take = min(left, f.clean[zi])
+            take = min(left, clean[zi])
             if take:
-                f.clean[zi] -= take
+                clean[zi] -= take
                 k.zones[zi].clean -= take
                 k.zones[zi].free += take
                 left -= take
@@ -129,8 +138,11 @@ def start_dirty_writeback(k, cz: int, n: int) -> int:
     for f in list(k.files.values()):
         if left <= 0:
             break
+        dirty = f.dirty
+        if not (dirty[0] or dirty[1] or dirty[2]):          # nothing to write
+            continue
         for zi in range(cz, -1, -1):
-            take = min(left, f.dirty[zi])
+            take = min(left, dirty[zi])
             if take:
                 k.start_writeback(f, zi, take)
                 left -= take
@@ -193,15 +205,21 @@ def swap_out(k, cz: int, nr: int = M.SWAP_CLUSTER_MAX):
     second pass: the scan costs twice the ptes walked.  Returns (success, ptes scanned,
     anonymous pages queued to swap); ``k.swap_write_done`` is when the last queued write ends.
     """
+    anon_ok = k.nr_swap_pages > 0
     mms = []
-    seen = set()
-    ptes = 0
-    for t in k.live.values():
-        mm = t.mm
-        if mm is not None and id(mm) not in seen:
-            seen.add(id(mm))
-            mms.append(mm)
-            ptes += sum(mm.anon)
+    if anon_ok:
+        seen = set()
+        ptes = 0
+        for t in k.live.values():
+            mm = t.mm
+            if mm is not None and id(mm) not in seen:
+                seen.add(id(mm))
+                mms.append(mm)
+                ptes += sum(mm.anon)
+    else:
+        # the same sum: a zone's anonymous pages are those of the live tasks' mm's
+        # (check_pages), and the mm's are only needed to swap out
+        ptes = sum(z.anon for z in k.zones)
     # text pages of a program that some task is running are young and on the active list:
     # try_to_swap_out skips them (ptep_test_and_clear_young, PageActive); departure: "active"
     # is approximated as "mapped by a runnable task"
@@ -210,7 +228,6 @@ def swap_out(k, cz: int, nr: int = M.SWAP_CLUSTER_MAX):
             if f.mappers and id(f) not in hot and sum(f.mapped[: cz + 1])]
     text_pages = sum(sum(f.mapped[: cz + 1]) * f.mappers for f in text)
     ptes += sum(sum(f.mapped) * f.mappers for f in k.files.values() if f.mappers)
-    anon_ok = k.nr_swap_pages > 0
     anon_pages = sum(sum(mm.anon[: cz + 1]) for mm in mms) if anon_ok else 0
     droppable = text_pages + anon_pages
     if droppable == 0:

@@ -31,6 +31,11 @@ DWAIT = 3      # (DWAIT, until_us)  TASK_UNINTERRUPTIBLE until a time
 WAITQ = 4      # (WAITQ, queue or None, interruptible)  sleep until woken (via the queue)
 REPEAT = 5     # (REPEAT, us, count)  ``count`` identical kernel iterations of ``us`` each; the
                # generator is sent how many ran: fewer if the machine changed meanwhile
+ITER = 6       # (ITER, us, is_user, fn)  CPU like (CPU, us, is_user); when it is used up the engine
+               # calls ``fn()`` instead of resuming the generator: an int > 0 is the CPU time of the
+               # next iteration (one event, as a resumption would have been), None resumes the
+               # generator.  ``fn`` must do exactly what the generator would have done up to its
+               # next yield (a loop's tail and head that consult nothing but the machine)
 
 CMD_YIELD = (YIELD,)
 
@@ -120,7 +125,7 @@ class Task:
                  "daemon", "goal", "ignores_sigterm", "children", "wait_child", "waiters",
                  "in_alloc_since", "spin_seen", "spin_ver", "killed_at", "sleep_token",
                  "oom_score_adj", "tpl", "cmd_user",
-                 "boost_us", "send_val", "rep_per", "rep_total", "rep_ver")
+                 "boost_us", "send_val", "rep_per", "rep_total", "rep_ver", "iter_fn")
 
     def __init__(self, pid, name, *, role="bystander", parent=None, uid=0, euid=None, nice=0,
                  caps=(), mm=None, kthread=False, daemon=False, goal=False,
@@ -144,6 +149,7 @@ class Task:
         self.rep_per = 0             # REPEAT in progress: cost of one iteration,
         self.rep_total = 0           # ... total cost granted,
         self.rep_ver = 0             # ... and the machine's version when it started
+        self.iter_fn = None          # ITER in progress: what continues it
         self.ts_zone = None
         self.kmem = [0, 0, 0]
         self.exit_code = None
@@ -225,6 +231,7 @@ class Kernel:
         self.tasks = []              # every task ever created, in creation (list) order
         self.live = {}               # pid -> task, for tasks not yet dead (creation order)
         self.by_pid = {}
+        self.dstate = {}             # pid -> task, for tasks in D state
         self.next_pid = 1             # pid 0 is the idle task; init is pid 1
         self.runq = deque()
         self.cpus = [CPUState() for _ in range(max(1, spec.cpus))]
@@ -328,22 +335,32 @@ class Kernel:
         blk = 1 << req.order
         got_blocks = 0
         zones = self.zones
-        for i, zi in enumerate(req.zl):
+        i = -1
+        for zi in req.zl:
+            i += 1
             if got_blocks >= want:
                 break
             t = thresholds[i]
             if t is None:
                 continue
             z = zones[zi]
-            if z.free > t and z.free >= blk:
-                can = (z.free - t - 1) // blk + 1
-                can = min(can, z.free // blk, want - got_blocks)
+            free = z.free
+            if free > t and free >= blk:
+                can = (free - t - 1) // blk + 1
+                if blk == 1:
+                    if free < can:
+                        can = free
+                else:
+                    can = min(can, free // blk)
+                if want - got_blocks < can:
+                    can = want - got_blocks
                 if can > 0:
-                    z.free -= can * blk
+                    z.free = free - can * blk
                     req.got[zi] += can * blk
                     got_blocks += can
         if got_blocks:
-            self.changed()
+            self.version += 1                # self.changed()
+            self.spin_count = 0
         return got_blocks
 
     def take_nowatermark(self, req: AllocReq, limit=None) -> int:
@@ -379,10 +396,13 @@ class Kernel:
 
     def assign(self, req: AllocReq, kind: str, owner_list):
         """Hand the pages of a finished allocation to an owner's per-zone list."""
-        for zi in range(3):
-            n = req.got[zi]
+        got = req.got
+        zones = self.zones
+        for zi in (0, 1, 2):
+            n = got[zi]
             if n:
-                setattr(self.zones[zi], kind, getattr(self.zones[zi], kind) + n)
+                z = zones[zi]
+                setattr(z, kind, getattr(z, kind) + n)
                 owner_list[zi] += n
         req.got = [0, 0, 0]
 
@@ -425,6 +445,12 @@ class Kernel:
                     f"t={self.now}: zone {z.name}: free {z.free} + used {z.used()} != size {z.size}")
         if not 0 <= self.nr_swap_pages <= self.swap_total:
             raise AssertionError(f"swap pages {self.nr_swap_pages} out of range")
+        # the engine's indexes of task states: runnable() and dstate
+        for state, have in ((R, [t.pid for t in self.runnable()]), (D, list(self.dstate))):
+            want = sorted(t.pid for t in self.live.values() if t.state == state)
+            if sorted(have) != want:
+                raise AssertionError(f"t={self.now}: tasks in state {state} {want}, "
+                                     f"the engine's index says {sorted(have)}")
 
     # ------------------------------------------------------------------ files & I/O
     def file(self, name: str, size: int = 0, ws: int = 0) -> File:
@@ -496,6 +522,8 @@ class Kernel:
 
     def wake(self, t: Task):
         if t.state in (S, D):
+            if t.state == D:
+                self.dstate.pop(t.pid, None)
             t.state = R
             self.state_epoch += 1
             t.sleep_token += 1
@@ -526,12 +554,44 @@ class Kernel:
         if t.state == S:
             self.wake(t)
 
+    def runnable(self):
+        """The tasks in R state, in no particular order: those on a CPU and those queued."""
+        for c in self.cpus:
+            if c.task is not None:
+                yield c.task
+        yield from self.runq
+
+    def text_ids(self, dstate: bool = False) -> set:
+        """ids of the program text files of the runnable tasks (and, with ``dstate``, of the
+        tasks in D state)."""
+        out = {id(t.mm.text) for t in self.runnable()
+               if t.mm is not None and t.mm.text is not None}
+        if dstate:
+            out.update(id(t.mm.text) for t in self.dstate.values()
+                       if t.mm is not None and t.mm.text is not None)
+        return out
+
+    def text_in_use(self, f: File, dstate: bool = False) -> bool:
+        """Is ``f`` the program text of a runnable task (or, with ``dstate``, of a task in D
+        state)?  ``id(f) in self.text_ids(dstate)``, without building the set."""
+        for c in self.cpus:
+            t = c.task
+            if t is not None and t.mm is not None and t.mm.text is f:
+                return True
+        for t in self.runq:
+            if t.mm is not None and t.mm.text is f:
+                return True
+        if dstate:
+            for t in self.dstate.values():
+                if t.mm is not None and t.mm.text is f:
+                    return True
+        return False
+
     def hot_text(self) -> set:
         """ids of program text files some runnable task is executing (young, active pages).
         Cached until a task changes state."""
         if self._hot_epoch != self.state_epoch:
-            self._hot = {id(t.mm.text) for t in self.live.values()
-                         if t.state == R and t.mm is not None and t.mm.text is not None}
+            self._hot = self.text_ids()
             self._hot_epoch = self.state_epoch
         return self._hot
 
@@ -586,11 +646,14 @@ class Kernel:
         t.exit_code, t.exit_reason = code, reason
         if was == R:
             self._remove_runnable(t)
+        elif was == D:
+            self.dstate.pop(t.pid, None)
         t.state = X
         self.state_epoch += 1
         self.live.pop(t.pid, None)
         t.flags &= ~(PF_MEMALLOC | PF_MEMDIE)
         t.in_alloc_since = None
+        t.iter_fn = None
         self.changed()
         self.progress()
         self.emit("exit", t.pid, t.name, code, reason)
@@ -639,6 +702,14 @@ class Kernel:
     def _step(self, cpu: CPUState):
         """Run a task's generator until it asks for time or leaves the CPU."""
         t = cpu.task
+        fn = t.iter_fn
+        if fn is not None:
+            us = fn()
+            if us is not None and us > 0:
+                self.events += 1
+                t.cmd_left = us
+                return
+            t.iter_fn = None
         gen = t.gen
         if t.rep_per:
             t.send_val = t.rep_total // t.rep_per
@@ -667,6 +738,14 @@ class Kernel:
                 t.cmd_left = us
                 t.cmd_user = cmd[2]
                 return
+            if op == ITER:
+                us = cmd[1]
+                if us <= 0:
+                    continue
+                t.cmd_left = us
+                t.cmd_user = cmd[2]
+                t.iter_fn = cmd[3]
+                return
             if op == REPEAT:
                 per, count = cmd[1], cmd[2]
                 if per <= 0 or count <= 0:
@@ -692,6 +771,8 @@ class Kernel:
             t.sleep_token += 1
             if op == SLEEP or op == DWAIT:
                 t.state = S if op == SLEEP else D
+                if op == DWAIT:
+                    self.dstate[t.pid] = t
                 if op == SLEEP and self.fatal_pending(t):
                     t.state = S
                     self.wake(t)
@@ -699,6 +780,8 @@ class Kernel:
                 self.at(cmd[1], self._timer_wake, (t, t.sleep_token))
             elif op == WAITQ:
                 t.state = S if cmd[2] else D
+                if not cmd[2]:
+                    self.dstate[t.pid] = t
                 q = cmd[1]
                 if q is not None:
                     q.tasks.append(t)
@@ -749,6 +832,191 @@ class Kernel:
     def run(self, wall_timeout_s: float | None = None):
         """The event loop: dispatch, advance to the next event, fire it; until the run ends.
         ``wall_timeout_s`` bounds the wall time (checked every 4096 loop turns)."""
+        if len(self.cpus) == 1:
+            self._run1(wall_timeout_s)
+        else:
+            self._run_n(wall_timeout_s)
+        self._sample()
+        return self
+
+    def _run1(self, wall_timeout_s):
+        """:meth:`_run_n` for a machine with one CPU, turn for turn the same operations in the
+        same order, with the per-CPU loops unrolled and the hot attributes held in locals."""
+        c = self.cpus[0]
+        timers = self.timers
+        runq = self.runq
+        heappop = heapq.heappop
+        debug = self.debug
+        alarms = self.alarms
+        watchdog_us = self.watchdog_us
+        time_limit_us = self.time_limit_us
+        step = self._step
+        deadline_wall = time.perf_counter() + wall_timeout_s if wall_timeout_s else None
+        turns = 0
+        while self.finished is None:
+            turns += 1
+            if deadline_wall is not None and not turns & 4095 and time.perf_counter() > deadline_wall:
+                raise RunTimeout(f"run exceeded {wall_timeout_s:g} s of wall time at "
+                                 f"t={self.now / 1e6:.3f} s simulated")
+            t = c.task
+            if t is not None and not t.rep_per:
+                # the usual turn, its tests in short: the task's command ends first (before a
+                # timer, the end of its timeslice, the next zone sample and the deadline) and
+                # no fast-forward is due -- advance to its end, step, fire the timers now due
+                now = self.now
+                cl = t.cmd_left
+                e = now + cl
+                n_run = self.n_runnable
+                if (0 < cl < c.slice_left and (not timers or e < timers[0][0])
+                        and e < self.next_sample and not (n_run and self.spin_count >= n_run)
+                        and e < self.last_progress + watchdog_us and e < time_limit_us):
+                    cl = int(cl)                # (as _advance: whole microseconds)
+                    t.cmd_left -= cl
+                    c.slice_left -= cl
+                    if t.cmd_user:
+                        t.utime += cl
+                    else:
+                        t.stime += cl
+                    if t.boost_us > 0:
+                        t.boost_us = max(0, t.boost_us - cl)
+                    self.now = now + cl
+                    if t.iter_fn is not None:
+                        self._iterate1(c, t)
+                    else:
+                        step(c)
+                    if debug:
+                        self.check_pages()
+                    while timers and timers[0][0] <= self.now:
+                        _, _, fn, arg = heappop(timers)
+                        self.events += 1
+                        fn(arg)
+                        if debug:
+                            self.check_pages()
+                    continue
+            while t is None and runq:
+                self._dispatch(c)
+                if c.task.cmd_left <= 0:
+                    step(c)
+                    if debug:
+                        self.check_pages()
+                t = c.task
+            now = self.now
+            t_next = timers[0][0] if timers else INF
+            if t is not None:
+                if t.rep_per:
+                    self._repeat_check(t)
+                cl, sl = t.cmd_left, c.slice_left
+                e = now + (cl if cl < sl else sl)
+                if e < t_next:
+                    t_next = e
+                n_run = self.n_runnable
+                if n_run and self.spin_count >= n_run:
+                    deadline = self.last_progress + watchdog_us
+                    if time_limit_us < deadline:
+                        deadline = time_limit_us
+                    target = min(timers[0][0] if timers else INF, deadline)
+                    for a in alarms.values():
+                        if now < a < target:
+                            target = a
+                    self._fast_forward(int(target))
+                    now = self.now
+                    if now >= self.next_sample:
+                        self._sample()
+                    t_next = now
+            deadline = self.last_progress + watchdog_us
+            if time_limit_us < deadline:
+                deadline = time_limit_us
+            if t_next >= deadline:
+                if t_next == INF and t is None and deadline == INF:
+                    self.finished = "idle"
+                    break
+                if deadline > now:
+                    if t is not None:
+                        self._advance(int(deadline - now))
+                    else:
+                        self.now = int(deadline)
+                if self._end_by_deadline():
+                    break
+                continue
+            if t_next > now:
+                dt = int(t_next - now)
+                if t is not None:              # _advance, one CPU
+                    t.cmd_left -= dt
+                    c.slice_left -= dt
+                    if t.cmd_user:
+                        t.utime += dt
+                    else:
+                        t.stime += dt
+                    if t.boost_us > 0:
+                        t.boost_us = max(0, t.boost_us - dt)
+                now = self.now = now + dt
+            if now >= self.next_sample:
+                self._sample()
+            if t is not None:
+                if t.cmd_left <= 0:
+                    if t.iter_fn is not None:
+                        self._iterate1(c, t)
+                    else:
+                        step(c)
+                    if debug:
+                        self.check_pages()
+                elif c.slice_left <= 0:
+                    c.task = None
+                    if t.boost_us > 0:
+                        runq.appendleft(t)
+                    else:
+                        runq.append(t)
+            while timers and timers[0][0] <= self.now:
+                _, _, fn, arg = heappop(timers)
+                self.events += 1
+                fn(arg)
+                if debug:
+                    self.check_pages()
+
+    def _iterate1(self, c: CPUState, t: Task):
+        """One CPU: an ``ITER`` command is used up.  Call its function, and while the next
+        iteration would end before anything else happens -- no timer due by then, within the
+        timeslice, before the next zone sample and the watchdog or time limit, no fast-forward
+        due -- make the turns of :meth:`_run1` that would only advance time and call it again
+        (they consist of nothing else).  Otherwise the main loop takes over with the iteration
+        set as the task's CPU command, or the generator is resumed."""
+        fn = t.iter_fn
+        timers = self.timers
+        watchdog_us, time_limit_us = self.watchdog_us, self.time_limit_us
+        debug = self.debug
+        while True:
+            us = fn()
+            if us is None or us <= 0:
+                t.iter_fn = None
+                self._step(c)
+                return
+            self.events += 1
+            t.cmd_left = us
+            now = self.now
+            e = now + us
+            if us >= c.slice_left or (timers and timers[0][0] <= e) or e >= self.next_sample:
+                return
+            deadline = self.last_progress + watchdog_us
+            if time_limit_us < deadline:
+                deadline = time_limit_us
+            n_run = self.n_runnable
+            if e >= deadline or (n_run and self.spin_count >= n_run):
+                return
+            if debug:
+                self.check_pages()
+            d = int(us)                   # (as _advance: whole microseconds)
+            t.cmd_left = us - d
+            c.slice_left -= d
+            if t.cmd_user:
+                t.utime += d
+            else:
+                t.stime += d
+            if t.boost_us > 0:
+                t.boost_us = max(0, t.boost_us - d)
+            self.now = now + d
+
+    def _run_n(self, wall_timeout_s):
+        """The event loop of a machine with several CPUs."""
         cpus = self.cpus
         timers = self.timers
         heappop = heapq.heappop
@@ -826,8 +1094,6 @@ class Kernel:
                 fn(arg)
                 if debug:
                     self.check_pages()
-        self._sample()
-        return self
 
     def _end_by_deadline(self) -> bool:
         """The time limit, or the watchdog.  A machine on which no task waits for memory is idle,

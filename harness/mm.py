@@ -8,7 +8,7 @@ policy's: the i386 fault path (arch/i386/mm/fault.c ``do_page_fault``), ``-ENOME
 from __future__ import annotations
 
 from . import machine as M
-from .engine import CMD_YIELD, CPU, DWAIT, SLEEP, AllocReq
+from .engine import CMD_YIELD, CPU, DWAIT, ITER, SLEEP, AllocReq
 
 ENOMEM = -12
 PTES_PER_PAGE = 1024       # i386 without PAE: one page-table page maps 4 MB
@@ -21,10 +21,11 @@ class Killed(Exception):
 
 def alloc(k, task, gfp: int, order: int, n: int, user: bool):
     """Allocate up to ``n`` blocks through the policy; returns the finished AllocReq (pages in got)."""
-    req = AllocReq(task, gfp, order, n, k.zonelist(gfp), user)
+    req = AllocReq(task, gfp, order, n, k.zonelists.get(gfp & M.GFP_ZONEMASK) or k.zonelist(gfp),
+                   user)
     blocks = yield from k.policy.alloc_pages(k, req)
     if blocks and user:
-        k.progress()
+        k.last_progress = k.now              # k.progress()
     if not blocks:
         k.emit("alloc_fail", task.pid, gfp, order)
     return req
@@ -45,15 +46,26 @@ def fault_anon(k, task, pages: int, rate_us: float):
     """
     mm = task.mm
     c = k.costs
+    per_page = c.fault_us + c.page_zero_us + c.alloc_pass_us
     left = pages
+    user_us = 0
+
+    def user_part():                       # the kernel part is done: the user part, then us
+        nonlocal user_us
+        if user_us:
+            task.cmd_user = True
+            us, user_us = user_us, 0
+            return us
+        return None
+
     while left > 0:
-        if k.fatal_pending(task):
+        if task.sigpending and k.fatal_pending(task):
             return
         # page table coverage for the next chunk
         covered = sum(mm.pt) * PTES_PER_PAGE - PTES_PER_PAGE      # the pgd page maps nothing
         if mm.touched >= covered:
             req = yield from alloc(k, task, M.GFP_KERNEL, 0, 1, False)
-            if not req.pages:
+            if not sum(req.got):
                 if task.pid == 1:
                     yield CMD_YIELD
                     continue
@@ -62,7 +74,7 @@ def fault_anon(k, task, pages: int, rate_us: float):
             covered += PTES_PER_PAGE
         chunk = min(left, max(1, covered - mm.touched), 256)
         req = yield from alloc(k, task, M.GFP_HIGHUSER, 0, chunk, True)
-        got = req.pages
+        got = sum(req.got)
         if not got:
             if task.pid == 1:              # init: yield and retry the fault
                 yield CMD_YIELD
@@ -71,9 +83,15 @@ def fault_anon(k, task, pages: int, rate_us: float):
         k.assign(req, "anon", mm.anon)
         mm.touched += got
         left -= got
-        yield (CPU, int(got * (c.fault_us + c.page_zero_us + c.alloc_pass_us)), False)
+        kernel_us = int(got * per_page)
+        user_us = int(got * rate_us) if rate_us else 0
+        if kernel_us > 0 and user_us > 0:
+            # the two CPU commands back to back; the engine starts the second (user_part)
+            yield (ITER, kernel_us, False, user_part)
+            continue
+        yield (CPU, kernel_us, False)
         if rate_us:
-            yield (CPU, int(got * rate_us), True)
+            yield (CPU, user_us, True)
 
 
 def ensure_text(k, task):
@@ -115,16 +133,34 @@ def ensure_text(k, task):
 
 
 def compute(k, task, us: int, quantum_us: int = 10_000):
-    """User computation, in quanta so that the text working set is re-checked as it runs."""
+    """User computation, in quanta so that the text working set is re-checked as it runs.
+
+    Between quanta the engine calls ``boundary`` (an ``ITER`` command) rather than resuming this
+    generator: it makes the loop's tail and, when the head's tests pass (no fatal signal, text
+    mapped), its head -- the same reads and writes at the same instant, fewer Python steps."""
     left = us
+    q = 0
+
+    def boundary():
+        nonlocal left, q
+        k.last_progress = k.now              # k.progress()
+        left -= q
+        if left <= 0 or (task.sigpending and k.fatal_pending(task)):
+            return None                      # the generator goes on from the loop's head
+        mm = task.mm
+        if mm is not None and mm.text is not None:
+            f = mm.text
+            if f.ws - sum(f.mapped) > 0:     # ensure_text has work to do
+                return None
+        q = left if left < quantum_us else quantum_us
+        return q
+
     while left > 0:
         if k.fatal_pending(task):
             return
         yield from ensure_text(k, task)
         q = min(left, quantum_us)
-        yield (CPU, q, True)
-        k.progress()
-        left -= q
+        yield (ITER, q, True, boundary)      # boundary() has made the tail when we resume
 
 
 def file_read(k, task, f, pages: int):
@@ -228,12 +264,17 @@ def kfree_zone(k, task, zi: int, pages: int):
 
 
 def kfree(k, task, pages: int):
-    for zi in range(3):
-        n = min(pages, task.kmem[zi])
+    kmem = task.kmem
+    for zi in (0, 1, 2):
+        n = kmem[zi]
+        if pages < n:
+            n = pages
         if n:
-            task.kmem[zi] -= n
-            k.zones[zi].kmem -= n
-            k.free_to_zone(zi, n)
+            kmem[zi] -= n
+            z = k.zones[zi]
+            z.kmem -= n
+            z.free += n                       # k.free_to_zone(zi, n)
+            k.changed()
             pages -= n
 
 

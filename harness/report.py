@@ -562,7 +562,7 @@ def plot_timelines(workload, policies, seed, timeline_runner, plots_dir, written
         if first_ax is None:
             first_ax, first_ax2 = ax, ax2
         zone_handles = zone_handles or info["zone_handles"]
-        outcome = metrics.compute(k)["outcome"]
+        outcome = getattr(k, "outcome", None) or metrics.compute(k)["outcome"]
         ax.set_title(f"{outcome}: {info['kills']} OOM kills, {info['fault_kills']} fault kills, "
                      f"{info['alloc_failures']} alloc failures", fontsize=8.5, loc="right")
         if c > 0:
@@ -758,15 +758,36 @@ def _index_html(d, agg, cmp, meta, workloads, plots, files_rel) -> str:
     return "\n".join(out)
 
 
-def _timeline_job(workload, policies, seed, run, plots_dir) -> list[Path]:
+class _ViewsOrRun:
+    """A timeline runner that hands out the runs the matrix sent back
+    (:class:`harness.runner.RunView`, by policy) and makes the others with ``run``."""
+
+    def __init__(self, views: dict, run):
+        self.views, self.run = views, run
+
+    def __call__(self, policy, workload, seed):
+        view = self.views.get(policy)
+        return view if view is not None else self.run(policy, workload, seed)
+
+
+def _plot_job(kind, args, plots_dir) -> list[Path]:
+    """One figure (PNG and SVG) of the report; returns its files."""
     files: list[Path] = []
-    plot_timelines(workload, policies, seed, run, plots_dir, files)
+    if kind == "heatmap":
+        plot_heatmap_stuck(*args, plots_dir, files)
+    elif kind == "wrong_victims":
+        plot_wrong_victims(*args, plots_dir, files)
+    elif kind == "ttk":
+        plot_ttk(*args, plots_dir, files)
+    else:
+        plot_timelines(*args, plots_dir, files)
     return files
 
 
-def _run_timeline_jobs(jobs, n_jobs):
-    """The timeline figures (a re-run of every policy, then drawing) in a process pool when
-    there are several and the runner can be sent to a worker; the same files either way."""
+def _run_plot_jobs(jobs, n_jobs, plots_dir):
+    """The figures, in a process pool when there are several jobs and they can be sent to a
+    worker (a timeline runner that does not pickle keeps them here); the same files, in the
+    order of ``jobs``, either way.  The timelines (re-runs and many panels) go first."""
     n_jobs = min(n_jobs or os.cpu_count() or 1, len(jobs))
     if n_jobs > 1:
         from joblib import Parallel, delayed
@@ -775,12 +796,21 @@ def _run_timeline_jobs(jobs, n_jobs):
                 import cloudpickle
             except ImportError:
                 from joblib.externals import cloudpickle
-            cloudpickle.dumps(jobs[0][3])
+            for kind, args in jobs:
+                if kind == "timeline":
+                    cloudpickle.dumps(args[3])
+                    break
         except Exception:
             n_jobs = 1
     if n_jobs <= 1:
-        return [_timeline_job(*j) for j in jobs]
-    return Parallel(n_jobs=n_jobs, backend="loky")(delayed(_timeline_job)(*j) for j in jobs)
+        return [_plot_job(kind, args, plots_dir) for kind, args in jobs]
+    order = sorted(range(len(jobs)), key=lambda i: jobs[i][0] != "timeline")
+    done = Parallel(n_jobs=n_jobs, backend="loky", batch_size=1)(
+        delayed(_plot_job)(jobs[i][0], jobs[i][1], plots_dir) for i in order)
+    out = [None] * len(jobs)
+    for i, files in zip(order, done):
+        out[i] = files
+    return out
 
 
 def _plots_key(d: pd.DataFrame, meta: dict, timeline_seed, timelines: bool) -> str:
@@ -809,7 +839,7 @@ def _copy_tree(src: Path, dst: Path) -> list[Path]:
 def write_report(out_dir, df, meta, *, timeline_seed=None, timeline_runner=None,
                  timelines: bool = True, n_jobs: int | None = None,
                  plot_cache=None, real_runs: pd.DataFrame | None = None,
-                 real_dir: str | None = None) -> list[Path]:
+                 real_dir: str | None = None, timeline_views: dict | None = None) -> list[Path]:
     """Write ``summary.md``, ``index.html`` (self-contained) and ``plots/*.png|svg`` into
     ``out_dir`` from the run records ``df`` (columns of ``metrics.COLUMNS``) and the
     provenance ``meta``; return the written paths.
@@ -817,8 +847,10 @@ def write_report(out_dir, df, meta, *, timeline_seed=None, timeline_runner=None,
     ``timeline_runner(policy, workload, seed) -> kernel`` re-runs one cell for the timeline
     figures (default: :func:`harness.runner.run_one` with ``keep_kernel=True``) on
     ``timeline_seed`` (default: the smallest seed in ``df``); ``timelines=False`` skips them.
-    The timeline figures of the workloads are made in ``n_jobs`` processes (default: one per
-    CPU, at most one per workload; 1 = in this process).  ``plot_cache``: a folder where the
+    The figures are made in ``n_jobs`` processes (default: one per CPU; 1 = in this process).
+    ``timeline_views``: ``(policy, workload, seed) -> RunView`` of runs the matrix sent back
+    (:func:`harness.bench.run_matrix`); the timelines draw those instead of making them again
+    (with the default runner).  ``plot_cache``: a folder where the
     plots are kept by what they depend on, so that an unchanged matrix redraws nothing.
     ``real_runs``: records of real-kernel runs (``python -m harness real``, from ``real_dir``);
     their workloads get a "Real kernel vs simulation" section (:mod:`harness.report_real`)."""
@@ -856,21 +888,27 @@ def write_report(out_dir, df, meta, *, timeline_seed=None, timeline_runner=None,
             agg_plots = True
     else:
         agg_plots = True
+    jobs = []                                      # (kind, arguments), in the order written
     if len(agg) and agg_plots:
-        plots["heatmap"] = plot_heatmap_stuck(agg, workloads, policies, plots_dir, written)
-        plots["wrong_victims"] = plot_wrong_victims(agg, workloads, policies, colours,
-                                                    plots_dir, written)
+        jobs.append(("heatmap", (agg, workloads, policies)))
+        jobs.append(("wrong_victims", (agg, workloads, policies, colours)))
     for w in workloads if agg_plots else ():
         pw = [p for p in policies if (w, p) in agg.index]
-        plots["ttk"][w] = plot_ttk(ok, w, pw, colours, plots_dir, written)
+        jobs.append(("ttk", (ok[ok.workload == w], w, pw, colours)))
     if timelines and len(d):
         seed = timeline_seed if timeline_seed is not None else int(d["seed"].min())
         run = timeline_runner or _default_timeline_runner
-        jobs = [(w, [p for p in policies if (w, p) in agg.index], seed, run, plots_dir)
-                for w in workloads]
-        for w, files in zip(workloads, _run_timeline_jobs(jobs, n_jobs)):
-            plots["timeline"][w] = files[0]
-            written += files
+        for w in workloads:
+            views = {p: v for (p, wv, sv), v in (timeline_views or {}).items()
+                     if wv == w and sv == seed} if timeline_runner is None else {}
+            jobs.append(("timeline", (w, [p for p in policies if (w, p) in agg.index], seed,
+                                      _ViewsOrRun(views, run) if views else run)))
+    for (kind, args), files in zip(jobs, _run_plot_jobs(jobs, n_jobs, plots_dir)):
+        if kind in ("heatmap", "wrong_victims"):
+            plots[kind] = files[0]
+        else:
+            plots[kind][args[1] if kind == "ttk" else args[0]] = files[0]
+        written += files
     if cached is not None and agg_plots:
         tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -35,19 +36,34 @@ def resolve_workload(name_or_path, folder=registry.WORKLOAD_DIR) -> W.Workload:
 _POLICY_MEMO: dict = {}
 
 
+def _folder_sig(folders) -> tuple:
+    """Name, modification time and size of every ``*.py`` file of the folders."""
+    out = []
+    for folder in folders:
+        try:
+            entries = sorted((e.name, e.stat()) for e in os.scandir(folder)
+                             if e.name.endswith(".py"))
+        except OSError:
+            entries = []
+        out.append((str(folder), tuple((n, st.st_mtime_ns, st.st_size) for n, st in entries)))
+    return tuple(out)
+
+
 def _policy_class(name: str, policy_dir):
-    """``registry.get_policy``, remembered per process while the folder's files are unchanged
-    (discovery imports and inspects every file: ~0.1 s, too much to pay for every run)."""
+    """``registry.get_policy``, remembered per process while the folders' files are unchanged
+    (discovery imports and inspects every file: ~0.1 s, too much to pay for every run; it is
+    done once for all the policies of the folders)."""
     folders = ([Path(policy_dir)] if isinstance(policy_dir, (str, Path))
                else [Path(d) for d in policy_dir])          # one folder, or several (--policy-dir)
-    sig = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size)
-                for folder in folders for f in sorted(folder.glob("*.py")))
-    key = (name, tuple(str(f.resolve()) for f in folders))
+    sig = _folder_sig(folders)
+    key = tuple(str(f) for f in folders)
     hit = _POLICY_MEMO.get(key)
-    if hit is not None and hit[0] == sig:
-        return hit[1]
-    cls = registry.get_policy(name, policy_dir)
-    _POLICY_MEMO[key] = (sig, cls)
+    if hit is None or hit[0] != sig:
+        found, _errors = registry.discover(*folders)
+        hit = _POLICY_MEMO[key] = (sig, found)
+    cls = hit[1].get(name)
+    if cls is None:
+        return registry.get_policy(name, policy_dir)       # raises, saying what is known
     return cls
 
 
@@ -78,6 +94,40 @@ def run_one(policy_name: str, workload, seed: int, params=None, *, debug=False,
     rec["wall_s"] = round(time.perf_counter() - t0, 4)
     rec = {c: rec.get(c) for c in metrics.COLUMNS}
     return (rec, k) if keep_kernel else rec
+
+
+class ZoneView:
+    """A zone as the timeline figures read it."""
+
+    __slots__ = ("idx", "name", "size", "pages_min", "pages_low", "pages_high")
+
+    def __init__(self, z):
+        for a in self.__slots__:
+            setattr(self, a, getattr(z, a))
+
+    def __getstate__(self):
+        return [getattr(self, a) for a in self.__slots__]
+
+    def __setstate__(self, state):
+        for a, v in zip(self.__slots__, state):
+            setattr(self, a, v)
+
+
+class RunView:
+    """What the timeline figures (:mod:`harness.plot`, :func:`harness.report.plot_timelines`)
+    read of a finished run -- ``now``, ``seed``, ``zones``, ``samples`` and the trace events
+    they draw -- and its ``outcome``: small enough for a bench worker to send back, so that the
+    report draws the runs the matrix made instead of making them again."""
+
+    KINDS = frozenset(("stall", "stall_end", "exit", "kill", "fault_kill", "alloc_fail",
+                       "watchdog"))
+
+    def __init__(self, k, outcome: str):
+        self.now, self.seed, self.outcome = k.now, k.seed, outcome
+        self.zones = [ZoneView(z) for z in k.zones]
+        self.samples = list(k.samples)
+        kinds = self.KINDS
+        self.trace = [ev for ev in k.trace if ev[1] in kinds]
 
 
 def write_trace(k, path):

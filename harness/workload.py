@@ -598,7 +598,8 @@ class Builder:
         k = self.k
         gfp = M.GFP_NAMES[q.get("gfp", "GFP_ATOMIC")]
         order = q.get("order", 0)
-        req = AllocReq(owner, gfp, order, q.get("pages", 1), k.zonelist(gfp), False)
+        req = AllocReq(owner, gfp, order, q.get("pages", 1),
+                       k.zonelists.get(gfp & M.GFP_ZONEMASK) or k.zonelist(gfp), False)
         gen = k.policy.alloc_pages(k, req)
         try:
             next(gen)
@@ -607,7 +608,7 @@ class Builder:
         except StopIteration as e:
             blocks = e.value or 0
         if blocks:
-            pages = req.pages
+            pages = sum(req.got)
             k.assign(req, "kmem", owner.kmem)
             k.at(k.now + int(draw(k, q.get("hold_ms", 1)) * 1000), self._irq_free, (owner, pages))
         else:

@@ -64,6 +64,9 @@ WHICH = {"low": WMARK_LOW, "min": WMARK_MIN, "retry": WMARK_MIN, "high": WMARK_H
          "atomic": WMARK_MIN}
 
 
+DEAD = ("Z", "X")                  # the task states that are not ``alive``
+
+
 class Aborted(tuple):
     """The badness table of a scan that ``select_bad_process`` gave up (``ERR_PTR(-1UL)``):
     a victim is still on its way out, so nobody new is killed."""
@@ -149,6 +152,11 @@ class Linux26(Policy):
     def reset(self, k):
         self.wm = zone_watermarks(k, self.MANAGED_PAGES, self.WATERMARK_SCALE_FACTOR)
         self.reserve = lowmem_reserve(k, self.lowmem_reserve_ratio, self.MANAGED_PAGES)
+        self._thresholds = {}
+        # select_bad_process computes badness inline while these are this file's
+        self.inline_badness26 = all(
+            issubclass(Linux26, next(c for c in type(self).__mro__ if m in c.__dict__))
+            for m in ("badness", "unkillable", "mm_points", "has_cap_sys_admin"))
         self.totalpages = totalram_pages(k) + k.swap_total
         self.oom_lock = None               # the task holding the zonelist OOM lock / oom_lock
         self.reclaim_cost = {}             # pid -> CPU us of its last try_to_free_pages
@@ -161,7 +169,15 @@ class Linux26(Policy):
 
     # ------------------------------------------------------------------ 1. watermarks
     def thresholds(self, k, zl, order: int, mark: int, flags: int):
-        """``zone_watermark_ok`` as ``k.take`` bounds: ``free > mark' + reserve + (1<<order) - 1``."""
+        """``zone_watermark_ok`` as ``k.take`` bounds: ``free > mark' + reserve + (1<<order) - 1``.
+        (The watermarks and reserves are fixed for the run: remembered per argument.)"""
+        key = (tuple(zl), order, mark, flags)
+        hit = self._thresholds.get(key)
+        if hit is None:
+            hit = self._thresholds[key] = tuple(self._thresholds_of(zl, order, mark, flags))
+        return list(hit)
+
+    def _thresholds_of(self, zl, order: int, mark: int, flags: int):
         cz = zl[0]
         out = []
         for zi in zl:
@@ -409,9 +425,11 @@ class Linux26(Policy):
         if k.nr_swap_pages > 0 and any(z.anon for z in zones):
             return False
         if any(z.mapped for z in zones):
-            busy = text_in_use(k, self._memo)
+            hit = self._memo.get("busy")              # text_in_use(k, self._memo), if at hand
+            busy = hit[1] if hit is not None and hit[0] == k.state_epoch else None
             for f in k.files.values():
-                if f.mappers and id(f) not in busy and any(f.mapped[: cz + 1]):
+                if f.mappers and any(f.mapped[: cz + 1]) and not (
+                        id(f) in busy if busy is not None else k.text_in_use(f, dstate=True)):
                     return False
         return True
 
@@ -431,6 +449,24 @@ class Linux26(Policy):
         if scanned and prio < DEF_PRIORITY - 2:
             yield from congestion_wait(k, M.HZ // 10)
 
+    def noop_round(self, k, cz: int, file_pages: int) -> int:
+        """The arithmetic of a round in which no pass can free anything (``nothing_to_reclaim``):
+        advance the file LRU's ``nr_saved_scan`` as the 13 priorities would and return their CPU
+        cost (remembered per file LRU size, saved scan and classzone)."""
+        key = (file_pages, self.saved_scan[1], cz)
+        hit = self._noop_rounds.get(key)
+        if hit is None:
+            per_zone = (cz + 1) * k.costs.alloc_pass_us
+            saved = key[1]
+            total = 0
+            for prio in range(DEF_PRIORITY, -1, -1):
+                saved += file_pages >> prio                  # nr_scan_try_batch
+                scan, saved = (saved, 0) if saved >= M.SWAP_CLUSTER_MAX else (0, saved)
+                total += int(per_zone + scan * k.costs.lru_scan_us)
+            hit = self._noop_rounds[key] = (total, saved)
+        total, self.saved_scan[1] = hit
+        return total
+
     def try_to_free_pages(self, k, task, cz, gfp, order):
         """``do_try_to_free_pages``: priorities 12..0 until SWAP_CLUSTER_MAX pages are
         reclaimed.  Returns (pages reclaimed > 0, the round)."""
@@ -438,17 +474,7 @@ class Linux26(Policy):
         total = pending = 0
         if not self.NAPS and self.nothing_to_reclaim(k, cz, gfp):
             # every pass would scan without freeing or changing anything: do the arithmetic
-            key = (self.file_lru(k, cz), self.saved_scan[1], cz)
-            hit = self._noop_rounds.get(key)
-            if hit is None:
-                per_zone = (cz + 1) * k.costs.alloc_pass_us
-                file_pages, saved, _ = key
-                for prio in range(DEF_PRIORITY, -1, -1):
-                    saved += file_pages >> prio                  # nr_scan_try_batch
-                    scan, saved = (saved, 0) if saved >= M.SWAP_CLUSTER_MAX else (0, saved)
-                    total += int(per_zone + scan * k.costs.lru_scan_us)
-                hit = self._noop_rounds[key] = (total, saved)
-            total, self.saved_scan[1] = hit
+            total = self.noop_round(k, cz, self.file_lru(k, cz))
             if total:
                 yield (CPU, total, False)
             self.reclaim_cost[task.pid] = total
@@ -537,14 +563,37 @@ class Linux26(Policy):
         TIF_MEMDIE task aborts the scan."""
         chosen, best = None, 0
         table = []
+        inline = self.inline_badness26
+        total = max(1, self.totalpages)
         for p in k.live.values():
-            if not p.alive or self.unkillable(p):
-                continue
-            if p.flags & PF_MEMDIE:
-                return None, Aborted(((p.pid, p.name, -1),))
-            if p.mm is None:
-                continue
-            pts = self.badness(k, p)
+            if inline:                        # badness, without the method calls
+                if p.state in DEAD or p.pid == 1 or p.kthread:     # not alive, unkillable
+                    continue
+                if p.flags & PF_MEMDIE:
+                    return None, Aborted(((p.pid, p.name, -1),))
+                mm = p.mm
+                if mm is None:
+                    continue
+                adj = p.oom_score_adj
+                if adj == OOM_SCORE_ADJ_MIN:
+                    pts = 0
+                else:
+                    text = mm.text
+                    a, pt = mm.anon, mm.pt
+                    points = (a[0] + a[1] + a[2] + (sum(text.mapped) if text is not None else 0)
+                              + pt[0] + pt[1] + pt[2] + mm.swapped) * 1000 // total
+                    if "CAP_SYS_ADMIN" in p.caps or p.euid == 0:
+                        points -= 30
+                    points += adj
+                    pts = 1 if points <= 0 else min(points, 1000)
+            else:
+                if not p.alive or self.unkillable(p):
+                    continue
+                if p.flags & PF_MEMDIE:
+                    return None, Aborted(((p.pid, p.name, -1),))
+                if p.mm is None:
+                    continue
+                pts = self.badness(k, p)
             if pts:
                 table.append((p.pid, p.name, pts))
             if pts > best:
@@ -588,8 +637,7 @@ def text_in_use(k, memo: dict) -> set:
     hit = memo.get("busy")
     if hit is not None and hit[0] == k.state_epoch:
         return hit[1]
-    busy = {id(t.mm.text) for t in k.live.values()
-            if t.state in ("R", "D") and t.mm is not None and t.mm.text is not None}
+    busy = k.text_ids(dstate=True)
     memo["busy"] = (k.state_epoch, busy)
     return busy
 

@@ -52,10 +52,10 @@ for the retries left (the same arithmetic, fewer Python steps).
 """
 from harness import blocks as B
 from harness import machine as M
-from harness.engine import CPU, DWAIT, REPEAT, SLEEP, WAITQ, WaitQueue
+from harness.engine import CPU, DWAIT, ITER, REPEAT, SLEEP, WAITQ, WaitQueue
 from harness.machine import PF_MEMALLOC, PF_MEMDIE, SIGKILL, ZONE_NORMAL
 
-from policies.linux26 import (ALLOC_NO_WATERMARKS, ALLOC_OOM, OOM_SCORE_ADJ_MIN,
+from policies.linux26 import (ALLOC_NO_WATERMARKS, ALLOC_OOM, DEAD, OOM_SCORE_ADJ_MIN,
                               PAGE_ALLOC_COSTLY_ORDER, WMARK_HIGH, WMARK_MIN, Aborted, Linux26,
                               congestion_wait)
 
@@ -82,6 +82,9 @@ class OomReaper(Linux26):
         self.reaper = None
         self.oom_lock_waiters = []   # tasks asleep in mutex_lock(&oom_lock), in order
         self.oom_lock_wait = WaitQueue()
+        self.fast_retries = self._fast_retries_exact()
+        self.inline_badness = self._not_overridden(self.BADNESS_PARTS)
+        self.inline_noop_round = self._not_overridden(("noop_round",))
 
     def boot(self, k):
         """``oom_init``: ``kthread_run(oom_reaper, NULL, "oom_reaper")``."""
@@ -172,26 +175,34 @@ class OomReaper(Linux26):
         if n:
             return n
         loops = 0                                               # no_progress_loops
+        same = False                # the last iteration changed nothing (see noop_retries)
         while True:                                             # retry:
-            self.wake_all_kswapd(k, zl)
-            reserve = self.reserve_flags(k, task)
-            if reserve:
-                flags = reserve
-            if flags & ALLOC_NO_WATERMARKS:
-                n = k.take_nowatermark(req, 1)
+            if same:
+                top = ver = k.version
+                loops, saved = yield from self.noop_retries(k, req, loops)
+                progress = False
             else:
-                n = k.take(req, self.thresholds(k, zl, order, WMARK_MIN, flags))
-            if n:
-                return n
-            if not gfp & M.GFPF_WAIT or task.flags & PF_MEMALLOC:
-                return 0
-            k.spin_point(task)
-            ver, saved = k.version, tuple(self.saved_scan)
-            progress, _rr = yield from self.direct_reclaim(k, req)
-            if progress:
-                n = k.take(req, self.thresholds(k, zl, order, WMARK_MIN, flags))
+                top = k.version
+                self.wake_all_kswapd(k, zl)
+                reserve = self.reserve_flags(k, task)
+                if reserve:
+                    flags = reserve
+                if flags & ALLOC_NO_WATERMARKS:
+                    n = k.take_nowatermark(req, 1)
+                else:
+                    n = k.take(req, self.thresholds(k, zl, order, WMARK_MIN, flags))
                 if n:
                     return n
+                if not gfp & M.GFPF_WAIT or task.flags & PF_MEMALLOC:
+                    return 0
+                k.spin_point(task)
+                ver, saved = k.version, tuple(self.saved_scan)
+                progress, _rr = yield from self.direct_reclaim(k, req)
+                if progress:
+                    n = k.take(req, self.thresholds(k, zl, order, WMARK_MIN, flags))
+                    if n:
+                        return n
+            same = False
             retry, loops = yield from self.should_reclaim_retry(k, req, flags, progress, loops)
             if retry and not progress and k.version == ver and tuple(self.saved_scan) == saved:
                 # this round changed nothing, so the retries left are the same round again:
@@ -206,6 +217,8 @@ class OomReaper(Linux26):
                         continue
                     retry = False
             if retry:
+                same = (self.fast_retries and not progress and k.version == top
+                        and self.nothing_to_reclaim(k, zl[0], gfp))
                 continue
             n, oom_progress = yield from self.may_oom(k, req)
             if n:
@@ -216,6 +229,85 @@ class OomReaper(Linux26):
                 loops = 0
                 continue
             return 0
+
+    def noop_retries(self, k, req, loops):
+        """Generator: the iterations of :meth:`slow_path`'s retry loop that follow one that
+        changed nothing at all, up to the return of ``direct_reclaim`` in the last one made;
+        returns (``no_progress_loops``, the saved scans its round started from).
+
+        While the machine stays as it was (its version), every test of an iteration gives the
+        answer it gave last time: kswapd is already woken, the watermark pass fails, the reclaim
+        round is the no-op one (``noop_round``: only ``nr_saved_scan`` moves), there is no
+        progress and ``should_reclaim_retry`` says retry.  So the engine makes the iterations
+        (an ``ITER`` command): ``boundary`` does an iteration's tail (the ``reclaim`` event,
+        PF_MEMALLOC cleared, ``no_progress_loops`` + 1) and the next one's head (``spin_point``,
+        PF_MEMALLOC, the round) at the instant the generator would have, and gives the
+        generator back, untouched, the first time the machine has changed, the retries are
+        used up or the round would be repeated identically (the ``REPEAT`` case)."""
+        task, cz = req.task, req.zl[0]
+        version = k.version
+        file_pages = self.file_lru(k, cz)
+        direct = task is not k.kswapd
+        rr = B.ReclaimRound()
+        saved_scan = self.saved_scan
+        event = ("reclaim", task.pid, rr.freed, 0, int(direct))      # B.note_reclaim's
+
+        noop_rounds = self._noop_rounds
+        inline_round = self.inline_noop_round
+
+        def head():
+            k.spin_point(task)
+            saved = tuple(saved_scan)
+            task.flags |= PF_MEMALLOC                           # direct_reclaim
+            hit = noop_rounds.get((file_pages, saved_scan[1], cz)) if inline_round else None
+            if hit is None:
+                return saved, self.noop_round(k, cz, file_pages)    # try_to_free_pages
+            saved_scan[1] = hit[1]                              # noop_round, remembered
+            return saved, hit[0]
+
+        def boundary():
+            nonlocal loops, saved, total
+            if (k.version != version or loops >= MAX_RECLAIM_RETRIES
+                    or tuple(saved_scan) == saved):
+                return None
+            self.reclaim_cost[task.pid] = total
+            if k.trace_on:
+                k.trace.append((k.now,) + event)
+            task.flags &= ~PF_MEMALLOC
+            loops += 1
+            saved, total = head()
+            return total
+
+        saved, total = head()
+        if total:
+            yield (ITER, total, False, boundary)
+        self.reclaim_cost[task.pid] = total
+        B.note_reclaim(k, task, rr, False, direct)
+        task.flags &= ~PF_MEMALLOC
+        return loops, saved
+
+    #: what :meth:`noop_retries` stands for: a class that overrides one of these gets the plain
+    #: loop, unless the class that defines it lists it in its own ``FAST_RETRY_SAME`` (an
+    #: override that behaves the same for a task in the allocator's retry loop)
+    FAST_RETRY_MIRRORS = ("gfp_flags", "wake_all_kswapd", "reserve_flags", "is_oom_victim",
+                          "thresholds", "direct_reclaim", "try_to_free_pages",
+                          "nothing_to_reclaim", "_nothing_to_reclaim", "file_lru", "noop_round",
+                          "should_reclaim_retry", "zone_reclaimable_pages")
+
+    @classmethod
+    def _not_overridden(cls, names) -> bool:
+        """Each method of ``names`` is this file's (or a base class's), or the class that
+        overrides it lists it in its own ``FAST_RETRY_SAME``."""
+        for m in names:
+            owner = next(c for c in cls.__mro__ if m in c.__dict__)
+            if not issubclass(OomReaper, owner) and m not in owner.__dict__.get(
+                    "FAST_RETRY_SAME", ()):
+                return False
+        return True
+
+    @classmethod
+    def _fast_retries_exact(cls) -> bool:
+        return not cls.NAPS and cls._not_overridden(cls.FAST_RETRY_MIRRORS)
 
     def zone_reclaimable_pages(self, k, zi: int) -> int:
         """File LRU pages, and anonymous ones while there is free swap."""
@@ -301,18 +393,64 @@ class OomReaper(Linux26):
         points += adj * (self.totalpages // 1000)
         return points if points > 0 else 1
 
+    #: what :meth:`select_bad_process` computes inline (one task list scan per OOM kill)
+    #: while no subclass overrides it
+    BADNESS_PARTS = ("badness", "unkillable", "oom_skip", "mm_points", "has_cap_sys_admin",
+                     "is_oom_victim")
+
+    def _badness_inline(self, p) -> int:
+        """:meth:`badness` of a killable task (not init, not a kernel thread), the same
+        arithmetic without the method calls."""
+        mm = p.mm
+        if mm is None:
+            return 0
+        adj = p.oom_score_adj
+        if adj == OOM_SCORE_ADJ_MIN or id(mm) in self.skip_mms:
+            return 0
+        text = mm.text
+        points = (sum(mm.anon) + (sum(text.mapped) if text is not None else 0) + sum(mm.pt)
+                  + mm.swapped)
+        if "CAP_SYS_ADMIN" in p.caps or p.euid == 0:
+            points -= points * 3 // 100
+        points += adj * (self.totalpages // 1000)
+        return points if points > 0 else 1
+
     def select_bad_process(self, k):
         """``select_bad_process`` / ``oom_evaluate_task`` (4.15)."""
         chosen, best = None, 0
         table = []
+        inline = self.inline_badness
+        oom_mm, skip_mms = self.oom_mm, self.skip_mms
+        adj_unit = self.totalpages // 1000
         for p in k.live.values():
-            if not p.alive or self.unkillable(p):
-                continue
-            if self.is_oom_victim(p):
-                if self.oom_skip(self.oom_mm[p.pid]):
+            if inline:                                  # _badness_inline, without the call
+                if p.state in DEAD or p.pid == 1 or p.kthread:     # not alive, unkillable
                     continue
-                return None, Aborted(((p.pid, p.name, -1),))
-            pts = self.badness(k, p)
+                if p.pid in oom_mm:
+                    if id(oom_mm[p.pid]) in skip_mms:     # (an oom_mm is never None)
+                        continue
+                    return None, Aborted(((p.pid, p.name, -1),))
+                mm = p.mm
+                adj = p.oom_score_adj
+                if mm is None or adj == OOM_SCORE_ADJ_MIN or id(mm) in skip_mms:
+                    pts = 0
+                else:
+                    text = mm.text
+                    a, pt = mm.anon, mm.pt
+                    points = (a[0] + a[1] + a[2] + (sum(text.mapped) if text is not None else 0)
+                              + pt[0] + pt[1] + pt[2] + mm.swapped)
+                    if "CAP_SYS_ADMIN" in p.caps or p.euid == 0:
+                        points -= points * 3 // 100
+                    points += adj * adj_unit
+                    pts = points if points > 0 else 1
+            else:
+                if not p.alive or self.unkillable(p):
+                    continue
+                if self.is_oom_victim(p):
+                    if self.oom_skip(self.oom_mm[p.pid]):
+                        continue
+                    return None, Aborted(((p.pid, p.name, -1),))
+                pts = self.badness(k, p)
             if not pts or pts < best:
                 continue
             if pts:

@@ -111,6 +111,9 @@ class PsiUserspace(OomReaper):
         else:
             self.stalled.discard(task.pid)
 
+    #: the override below differs from 4.15's for kswapd only, never in the allocator's retry loop
+    FAST_RETRY_SAME = ("try_to_free_pages",)
+
     def try_to_free_pages(self, k, task, cz, gfp, order):
         """kswapd's reclaim counts as a memory stall (``balance_pgdat`` in psi_memstall)."""
         if task is not k.kswapd:

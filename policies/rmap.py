@@ -22,6 +22,8 @@ Departures: inactive_clean is the zone's clean unmapped page cache; the active/i
 of ``page_launder`` is not kept (it scans the whole LRU of file pages plus a third of the
 anonymous pages per call); ``wakeup_kswapd`` does not sleep on ``kswapd_done``.
 """
+from operator import attrgetter
+
 from harness import blocks as B
 from harness import machine as M
 from harness.engine import CMD_YIELD, CPU, SLEEP, WAITQ
@@ -31,6 +33,9 @@ from harness.policy import Policy
 
 def free_plus_clean(z):
     return z.free + z.clean
+
+
+_WM = {w: attrgetter(f"pages_{w}") for w in ("min", "low", "high")}     # B.zone_wm
 
 
 class Rmap(Policy):
@@ -47,9 +52,11 @@ class Rmap(Policy):
         gives a page, reclaimed from its clean list when ``direct_reclaim`` (order 0 with
         ``__GFP_WAIT``), else from the free list."""
         direct = req.order == 0 and req.gfp & M.GFPF_WAIT
+        mark = _WM[which]                                     # B.zone_wm
+        zones = k.zones
         for i, zi in enumerate(req.zl):
-            z = k.zones[zi]
-            if free_plus_clean(z) >= B.zone_wm(z, which) >> shift:
+            z = zones[zi]
+            if z.free + z.clean >= mark(z) >> shift:          # free_plus_clean
                 if direct and z.clean:
                     B.evict_clean(k, zi, 1, lowest=zi)
                 thr = [None] * len(req.zl)
@@ -160,11 +167,23 @@ class Rmap(Policy):
 
     # -- reclaim -----------------------------------------------------------------------------
     def free_min_any(self, k) -> int:
-        return sum(max(0, z.pages_min - free_plus_clean(z)) for z in k.zones if z.size)
+        out = 0
+        for z in k.zones:
+            if z.size:
+                d = z.pages_min - (z.free + z.clean)              # free_plus_clean
+                if d > 0:
+                    out += d
+        return out
 
     def shortage(self, k) -> bool:
-        high = sum(z.pages_high - free_plus_clean(z) for z in k.zones if z.size)
-        low_any = any(z.pages_low - free_plus_clean(z) > 0 for z in k.zones if z.size)
+        high = 0
+        low_any = False
+        for z in k.zones:
+            if z.size:
+                fc = z.free + z.clean                             # free_plus_clean
+                high += z.pages_high - fc
+                if z.pages_low - fc > 0:
+                    low_any = True
         return high >= 0 or low_any
 
     def launder(self, k, rr, gfp):

@@ -84,3 +84,113 @@ def test_default_matrix_throughput(benchmark, jobs):
     benchmark.extra_info.update(runs=len(cells), jobs=jobs,
                                 peak_worker_rss_mb=stats["peak_worker_rss_mb"],
                                 sim_s=sum(r["sim_s"] for r in recs))
+
+
+# ---------------------------------------------------------------------------- engine micro-benchmarks
+_CLASSES: dict = {}
+
+
+def _policy(name):
+    """A fresh policy object (discovery, which imports every policy file, done once)."""
+    if name not in _CLASSES:
+        _CLASSES[name] = registry.get_policy(name)
+    return _CLASSES[name]()
+
+
+def _spinner_kernel(cmd_factory, n):
+    """A machine with one task that makes ``n`` CPU commands (``cmd_factory(n)`` is its
+    generator): the cost of the engine's turn, with nothing else going on."""
+    pol = _policy("mainline")
+    k = Kernel(M.MachineSpec(ram_mb=64), pol, 0, time_limit_s=1e6, watchdog_s=1e6)
+    pol.reset(k)
+    k.new_task("spinner", lambda t: cmd_factory(n), mm=MM(10))
+    return k
+
+
+def test_engine_turn(benchmark):
+    """10 000 plain CPU commands: one engine turn and one generator resumption each."""
+    from harness.engine import CPU
+
+    def commands(n):
+        for _ in range(n):
+            yield (CPU, 100, False)
+
+    def run():
+        return _spinner_kernel(commands, 10_000).run().events
+
+    assert benchmark(run) == 10_001
+
+
+def test_engine_iter(benchmark):
+    """10 000 iterations of one ITER command: the engine calls the loop's function instead of
+    resuming the generator (how user computation quanta and no-op reclaim retries run)."""
+    from harness.engine import ITER
+
+    def commands(n):
+        left = [n]
+
+        def more():
+            left[0] -= 1
+            return 100 if left[0] > 0 else None
+        yield (ITER, 100, False, more)
+
+    def run():
+        return _spinner_kernel(commands, 10_000).run().events
+
+    assert benchmark(run) == 10_001
+
+
+def test_compute_quanta(benchmark):
+    """mm.compute: 100 s of user time in 10 ms quanta, with the text working set checked."""
+    from harness import mm as MMops
+    from harness.engine import File
+
+    def run():
+        pol = _policy("mainline")
+        k = Kernel(M.MachineSpec(ram_mb=64), pol, 0, time_limit_s=1e6, watchdog_s=1e6)
+        pol.reset(k)
+        f = k.file("bin/x", 16, 16)
+        f.mappers = 1
+
+        def prog(t):
+            yield from MMops.compute(k, t, 100_000_000)
+        k.new_task("worker", prog, mm=MM(10, f))
+        k.run()
+        return k.tasks[0].utime
+
+    assert benchmark(run) == 100_000_000
+
+
+def test_oom_reaper_badness_scan(benchmark):
+    """oom_reaper's select_bad_process over 300 tasks (once per OOM kill)."""
+    pol = _policy("oom_reaper")
+    k = Kernel(M.MachineSpec(ram_mb=64), pol, 0)
+    pol.reset(k)
+    for i in range(300):
+        mm = MM(1000 + 37 * i)
+        mm.anon = [0, 10 + i, 0]
+        t = Task(10 + i, f"t{i}", uid=500 + i % 3, mm=mm)
+        k.tasks.append(t)
+        k.live[t.pid] = t
+    victim, _table = benchmark(pol.select_bad_process, k)
+    assert victim is not None and victim.pid == 309
+
+
+def test_small_fork_bomb_oom_reaper(benchmark):
+    """A fork bomb on 24 MB under oom_reaper: dozens of tasks retrying reclaim that cannot free
+    anything (the no-op retries that ``noop_retries`` hands to the engine) and a kill each time
+    the retries run out."""
+    import tomllib
+
+    from harness import workload as W
+    raw = tomllib.loads((registry.WORKLOAD_DIR / "fork-bomb.toml").read_text())
+    raw["machine"]["ram_mb"] = 24
+    for t in raw["task"]:
+        if t["name"] == "bomber":
+            t["count"] = 2
+            t["script"][0]["loop"] = 150
+    w = W.from_dict(raw)
+    rec = benchmark.pedantic(runner.run_one, args=("oom_reaper", w, 0), rounds=3, iterations=1)
+    benchmark.extra_info["sim_s"] = rec["sim_s"]
+    benchmark.extra_info["events"] = rec["events"]
+    assert rec["status"] == "ok" and rec["kills"] > 0
