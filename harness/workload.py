@@ -498,9 +498,14 @@ def load_dir(folder):
 # ---------------------------------------------------------------------------- running
 def draw(k, v) -> float:
     """A value or a distribution drawn from the run's generator."""
+    return draw_with(k.rng, v)
+
+
+def draw_with(r, v) -> float:
+    """A value, or a distribution (``dist`` uniform / normal / lognormal / exponential, clipped
+    to [max(min, 0), max]) drawn from the random generator ``r``."""
     if not isinstance(v, dict):
         return v
-    r = k.rng
     d = v["dist"]
     if d == "uniform":
         x = r.uniform(v["lo"], v["hi"])

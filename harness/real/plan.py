@@ -36,7 +36,6 @@ second of CPU is much less on a current core); sizes are not scaled.
 """
 from __future__ import annotations
 
-import math
 import os
 import random
 import re
@@ -155,20 +154,7 @@ class _Compiler:
         raise NotRealisable(f"workload {self.w.name}: {what}")
 
     def draw(self, v) -> float:
-        if not isinstance(v, dict):
-            return float(v)
-        r = self.rng
-        d = v["dist"]
-        if d == "uniform":
-            x = r.uniform(v["lo"], v["hi"])
-        elif d == "normal":
-            x = r.gauss(v["mean"], v["sd"])
-        elif d == "lognormal":
-            x = v["median"] * math.exp(r.gauss(0.0, v["sigma"]))
-        else:
-            x = r.expovariate(1.0 / v["mean"]) if v["mean"] > 0 else 0.0
-        lo, hi = v.get("min", 0.0), v.get("max", math.inf)
-        return min(max(x, lo, 0.0), hi)
+        return float(W.draw_with(self.rng, v))
 
     def us(self, sim_us: float) -> int:
         """Simulated microseconds -> real microseconds."""
