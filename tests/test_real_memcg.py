@@ -46,6 +46,13 @@ def canonical():
 
 
 # ---------------------------------------------------------------------------- plans
+
+def _sigint_default():
+    """In the child before exec: SIGINT back to its default, so the harness gets Ctrl-C as a
+    user's terminal sends it even when this test process was started with SIGINT ignored (as a
+    background job of a non-interactive shell is); Python then installs KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 def test_plan_is_deterministic_per_seed():
     w = canonical()["morton-make-usemem"]
     a, b = compile_plan(w, 3, 0.1).to_text(), compile_plan(w, 3, 0.1).to_text()
@@ -334,7 +341,8 @@ def test_sigint_to_the_harness_leaves_nothing(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "harness", "real", "--workload", str(toml),
                              "--backend", "memcg", "--seeds", "1", "--time-scale", "1",
                              "--out", str(tmp_path / "out")], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_sigint_default)
     kind, parent = memcg._own_cgroup()
     pids: set[int] = set()
     deadline = time.monotonic() + 30

@@ -106,6 +106,13 @@ def _gone(pids, within=10.0) -> bool:
     return False
 
 
+
+def _sigint_default():
+    """In the child before exec: SIGINT back to its default, so the harness gets Ctrl-C as a
+    user's terminal sends it even when this test process was started with SIGINT ignored (as a
+    background job of a non-interactive shell is); Python then installs KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 def test_tiny_run_sees_the_oom_kill_and_its_victim(tiny, tmp_path):
     from harness.real import plan as P
     from harness.real import record as R
@@ -170,7 +177,8 @@ def test_sigint_to_the_harness_mid_boot_leaves_no_qemu(tiny, tmp_path):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     p = subprocess.Popen([sys.executable, "-m", "harness", "real", "--backend", "qemu",
                           "--workload", str(tiny), "--seeds", "1", "--out", str(tmp_path / "o")],
-                         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         preexec_fn=_sigint_default)
     try:
         mine, end = set(), time.monotonic() + 60
         while not mine and time.monotonic() < end and p.poll() is None:
