@@ -436,13 +436,9 @@ class Linux26(Policy):
     def swap_written(self, arg):
         """A swap write is done: the page leaves the swap cache and is free (to be counted by
         the next reclaim pass)."""
-        k, mm, zi, n = arg
-        n = min(n, mm.swapc[zi])
-        if n:
-            mm.swapc[zi] -= n
-            k.zones[zi].swapc -= n
-            k.free_to_zone(zi, n)
-            self.swapped_free += n
+        _k, mm, zi, n = arg
+        self.swapped_free += min(n, mm.swapc[zi])
+        B._swap_written(arg)
 
     def priority_nap(self, k, scanned: int, prio: int):
         """2.6.36 ``do_try_to_free_pages``: "take a nap, wait for some writeback to complete"."""
