@@ -2,8 +2,10 @@
 
 Each run's record is written atomically to its own file in the cache (``results/cache/``),
 named by a key that hashes everything the result depends on: the engine's sources, the policy's
-file (and the policy files it inherits from), its parameters, the workload's file (and the one it
-extends) and the seed.  A finished run is never computed twice; an interrupted matrix (Ctrl-C,
+file (and the policy files it inherits from), its parameters, the workload's tables (its file
+and the one it extends, resolved: :func:`harness.workload.sim_hash`) and the seed.  Two cells
+with the same key -- a sweep point that equals its base workload -- are one run, recorded
+under each name.  A finished run is never computed twice; an interrupted matrix (Ctrl-C,
 ``kill -9``) loses nothing that finished and resumes where it stopped.  A run that raises, or
 exceeds the per-run wall-time limit, becomes a record with ``status`` error / timeout and its
 message; the rest of the matrix completes.
@@ -92,7 +94,7 @@ class Cell:
     policy_dir: str
     key: str
     timeline: bool = False      # the report draws this run: send its RunView back (not in the key)
-    wkey: str = ""              # workload_hash of the workload's files (a part of the key)
+    wkey: str = ""              # workload_hash of the workload's files (to load it once)
 
 
 def _params_blob(cls) -> bytes:
@@ -107,11 +109,12 @@ def make_cells(policies: dict, workloads: dict, seeds, policy_dir,
     cells = []
     for wname, w in workloads.items():
         wh = workload_hash(Path(w.path))
+        sh = W.sim_hash(w)
         for pname, cls in policies.items():
             ph = policy_hash(cls, policy_dir)
             for s in seeds:
-                key = _sha(eng.encode(), ph.encode(), _params_blob(cls), wh.encode(),
-                           pname.encode(), wname.encode(), str(s).encode())
+                key = _sha(eng.encode(), ph.encode(), _params_blob(cls), sh.encode(),
+                           pname.encode(), str(s).encode())
                 cells.append(Cell(pname, wname, w.path, s,
                                   str(Path(registry.policy_file(cls)).parent), key,
                                   timeline=s == timeline_seed, wkey=wh))
@@ -166,6 +169,7 @@ def run_cell(cell: Cell, cache_dir: str | None, timeout_s: float) -> dict:
         path = _cache_path(Path(cache_dir), cell.key)
         if path.exists():
             rec = json.loads(path.read_text())
+            rec["workload"] = cell.workload       # (the run may have been made under another name)
             rec["_cached"] = True
             rec["_key"] = cell.key
             return rec
@@ -286,17 +290,25 @@ def run_matrix(cells, *, jobs=None, backend="loky", scheduler=None, cache_dir=No
     from tqdm import tqdm
 
     records = {}
-    todo = []
+    todo = {}                # key -> the cell that makes the run (the first with that key)
     for c in cells:
+        if c.key in records or c.key in todo:
+            continue
         if cache_dir and _cache_path(Path(cache_dir), c.key).exists():
             records[c.key] = run_cell(c, cache_dir, timeout_s)
         else:
-            todo.append(c)
+            todo[c.key] = c
+    n_cached = sum(1 for c in cells if c.key in records)
+    todo = list(todo.values())
+    n_todo = len(cells) - n_cached            # cells whose run is made now (some share one)
+    size = {}
+    for c in cells:
+        size[c.key] = size.get(c.key, 0) + 1
     failures = 0
     peak_rss = 0.0
-    bar = tqdm(total=len(cells), initial=len(records), desc="bench", unit="run",
+    bar = tqdm(total=len(cells), initial=n_cached, desc="bench", unit="run",
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    bar.set_postfix(cached=len(records), failed=0)
+    bar.set_postfix(cached=n_cached, failed=0)
     if todo:
         n_jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
         par, client, extra = _executor(backend, n_jobs, scheduler)
@@ -304,10 +316,11 @@ def run_matrix(cells, *, jobs=None, backend="loky", scheduler=None, cache_dir=No
             for rec in par(delayed(run_cell)(c, str(cache_dir) if cache_dir else None, timeout_s)
                            for c in todo):
                 records[rec["_key"]] = rec
-                failures += rec["status"] != "ok"
+                n = size[rec["_key"]]
+                failures += n * (rec["status"] != "ok")
                 peak_rss = max(peak_rss, rec.get("_rss_mb") or 0)
-                bar.update(1)
-                bar.set_postfix(cached=len(cells) - len(todo), failed=failures)
+                bar.update(n)
+                bar.set_postfix(cached=n_cached, failed=failures)
         finally:
             if client is not None:
                 cluster, cfg = extra
@@ -317,11 +330,12 @@ def run_matrix(cells, *, jobs=None, backend="loky", scheduler=None, cache_dir=No
                     cluster.close()
     bar.close()
     if stats is not None:
-        stats.update(computed=len(todo), cached=len(cells) - len(todo), failed=failures,
-                     peak_worker_rss_mb=round(peak_rss, 1))
+        stats.update(computed=len(todo), cached=n_cached, shared=n_todo - len(todo),
+                     failed=failures, peak_worker_rss_mb=round(peak_rss, 1))
     out = []
     for c in cells:
         rec = dict(records[c.key])
+        rec["workload"] = c.workload
         for private in ("_cached", "_rss_mb", "_key"):
             rec.pop(private, None)
         view = rec.pop("_timeline", None)
@@ -406,8 +420,10 @@ def bench(*, policies=None, workloads=None, seeds=range(20), jobs=None, backend=
                        real_runs=real, real_dir=real_dir, timeline_views=views, n_jobs=jobs)
     point_latest(out_root, out)
     failed = int((df.status != "ok").sum())
+    shared = (f", {stats['shared']} the same run as another cell's"
+              if stats.get("shared") else "")
     log(f"{len(cells)} runs in {wall:.1f} s ({stats.get('computed', 0)} computed, "
-        f"{stats.get('cached', 0)} from the cache), {failed} failed -> {out}")
+        f"{stats.get('cached', 0)} from the cache{shared}), {failed} failed -> {out}")
     for _, r in df[df.status != "ok"].iterrows():
         log(f"failed: {r.policy} / {r.workload} / seed {r.seed}: {r.status}: {r.error}")
     return failed, out

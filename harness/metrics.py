@@ -64,12 +64,25 @@ def compute(k) -> dict:
     roles = {pid: tasks[pid].role for pid in victims}
     first_kill = kills[0][0] if kills else None
     ineffective = extra = 0
-    for i, (t, pid, _rep) in enumerate(kills):
+    # extra: an earlier kill's victim other than this one had not exited yet.  The exit time
+    # of the latest-exiting earlier victim, and of the latest other than that one, answer it
+    # for every kill in one pass (n kills, not n**2 pairs).
+    seen = set()
+    late1 = late2 = -1           # latest exit among earlier victims, and among the others
+    late1_pid = None
+    for t, pid, _rep in kills:
         ex = exit_at.get(pid)
         if (ex is None and end - t >= INEFFECTIVE_US) or (ex is not None and ex - t > INEFFECTIVE_US):
             ineffective += 1
-        if any(exit_at.get(p, end + 1) > t and p != pid for (t0, p, _) in kills[:i]):
+        if (late1 if late1_pid != pid else late2) > t:
             extra += 1
+        if pid not in seen:
+            seen.add(pid)
+            ex = end + 1 if ex is None else ex
+            if ex > late1:
+                late1, late2, late1_pid = ex, late1, pid
+            elif ex > late2:
+                late2 = ex
     goal_tasks = [t for t in k.tasks if t.goal]
     completed = bool(goal_tasks) and all(t.state == "X" and t.exit_code == 0 for t in goal_tasks)
     completion = max((exit_at.get(t.pid, 0) for t in goal_tasks), default=None) if completed else None

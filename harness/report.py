@@ -47,6 +47,10 @@ BOOT_SEED = 20020418        # fixed: the same report for the same runs
 BOOT_N = 2000
 ALPHA = 0.05
 DPI = 110
+# Axes titles at a fixed height: on axes with their ticks below and no offset text (every
+# plot here) matplotlib's automatic placement leaves them there too, after a tick layout of
+# the axes per title on every draw (a large share of a figure of many panels).
+TITLE_Y = 1.0
 BOOL_COLS = ["livelock", "deadlock", "workload_completed"]
 KIND_COLOURS = {"protected": "#b2182b", "bystander": "#f4a582", "repeat": "#6a51a3",
                 "ineffective": "#92c5de"}
@@ -351,8 +355,19 @@ def _safe(name: str) -> str:
 
 
 # ---------------------------------------------------------------------------- plots
+def _fix_empty_axis_labels(fig) -> None:
+    """Pin the axis labels that are empty (no room taken, nothing drawn): matplotlib otherwise
+    lays out an axis's ticks a second time on every draw and layout pass to place its label,
+    even an empty one.  Call once every label is set (before ``tight_layout``)."""
+    for ax in fig.axes:
+        for axis, xy in ((ax.xaxis, (0.5, 0.0)), (ax.yaxis, (0.0, 0.5))):
+            if not axis.label.get_text():
+                axis.set_label_coords(*xy)
+
+
 def _save(fig, plots_dir: Path, stem: str, written: list) -> Path:
     png, svg = plots_dir / f"{stem}.png", plots_dir / f"{stem}.svg"
+    _fix_empty_axis_labels(fig)
     fig.savefig(png, dpi=DPI)
     with plt.rc_context({"svg.hashsalt": "vmbench"}):   # stable ids: same runs, same file
         fig.savefig(svg, metadata={"Date": None})
@@ -397,10 +412,12 @@ def plot_heatmap_stuck(agg: pd.DataFrame, workloads, policies, plots_dir, writte
     ax.tick_params(which="minor", length=0)
     ax.set_xlabel("workload")
     ax.set_ylabel("policy")
-    ax.set_title("Runs stuck: livelock + deadlock rate (L = livelock, D = deadlock)", fontsize=11)
+    ax.set_title("Runs stuck: livelock + deadlock rate (L = livelock, D = deadlock)", fontsize=11,
+                 y=TITLE_Y)
     cb = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.03)
     cb.set_label("share of ok runs stuck")
     cb.ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    _fix_empty_axis_labels(fig)
     fig.tight_layout()
     return _save(fig, plots_dir, "heatmap_stuck", written)
 
@@ -454,11 +471,12 @@ def plot_ttk(df_ok: pd.DataFrame, workload: str, policies, colours, plots_dir, w
                   + (", log scale)" if logx else ")"))
     ax.set_ylabel("share of ok runs with a kill by then")
     ax.set_title(f"{workload}: time to kill (ECDF over ok runs; the plateau is the share of runs "
-                 f"with a kill)", fontsize=10.5)
+                 f"with a kill)", fontsize=10.5, y=TITLE_Y)
     ax.grid(True, alpha=0.3)
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8,
               frameon=False, borderaxespad=0, title="policy (runs)", title_fontsize=8.5,
               alignment="left")
+    _fix_empty_axis_labels(fig)
     fig.tight_layout()
     return _save(fig, plots_dir, f"ttk_{_safe(workload)}", written)
 
@@ -493,7 +511,7 @@ def plot_wrong_victims(agg: pd.DataFrame, workloads, policies, colours, plots_di
         ax.set_xticks(range(len(ps)), ps, rotation=35, ha="right", fontsize=8.5)
         for lbl, p in zip(ax.get_xticklabels(), ps):
             lbl.set_color(colours[p])
-        ax.set_title(w, fontsize=10)
+        ax.set_title(w, fontsize=10, y=TITLE_Y)
         ax.grid(True, axis="y", alpha=0.3)
         ax.set_axisbelow(True)
     for ax in axes[:, 0]:
@@ -501,6 +519,7 @@ def plot_wrong_victims(agg: pd.DataFrame, workloads, policies, colours, plots_di
     fig.suptitle("Wrong victims and wasted kills per run, by kind", fontsize=12)
     fig.legend(handles=[Patch(color=KIND_COLOURS[k], label=KIND_LABELS[k]) for k in kinds],
                loc="lower center", ncol=2, fontsize=8.5, frameon=False, bbox_to_anchor=(0.5, 0))
+    _fix_empty_axis_labels(fig)
     fig.tight_layout(rect=(0, 0.09 if nrows == 1 else 0.05, 1, 0.97))
     return _save(fig, plots_dir, "wrong_victims", written)
 
@@ -544,7 +563,8 @@ def plot_timelines(workload, policies, seed, timeline_runner, plots_dir, written
         k = runs[p]
         if isinstance(k, str):      # its own axes: clearing shared ticks would clear them all
             ax = fig.add_subplot(sub[0])
-            ax.set_title(p, fontsize=10, loc="left", fontweight="bold", color=colours[p])
+            ax.set_title(p, fontsize=10, loc="left", fontweight="bold", color=colours[p],
+                         y=TITLE_Y)
             ax.text(0.5, 0.5, f"no timeline: the run failed\n{k[:160]}", transform=ax.transAxes,
                     ha="center", va="center", fontsize=9, color="firebrick", wrap=True)
             ax.set_xticks([])
@@ -553,7 +573,8 @@ def plot_timelines(workload, policies, seed, timeline_runner, plots_dir, written
         ax = fig.add_subplot(sub[0], sharex=first_ax2, sharey=first_ax)
         ax2 = fig.add_subplot(sub[1], sharex=ax if first_ax2 is None else first_ax2,
                               sharey=first_ax2)
-        ax.set_title(p, fontsize=10, loc="left", fontweight="bold", color=colours[p])
+        ax.set_title(p, fontsize=10, loc="left", fontweight="bold", color=colours[p],
+                     y=TITLE_Y)
         ax.tick_params(labelbottom=False)
         last_in_row = c == ncols - 1 or i == n - 1
         info = plot.draw_timeline(ax, ax2, k, xmax=xmax, ymax=ymax, stall_top=stall_top,
@@ -564,7 +585,8 @@ def plot_timelines(workload, policies, seed, timeline_runner, plots_dir, written
         zone_handles = zone_handles or info["zone_handles"]
         outcome = getattr(k, "outcome", None) or metrics.compute(k)["outcome"]
         ax.set_title(f"{outcome}: {info['kills']} OOM kills, {info['fault_kills']} fault kills, "
-                     f"{info['alloc_failures']} alloc failures", fontsize=8.5, loc="right")
+                     f"{info['alloc_failures']} alloc failures", fontsize=8.5, loc="right",
+                     y=TITLE_Y)
         if c > 0:
             ax.tick_params(labelleft=False)
             ax2.tick_params(labelleft=False)

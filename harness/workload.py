@@ -227,6 +227,20 @@ class Workload:
         return self.roles.get(name, "bystander")
 
 
+#: the tables a run reads (:class:`Builder`, the machine); the rest is the workload's name and prose
+SIM_KEYS = ("machine", "run", "file", "program", "template", "task", "make", "init", "irq")
+
+
+def sim_hash(w: Workload) -> str:
+    """What a run of ``w`` depends on, hashed: its resolved tables (``extends`` and the sweep
+    point applied), not its name, prose or the file it is written in.  Two workloads with
+    the same ``sim_hash`` make the same runs (a sweep point equal to the base workload)."""
+    import hashlib
+    import json
+    tables = {k: w.raw[k] for k in SIM_KEYS if k in w.raw}
+    return hashlib.sha256(json.dumps(tables, sort_keys=True, default=repr).encode()).hexdigest()
+
+
 def load_all(path) -> list[Workload]:
     """Every workload a file defines: one, or one per point of its ``[sweep]`` grid."""
     path = Path(path)

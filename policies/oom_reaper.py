@@ -254,37 +254,76 @@ class OomReaper(Linux26):
 
         noop_rounds = self._noop_rounds
         inline_round = self.inline_noop_round
+        reclaim_cost, pid = self.reclaim_cost, task.pid
+        s0 = s1 = 0                 # nr_saved_scan as the current round found it
 
         def head():
-            k.spin_point(task)
-            saved = tuple(saved_scan)
+            nonlocal s0, s1
+            if task.spin_seen != version or task.spin_ver != version:
+                k.spin_point(task)                              # (else it would do nothing)
+            s0, s1 = saved_scan
             task.flags |= PF_MEMALLOC                           # direct_reclaim
-            hit = noop_rounds.get((file_pages, saved_scan[1], cz)) if inline_round else None
+            hit = noop_rounds.get((file_pages, s1, cz)) if inline_round else None
             if hit is None:
-                return saved, self.noop_round(k, cz, file_pages)    # try_to_free_pages
+                return self.noop_round(k, cz, file_pages)       # try_to_free_pages
             saved_scan[1] = hit[1]                              # noop_round, remembered
-            return saved, hit[0]
+            return hit[0]
 
         def boundary():
-            nonlocal loops, saved, total
+            nonlocal loops, total, s0, s1
             if (k.version != version or loops >= MAX_RECLAIM_RETRIES
-                    or tuple(saved_scan) == saved):
+                    or (saved_scan[0] == s0 and saved_scan[1] == s1)):
                 return None
-            self.reclaim_cost[task.pid] = total
+            reclaim_cost[pid] = total
             if k.trace_on:
                 k.trace.append((k.now,) + event)
-            task.flags &= ~PF_MEMALLOC
             loops += 1
-            saved, total = head()
+            # PF_MEMALLOC cleared at the tail and set again at the head: it stays set.  The
+            # head, inline: spin_point (a no-op from the second round on), the round
+            if task.spin_ver != version:
+                k.spin_point(task)
+            s0, s1 = saved_scan
+            hit = noop_rounds.get((file_pages, s1, cz)) if inline_round else None
+            if hit is None:
+                total = self.noop_round(k, cz, file_pages)
+            else:
+                saved_scan[1] = hit[1]
+                total = hit[0]
             return total
 
-        saved, total = head()
+        def many(now, limit):
+            """``boundary`` again and again, from ``now``, while the rounds are remembered ones
+            that end before ``limit`` (from the third round on: the second made the spin
+            point's one change)."""
+            nonlocal loops, total, s0, s1
+            if k.version != version or task.spin_ver != version or not inline_round:
+                return 0, 0, 0
+            n = spent = 0
+            ended = total
+            trace = k.trace if k.trace_on else None
+            while loops < MAX_RECLAIM_RETRIES and (saved_scan[0] != s0 or saved_scan[1] != s1):
+                hit = noop_rounds.get((file_pages, saved_scan[1], cz))
+                if hit is None or now + spent + hit[0] >= limit:
+                    break
+                if trace is not None:
+                    trace.append((now + spent,) + event)
+                loops += 1
+                s0, s1 = saved_scan
+                saved_scan[1] = hit[1]
+                ended, total = total, hit[0]
+                n += 1
+                spent += total
+            if n:
+                reclaim_cost[pid] = ended
+            return n, spent, total
+
+        total = head()
         if total:
-            yield (ITER, total, False, boundary)
+            yield (ITER, total, False, boundary, many)
         self.reclaim_cost[task.pid] = total
         B.note_reclaim(k, task, rr, False, direct)
         task.flags &= ~PF_MEMALLOC
-        return loops, saved
+        return loops, (s0, s1)
 
     #: what :meth:`noop_retries` stands for: a class that overrides one of these gets the plain
     #: loop, unless the class that defines it lists it in its own ``FAST_RETRY_SAME`` (an

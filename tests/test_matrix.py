@@ -58,6 +58,28 @@ def test_cache_reads_back_and_recomputes_nothing(tmp_path):
     assert len(cached) == 6
 
 
+def test_a_sweep_point_equal_to_its_base_is_one_run_under_both_names(tmp_path):
+    """make-j.jobs0 is morton-make-usemem with make.jobs = 0, its own value: the same tables,
+    so one run per seed, recorded under each name; a second bench reads both back."""
+    stats = []
+    args = dict(policies=["aa"], workloads=["morton-make-usemem", "make-j.jobs0",
+                                            "make-j.jobs4"], seeds=range(2))
+    for _ in range(2):
+        failed, out = BN.bench(**args, out_root=tmp_path, report=False, progress=False,
+                               log=stats.append)
+        assert failed == 0
+    assert "(4 computed, 0 from the cache, 2 the same run as another cell's)" in stats[1]
+    assert "(0 computed, 6 from the cache)" in stats[-1]
+    assert len(list((tmp_path / "cache").rglob("*.json"))) == 4
+    for runs in sorted(tmp_path.glob("2*/runs.csv")):
+        d = pd.read_csv(runs)
+        assert sorted(d.workload) == sorted(args["workloads"] * 2)
+        same = [d[d.workload == w].drop(columns="workload").reset_index(drop=True)
+                for w in ("morton-make-usemem", "make-j.jobs0", "make-j.jobs4")]
+        assert same[0].equals(same[1])              # every column, wall_s and the trace hash
+        assert not same[0].trace_sha256.equals(same[2].trace_sha256)   # -j 4 is another run
+
+
 def test_editing_a_policy_file_recomputes_only_its_runs(tmp_path):
     proj = scratch(tmp_path)
     args = ["--policies", "mainline,mainline_akpm_fix,aa", "--workloads", "dstate-victim",
