@@ -32,7 +32,12 @@ def compute(k) -> dict:
     died_of_memory = set()
     signalled = set()
     for ev in k.trace:
-        t, kind = ev[0], ev[1]
+        kind = ev[1]
+        if kind == "reclaim":                   # (most events: first)
+            if pressure is None and ev[5] and not ev[4]:
+                pressure = ev[0]
+            continue
+        t = ev[0]
         if kind == "stall":
             stalls.setdefault(ev[2], t)
             if reclaim_onset is None:
@@ -41,9 +46,6 @@ def compute(k) -> dict:
             s = stalls.pop(ev[2], None)
             if s is not None:
                 max_stall = max(max_stall, t - s)
-        elif kind == "reclaim":
-            if pressure is None and ev[5] and not ev[4]:
-                pressure = t
         elif kind == "kill":
             kills.append((t, ev[2], ev[5]))
             signalled.add(ev[2])

@@ -11,6 +11,7 @@ from . import machine as M
 from .engine import CMD_YIELD, CPU, DWAIT, ITER, SLEEP, AllocReq
 
 ENOMEM = -12
+_ZONEMASK = M.GFP_ZONEMASK
 PTES_PER_PAGE = 1024       # i386 without PAE: one page-table page maps 4 MB
 READAHEAD_PAGES = 64       # pages read in one disk request (2.4's max read-ahead is 31-127)
 
@@ -21,8 +22,7 @@ class Killed(Exception):
 
 def alloc(k, task, gfp: int, order: int, n: int, user: bool):
     """Allocate up to ``n`` blocks through the policy; returns the finished AllocReq (pages in got)."""
-    req = AllocReq(task, gfp, order, n, k.zonelists.get(gfp & M.GFP_ZONEMASK) or k.zonelist(gfp),
-                   user)
+    req = AllocReq(task, gfp, order, n, k.zonelists.get(gfp & _ZONEMASK) or k.zonelist(gfp), user)
     blocks = yield from k.policy.alloc_pages(k, req)
     if blocks and user:
         k.last_progress = k.now              # k.progress()
@@ -62,7 +62,8 @@ def fault_anon(k, task, pages: int, rate_us: float):
         if task.sigpending and k.fatal_pending(task):
             return
         # page table coverage for the next chunk
-        covered = sum(mm.pt) * PTES_PER_PAGE - PTES_PER_PAGE      # the pgd page maps nothing
+        pt = mm.pt
+        covered = (pt[0] + pt[1] + pt[2]) * PTES_PER_PAGE - PTES_PER_PAGE  # the pgd maps nothing
         if mm.touched >= covered:
             req = yield from alloc(k, task, M.GFP_KERNEL, 0, 1, False)
             if not sum(req.got):
@@ -72,9 +73,13 @@ def fault_anon(k, task, pages: int, rate_us: float):
                 fault_kill(k, task)
             k.assign(req, "pt", mm.pt)
             covered += PTES_PER_PAGE
-        chunk = min(left, max(1, covered - mm.touched), 256)
+        room = covered - mm.touched                 # chunk = min(left, max(1, room), 256)
+        chunk = left if left < room else (room if room > 1 else 1)
+        if chunk > 256:
+            chunk = 256
         req = yield from alloc(k, task, M.GFP_HIGHUSER, 0, chunk, True)
-        got = sum(req.got)
+        g = req.got
+        got = g[0] + g[1] + g[2]
         if not got:
             if task.pid == 1:              # init: yield and retry the fault
                 yield CMD_YIELD

@@ -610,14 +610,15 @@ class Builder:
         k = self.k
         owner = k.new_task(f"irq/{q['name']}", lambda t: MMops.idle_kthread(k, t),
                            role="protected", kthread=True, daemon=True)
-        k.at(int(q.get("start_s", 0) * 1e6), self._irq_fire, (q, owner))
+        gfp = M.GFP_NAMES[q.get("gfp", "GFP_ATOMIC")]
+        k.at(int(q.get("start_s", 0) * 1e6), self._irq_fire,
+             (q, owner, gfp, q.get("order", 0), q.get("pages", 1), q.get("hold_ms", 1),
+              q["interval_ms"]))
 
     def _irq_fire(self, arg):
-        q, owner = arg
+        q, owner, gfp, order, pages, hold, interval = arg
         k = self.k
-        gfp = M.GFP_NAMES[q.get("gfp", "GFP_ATOMIC")]
-        order = q.get("order", 0)
-        req = AllocReq(owner, gfp, order, q.get("pages", 1),
+        req = AllocReq(owner, gfp, order, pages,
                        k.zonelists.get(gfp & M.GFP_ZONEMASK) or k.zonelist(gfp), False)
         gen = k.policy.alloc_pages(k, req)
         try:
@@ -627,12 +628,13 @@ class Builder:
         except StopIteration as e:
             blocks = e.value or 0
         if blocks:
-            pages = sum(req.got)
+            got = req.got
             k.assign(req, "kmem", owner.kmem)
-            k.at(k.now + int(draw(k, q.get("hold_ms", 1)) * 1000), self._irq_free, (owner, pages))
+            k.at(k.now + int(draw_with(k.rng, hold) * 1000), self._irq_free,
+                 (owner, got[0] + got[1] + got[2]))
         else:
             k.emit("alloc_fail", owner.pid, gfp, order)
-        k.at(k.now + max(1, int(draw(k, q["interval_ms"]) * 1000)), self._irq_fire, arg)
+        k.at(k.now + max(1, int(draw_with(k.rng, interval) * 1000)), self._irq_fire, arg)
 
     def _irq_free(self, arg):
         owner, pages = arg

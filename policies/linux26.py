@@ -418,13 +418,16 @@ class Linux26(Policy):
 
     def _nothing_to_reclaim(self, k, cz: int, gfp: int) -> bool:
         zones = k.zones[: cz + 1]
-        if any(z.clean for z in zones) or any(z.dcache for z in k.zones):
-            return False
-        if gfp & M.GFPF_FS and any(z.dirty for z in zones):
-            return False
-        if k.nr_swap_pages > 0 and any(z.anon for z in zones):
-            return False
-        if any(z.mapped for z in zones):
+        fs, swap = gfp & M.GFPF_FS, k.nr_swap_pages > 0
+        mapped = False
+        for z in zones:
+            if z.clean or (fs and z.dirty) or (swap and z.anon):
+                return False
+            mapped = mapped or z.mapped
+        for z in k.zones:
+            if z.dcache:
+                return False
+        if mapped:
             hit = self._memo.get("busy")              # text_in_use(k, self._memo), if at hand
             busy = hit[1] if hit is not None and hit[0] == k.state_epoch else None
             for f in k.files.values():
