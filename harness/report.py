@@ -434,7 +434,11 @@ def plot_ttk(df_ok: pd.DataFrame, workload: str, policies, colours, plots_dir, w
     if logx:
         xmin, xmax = tt.min() / 1.5, tt.max() * 1.5
     else:
-        xmin, xmax = 0.0, (1.0 if tt.empty or tt.max() <= 0 else tt.max() * 1.08)
+        lo, hi = (tt.min(), tt.max()) if not tt.empty else (0.0, 0.0)
+        xmax = 1.0 if hi <= 0 else hi * 1.08
+        # a kill before the pressure onset (a user-space killer acting on PSI) is a negative
+        # time: the axis then starts left of zero, which is marked
+        xmin = 0.0 if lo >= 0 else lo - 0.08 * (xmax - lo)
     for p in policies:
         g = dw[dw.policy == p]
         if g.empty:
@@ -464,11 +468,16 @@ def plot_ttk(df_ok: pd.DataFrame, workload: str, policies, colours, plots_dir, w
     if logx:
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    elif xmin < 0:
+        ax.axvline(0, color="0.35", lw=0.9, ls="--", zorder=1)
+        ax.text(0, 1.0, " pressure onset", color="0.35", fontsize=8, va="top", ha="left",
+                transform=ax.get_xaxis_transform())
     ax.set_xlim(xmin, xmax)
     ax.set_ylim(-0.06, 1.04)
     ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     ax.set_xlabel("time to first OOM kill after pressure onset (simulated s"
-                  + (", log scale)" if logx else ")"))
+                  + (", log scale)" if logx else
+                     "; < 0: killed before the onset)" if xmin < 0 else ")"))
     ax.set_ylabel("share of ok runs with a kill by then")
     ax.set_title(f"{workload}: time to kill (ECDF over ok runs; the plateau is the share of runs "
                  f"with a kill)", fontsize=10.5, y=TITLE_Y)
