@@ -307,7 +307,8 @@ def run_matrix(cells, *, jobs=None, backend="loky", scheduler=None, cache_dir=No
     failures = 0
     peak_rss = 0.0
     bar = tqdm(total=len(cells), initial=n_cached, desc="bench", unit="run",
-               disable=not progress, file=sys.stderr, dynamic_ncols=True)
+               disable=not progress, file=sys.stderr, dynamic_ncols=True,
+               mininterval=0.1 if sys.stderr.isatty() else 15)   # a log file: a line per 15 s
     bar.set_postfix(cached=n_cached, failed=0)
     if todo:
         n_jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
@@ -319,8 +320,8 @@ def run_matrix(cells, *, jobs=None, backend="loky", scheduler=None, cache_dir=No
                 n = size[rec["_key"]]
                 failures += n * (rec["status"] != "ok")
                 peak_rss = max(peak_rss, rec.get("_rss_mb") or 0)
-                bar.update(n)
-                bar.set_postfix(cached=n_cached, failed=failures)
+                bar.set_postfix(cached=n_cached, failed=failures, refresh=False)
+                bar.update(n)                   # (drawn at most every mininterval)
         finally:
             if client is not None:
                 cluster, cfg = extra
