@@ -136,6 +136,31 @@ def _write_atomic(path: Path, text: str):
     os.replace(tmp, path)
 
 
+def _sweep_stale_tmp(cache_dir: Path) -> int:
+    """Remove the temporary files of cache writes whose process is gone (a bench killed with
+    ``kill -9`` in the middle of :func:`_write_atomic`): never a result, only litter.  A live
+    writer's files (another bench on the same cache) are left alone.  Returns how many."""
+    n = 0
+    for f in Path(cache_dir).glob("??/.*.tmp"):
+        try:
+            pid = int(f.name.split(".")[-3])
+        except (ValueError, IndexError):
+            continue
+        try:
+            os.kill(pid, 0)
+            continue                       # its writer is alive
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        try:
+            f.unlink()
+            n += 1
+        except OSError:
+            pass
+    return n
+
+
 class _Alarm(Exception):
     pass
 
@@ -289,6 +314,8 @@ def run_matrix(cells, *, jobs=None, backend="loky", scheduler=None, cache_dir=No
     from joblib import delayed
     from tqdm import tqdm
 
+    if cache_dir and Path(cache_dir).is_dir():
+        _sweep_stale_tmp(Path(cache_dir))
     records = {}
     todo = {}                # key -> the cell that makes the run (the first with that key)
     for c in cells:

@@ -4,6 +4,7 @@ Runs that need their own ``policies/`` folder happen in a scratch copy of the pr
 the command line, as a user would run them."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -101,7 +102,7 @@ def test_editing_a_policy_file_recomputes_only_its_runs(tmp_path):
 def test_kill_9_halfway_resumes_to_the_same_runs_csv(tmp_path):
     proj = scratch(tmp_path)
     matrix = ["--policies", "mainline,aa,morton", "--workloads", "dstate-victim,morton-make-usemem",
-              "--seeds", "4", "--no-report", "--jobs", "1"]
+              "--seeds", "8", "--no-report", "--jobs", "1"]    # 48 runs: the kill lands mid-way
     full = cli(proj, *matrix, "--no-cache", "--out", str(tmp_path / "full"))
     assert full.returncode == 0, full.stderr
     out = proj / "results"
@@ -115,11 +116,13 @@ def test_kill_9_halfway_resumes_to_the_same_runs_csv(tmp_path):
     os.killpg(p.pid, signal.SIGKILL)                  # the bench and its workers, mid-matrix
     p.wait()
     done = len(list((out / "cache").rglob("*.json")))
-    assert 8 <= done < 24, done
-    assert not list((out / "cache").rglob("*.tmp"))  # nothing half-written is left as a result
+    assert 8 <= done < 48, done
+    for f in (out / "cache").rglob("*.json"):         # nothing half-written is a result
+        json.loads(f.read_text())
     resumed = cli(proj, *matrix, "--out", str(out))
     assert resumed.returncode == 0, resumed.stderr
-    assert f"({24 - done} computed, {done} from the cache)" in resumed.stderr, resumed.stderr
+    assert not list((out / "cache").rglob("*.tmp"))  # a write the kill cut short: swept away
+    assert f"({48 - done} computed, {done} from the cache)" in resumed.stderr, resumed.stderr
     pd.testing.assert_frame_equal(values(out / "latest" / "runs.csv"),
                                   values(tmp_path / "full" / "latest" / "runs.csv"))
 
@@ -172,3 +175,19 @@ def test_dask_localcluster_gives_the_loky_values(tmp_path):
     _, loky = BN.bench(**kw, out_root=tmp_path / "loky", backend="loky", jobs=2)
     _, dask = BN.bench(**kw, out_root=tmp_path / "dask", backend="dask", jobs=2)
     pd.testing.assert_frame_equal(values(dask / "runs.csv"), values(loky / "runs.csv"))
+
+
+def test_a_cache_write_cut_short_is_swept_but_not_a_live_one(tmp_path):
+    """kill -9 inside a cache write leaves ``.<key>.json.<pid>.<thread>.tmp``: the next bench
+    removes it when its process is gone, and leaves a live writer's alone."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    d = tmp_path / "ab"
+    d.mkdir()
+    stale = d / f".ab12.json.{dead.pid}.1.tmp"
+    live = d / f".ab34.json.{os.getpid()}.1.tmp"
+    result = d / "ab56.json"
+    for f in (stale, live, result):
+        f.write_text("{}")
+    assert BN._sweep_stale_tmp(tmp_path) == 1
+    assert not stale.exists() and live.exists() and result.exists()
