@@ -227,8 +227,10 @@ class Workload:
         return self.roles.get(name, "bystander")
 
 
-#: the tables a run reads (:class:`Builder`, the machine); the rest is the workload's name and prose
-SIM_KEYS = ("machine", "run", "file", "program", "template", "task", "make", "init", "irq")
+#: what no run reads: the workload's name and prose, and the references ``extends`` and
+#: ``sweep`` that are already resolved into its tables (any other key, a new one included, is
+#: part of :func:`sim_hash`)
+PROSE_KEYS = ("name", "description", "question", "thread", "provenance", "extends", "sweep")
 
 
 def sim_hash(w: Workload) -> str:
@@ -237,7 +239,7 @@ def sim_hash(w: Workload) -> str:
     the same ``sim_hash`` make the same runs (a sweep point equal to the base workload)."""
     import hashlib
     import json
-    tables = {k: w.raw[k] for k in SIM_KEYS if k in w.raw}
+    tables = {k: v for k, v in w.raw.items() if k not in PROSE_KEYS}
     return hashlib.sha256(json.dumps(tables, sort_keys=True, default=repr).encode()).hexdigest()
 
 
