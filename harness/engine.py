@@ -1042,14 +1042,7 @@ class Kernel:
                 n, d, last = many(now, timers[0][0] if timers and timers[0][0] < lim else lim)
                 if n:
                     self.events += n
-                    c.slice_left -= d
-                    if t.cmd_user:
-                        t.utime += d
-                    else:
-                        t.stime += d
-                    if t.boost_us > 0:
-                        t.boost_us = max(0, t.boost_us - d)
-                    self.now = now + d
+                    self._advance(d)
                     t.cmd_left = last - int(last)
 
     def _run_n(self, wall_timeout_s):

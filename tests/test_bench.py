@@ -180,17 +180,9 @@ def test_small_fork_bomb_oom_reaper(benchmark):
     """A fork bomb on 24 MB under oom_reaper: dozens of tasks retrying reclaim that cannot free
     anything (the no-op retries that ``noop_retries`` hands to the engine) and a kill each time
     the retries run out."""
-    import tomllib
-
-    from harness import workload as W
-    raw = tomllib.loads((registry.WORKLOAD_DIR / "fork-bomb.toml").read_text())
-    raw["machine"]["ram_mb"] = 24
-    for t in raw["task"]:
-        if t["name"] == "bomber":
-            t["count"] = 2
-            t["script"][0]["loop"] = 150
-    w = W.from_dict(raw)
-    rec = benchmark.pedantic(runner.run_one, args=("oom_reaper", w, 0), rounds=3, iterations=1)
+    from test_fastpaths import small_fork_bomb
+    rec = benchmark.pedantic(runner.run_one, args=("oom_reaper", small_fork_bomb(), 0),
+                             rounds=3, iterations=1)
     benchmark.extra_info["sim_s"] = rec["sim_s"]
     benchmark.extra_info["events"] = rec["events"]
     assert rec["status"] == "ok" and rec["kills"] > 0
