@@ -3,20 +3,15 @@ fault kills, allocation failures and the watchdog above; the number of tasks sta
 allocator below.  Reads only a finished kernel's ``samples``, ``trace`` and ``zones``."""
 from __future__ import annotations
 
-import math
-
 import matplotlib
 
 matplotlib.use("Agg")   # files only: no display needed (CI, ssh)
 
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.artist import allow_rasterization  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import FancyArrowPatch  # noqa: E402
-from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator  # noqa: E402
-from matplotlib.transforms import IdentityTransform, blended_transform_factory  # noqa: E402
+from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
 ZONE_COLOURS = {"DMA": "tab:blue", "Normal": "tab:green", "NORMAL": "tab:green",
                 "HighMem": "tab:purple", "HIGHMEM": "tab:purple"}
@@ -49,47 +44,11 @@ def _label_right(fig, ax, labels, gap_pt=8.5, draw=True):
         want = ax.transData.transform((0, y))[1]
         at = max(want, placed[-1] + gap_pt * px) if placed else want
         placed.append(at)
-        # a label pushed off its height gets a leader line, drawn just before it
-        leader = ax.add_artist(_Leader(ax, y, colour, 7)) if at - want > 1 else None
-        label = ax.annotate(text, xy=(1.0, y), xycoords=("axes fraction", "data"),
-                            xytext=(4, (at - want) / px), textcoords="offset points",
-                            va="center", fontsize=7, color=colour, annotation_clip=False)
-        if leader is not None:
-            leader.label = label
-
-
-class _Leader(FancyArrowPatch):
-    """The leader line of a label of :func:`_label_right`, as ``annotate(arrowprops=dict(
-    arrowstyle="-", color=colour, lw=0.4, shrinkA=0, shrinkB=0))`` draws it: from the centre
-    of the label toward the point it names, cut where it leaves the label's box padded by 2
-    pt.  The cut is worked out at each draw from the box, where the annotation arrow finds it
-    by bisecting the curve with a point-in-box test at every step (most of the cost of a
-    timeline's labels).  Out of layout computations: it lies between the axes and its
-    label, and its ends are only known once drawn."""
-
-    def __init__(self, ax, y, colour, fontsize):
-        super().__init__((0, 0), (1, 1), arrowstyle="-", color=colour, lw=0.4, shrinkA=0,
-                         shrinkB=0, mutation_scale=fontsize, transform=IdentityTransform(),
-                         clip_on=False, zorder=Text.zorder, in_layout=False)
-        self._at = blended_transform_factory(ax.transAxes, ax.transData)
-        self._y = y
-        self.label = None
-
-    @allow_rasterization
-    def draw(self, renderer):
-        if self.label is None or not self.label.get_visible():
-            return
-        box = self.label.get_window_extent(renderer)
-        x1, y1 = self._at.transform((1.0, self._y))
-        cx, cy = (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2
-        pad = renderer.points_to_pixels(4)
-        dx, dy = x1 - cx, y1 - cy
-        s = min((box.width + pad) / 2 / abs(dx) if dx else math.inf,
-                (box.height + pad) / 2 / abs(dy) if dy else math.inf)
-        if s >= 1:              # the point inside the box: not cut, as the arrow
-            s = 0.0
-        self.set_positions((cx + s * dx, cy + s * dy), (x1, y1))
-        super().draw(renderer)
+        ax.annotate(text, xy=(1.0, y), xycoords=("axes fraction", "data"),
+                    xytext=(4, (at - want) / px), textcoords="offset points", va="center",
+                    fontsize=7, color=colour, annotation_clip=False,
+                    arrowprops=dict(arrowstyle="-", color=colour, lw=0.4, shrinkA=0, shrinkB=0)
+                    if at - want > 1 else None)
 
 
 def _stalled_steps(trace):
