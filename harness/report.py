@@ -39,6 +39,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from . import fmt as F  # noqa: E402
 from . import metrics, plot  # noqa: E402
 
 BASELINE = "mainline"
@@ -46,7 +47,7 @@ KNOWN_POLICIES = ["mainline", "mainline_akpm_fix", "aa", "morton", "rmap"]
 BOOT_SEED = 20020418        # fixed: the same report for the same runs
 BOOT_N = 2000
 ALPHA = 0.05
-DPI = 110
+DPI = F.DPI
 # Axes titles at a fixed height: on axes with their ticks below and no offset text (every
 # plot here) matplotlib's automatic placement leaves them there too, after a tick layout of
 # the axes per title on every draw (a large share of a figure of many panels).
@@ -146,12 +147,6 @@ def bootstrap_median_ci(values, n_boot=BOOT_N, level=0.95, seed=BOOT_SEED):
 
 
 # ---------------------------------------------------------------------------- tables
-def _as_bool(s: pd.Series) -> pd.Series:
-    if s.dtype == bool:
-        return s
-    return s.map(lambda v: str(v).strip().lower() in ("true", "1", "1.0", "yes"))
-
-
 def prepare(df: pd.DataFrame) -> pd.DataFrame:
     """A copy with the types of ``metrics.COLUMNS`` whatever the source (records or CSV)."""
     d = df.copy()
@@ -162,7 +157,7 @@ def prepare(df: pd.DataFrame) -> pd.DataFrame:
     d["policy"] = d["policy"].astype(str)
     d["workload"] = d["workload"].astype(str)
     for c in BOOL_COLS:
-        d[c] = _as_bool(d[c])
+        d[c] = F.as_bool(d[c])
     for c in ["pressure_onset_s", "reclaim_onset_s", "first_kill_s", "time_to_kill_s",
               "max_stall_s", "kills", "fault_kills", "alloc_failures", "victims",
               "wrong_victims", "protected_victims", "repeat_kills", "ineffective_kills",
@@ -262,18 +257,6 @@ def compare(df: pd.DataFrame, baseline=BASELINE, workloads=None) -> pd.DataFrame
 
 
 # ---------------------------------------------------------------------------- formatting
-def _pct(x):
-    return "-" if pd.isna(x) else f"{100 * x:.0f} %"
-
-
-def _num(x, nd=2):
-    return "-" if pd.isna(x) else f"{x:.{nd}f}"
-
-
-def _pp(x):
-    return "-" if pd.isna(x) else f"{100 * x:+.0f} pp"
-
-
 def _pval(p, mark):
     if pd.isna(p):
         return "n/a"
@@ -296,14 +279,14 @@ AGG_HEADERS = ["policy", "runs ok", "errors", "livelock", "deadlock", "runs w/ w
 def _agg_display(agg_w: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for p, r in agg_w.iterrows():
-        rows.append([p, int(r.runs_ok), int(r.errors), _pct(r.livelock_rate), _pct(r.deadlock_rate),
-                     _pct(r.wrong_victim_share), _num(r.protected_per_run),
-                     _num(r.bystander_per_run), _num(r.repeat_per_run),
-                     _num(r.ineffective_per_run), _ttk(r),
+        rows.append([p, int(r.runs_ok), int(r.errors), F.pct(r.livelock_rate), F.pct(r.deadlock_rate),
+                     F.pct(r.wrong_victim_share), F.num(r.protected_per_run),
+                     F.num(r.bystander_per_run), F.num(r.repeat_per_run),
+                     F.num(r.ineffective_per_run), _ttk(r),
                      f"{int(r.no_kill_runs)}/{int(r.runs_ok)}",
-                     _num(r.kills_per_run), _num(r.fault_kills_per_run),
-                     _num(r.alloc_failures_per_run), _pct(r.completion_rate),
-                     _num(r.sim_s_mean, 1)])
+                     F.num(r.kills_per_run), F.num(r.fault_kills_per_run),
+                     F.num(r.alloc_failures_per_run), F.pct(r.completion_rate),
+                     F.num(r.sim_s_mean, 1)])
     return pd.DataFrame(rows, columns=AGG_HEADERS)
 
 
@@ -315,67 +298,17 @@ CMP_HEADERS = ["policy", "stuck (livelock+deadlock) vs mainline", "difference", 
 def _cmp_display(cmp_w: pd.DataFrame, mark) -> pd.DataFrame:
     rows = []
     for p, r in cmp_w.iterrows():
-        rows.append([p, f"{_pct(r.stuck_rate)} vs {_pct(r.baseline_stuck_rate)}",
-                     _pp(r.stuck_diff), _pval(r.stuck_p, mark),
-                     f"{_pct(r.wrong_share)} vs {_pct(r.baseline_wrong_share)}",
-                     _pp(r.wrong_diff), _pval(r.wrong_p, mark),
-                     f"{_num(r.ttk_median_s)} (n={int(r.ttk_runs)}) vs "
-                     f"{_num(r.baseline_ttk_median_s)} (n={int(r.baseline_ttk_runs)})",
+        rows.append([p, f"{F.pct(r.stuck_rate)} vs {F.pct(r.baseline_stuck_rate)}",
+                     F.pp(r.stuck_diff), _pval(r.stuck_p, mark),
+                     f"{F.pct(r.wrong_share)} vs {F.pct(r.baseline_wrong_share)}",
+                     F.pp(r.wrong_diff), _pval(r.wrong_p, mark),
+                     f"{F.num(r.ttk_median_s)} (n={int(r.ttk_runs)}) vs "
+                     f"{F.num(r.baseline_ttk_median_s)} (n={int(r.baseline_ttk_runs)})",
                      _pval(r.ttk_p, mark)])
     return pd.DataFrame(rows, columns=CMP_HEADERS)
 
 
-def _md_cell(v) -> str:
-    return str(v).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
-
-_NUMERIC = re.compile(r"^(\*\*)?([-+]?\d|n/a$|-$)")
-
-
-def md_table(d: pd.DataFrame) -> str:
-    """A GitHub markdown table; columns of numbers (or - and n/a) right-aligned."""
-    head = "| " + " | ".join(_md_cell(c) for c in d.columns) + " |"
-    right = [len(d) > 0 and all(_NUMERIC.match(str(v)) for v in d.iloc[:, i])
-             for i in range(len(d.columns))]
-    sep = "|" + "|".join("---:" if r else "---" for r in right) + "|"
-    body = ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in d.itertuples(index=False)]
-    return "\n".join([head, sep] + body)
-
-
-def _html_table(d: pd.DataFrame, escaped_cols=()) -> str:
-    """``DataFrame.to_html`` with every cell escaped here except those already HTML."""
-    cells = [[v if i in escaped_cols else html.escape(str(v)) for i, v in enumerate(row)]
-             for row in d.itertuples(index=False)]
-    e = pd.DataFrame(cells, columns=[html.escape(str(c)) for c in d.columns], dtype=object)
-    return e.to_html(index=False, escape=False, border=0, classes="tbl")
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
-
-
 # ---------------------------------------------------------------------------- plots
-def _fix_empty_axis_labels(fig) -> None:
-    """Pin the axis labels that are empty (no room taken, nothing drawn): matplotlib otherwise
-    lays out an axis's ticks a second time on every draw and layout pass to place its label,
-    even an empty one.  Call once every label is set (before ``tight_layout``)."""
-    for ax in fig.axes:
-        for axis, xy in ((ax.xaxis, (0.5, 0.0)), (ax.yaxis, (0.0, 0.5))):
-            if not axis.label.get_text():
-                axis.set_label_coords(*xy)
-
-
-def _save(fig, plots_dir: Path, stem: str, written: list) -> Path:
-    png, svg = plots_dir / f"{stem}.png", plots_dir / f"{stem}.svg"
-    _fix_empty_axis_labels(fig)
-    fig.savefig(png, dpi=DPI)
-    with plt.rc_context({"svg.hashsalt": "vmbench"}):   # stable ids: same runs, same file
-        fig.savefig(svg, metadata={"Date": None})
-    plt.close(fig)
-    written += [png, svg]
-    return png
-
-
 def plot_heatmap_stuck(agg: pd.DataFrame, workloads, policies, plots_dir, written) -> Path:
     """Policy x workload heatmap of the livelock+deadlock rate."""
     m = np.full((len(policies), len(workloads)), np.nan)
@@ -417,9 +350,9 @@ def plot_heatmap_stuck(agg: pd.DataFrame, workloads, policies, plots_dir, writte
     cb = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.03)
     cb.set_label("share of ok runs stuck")
     cb.ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
-    _fix_empty_axis_labels(fig)
+    F.fix_empty_axis_labels(fig)
     fig.tight_layout()
-    return _save(fig, plots_dir, "heatmap_stuck", written)
+    return F.save(fig, plots_dir, "heatmap_stuck", written)
 
 
 def plot_ttk(df_ok: pd.DataFrame, workload: str, policies, colours, plots_dir, written) -> Path:
@@ -485,9 +418,9 @@ def plot_ttk(df_ok: pd.DataFrame, workload: str, policies, colours, plots_dir, w
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8,
               frameon=False, borderaxespad=0, title="policy (runs)", title_fontsize=8.5,
               alignment="left")
-    _fix_empty_axis_labels(fig)
+    F.fix_empty_axis_labels(fig)
     fig.tight_layout()
-    return _save(fig, plots_dir, f"ttk_{_safe(workload)}", written)
+    return F.save(fig, plots_dir, f"ttk_{F.safe(workload)}", written)
 
 
 def plot_wrong_victims(agg: pd.DataFrame, workloads, policies, colours, plots_dir, written) -> Path:
@@ -528,9 +461,9 @@ def plot_wrong_victims(agg: pd.DataFrame, workloads, policies, colours, plots_di
     fig.suptitle("Wrong victims and wasted kills per run, by kind", fontsize=12)
     fig.legend(handles=[Patch(color=KIND_COLOURS[k], label=KIND_LABELS[k]) for k in kinds],
                loc="lower center", ncol=2, fontsize=8.5, frameon=False, bbox_to_anchor=(0.5, 0))
-    _fix_empty_axis_labels(fig)
+    F.fix_empty_axis_labels(fig)
     fig.tight_layout(rect=(0, 0.09 if nrows == 1 else 0.05, 1, 0.97))
-    return _save(fig, plots_dir, "wrong_victims", written)
+    return F.save(fig, plots_dir, "wrong_victims", written)
 
 
 def _default_timeline_runner(policy, workload, seed):
@@ -606,7 +539,7 @@ def plot_timelines(workload, policies, seed, timeline_runner, plots_dir, written
     handles = list(zone_handles or []) + plot.event_handles()
     fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 9), fontsize=8.5,
                frameon=False, bbox_to_anchor=(0.5, 1 - 0.52 / H))
-    return _save(fig, plots_dir, f"timeline_{_safe(workload)}", written)
+    return F.save(fig, plots_dir, f"timeline_{F.safe(workload)}", written)
 
 
 # ---------------------------------------------------------------------------- documents
@@ -679,7 +612,7 @@ def _summary_md(d, agg, cmp, meta, workloads, plots, files_rel) -> str:
     out += ["## Failed runs", "", f"{len(errs)} of {len(d)} runs did not finish (status other "
             f"than ok); they are counted per cell and left out of every statistic.", ""]
     if len(errs):
-        out += [md_table(errs), ""]
+        out += [F.md_table(errs), ""]
     out += ["## Results per workload", "",
             "Rates and per-run means are over the ok runs. Time to kill = first OOM kill minus "
             "pressure onset; the median is over the runs with a kill, with a 95 % percentile "
@@ -689,10 +622,10 @@ def _summary_md(d, agg, cmp, meta, workloads, plots, files_rel) -> str:
             f"(n/a with fewer than 3 times on a side). **Bold**: p < {ALPHA} (not corrected for "
             "the number of comparisons).", ""]
     for w in workloads:
-        out += [f"### {w}", "", md_table(_agg_display(agg.loc[w])), ""]
+        out += [f"### {w}", "", F.md_table(_agg_display(agg.loc[w])), ""]
         if w in cmp.index.get_level_values(0):
             out += [f"Against {BASELINE}:", "",
-                    md_table(_cmp_display(cmp.loc[w], lambda t: f"**{t}**")), ""]
+                    F.md_table(_cmp_display(cmp.loc[w], lambda t: f"**{t}**")), ""]
         elif BASELINE not in set(d[d.workload == w].policy):
             out += [f"({BASELINE} was not run on this workload: no comparison.)", ""]
     out += ["## Plots", "", "Every plot as PNG and SVG; `index.html` shows them all with the "
@@ -727,15 +660,6 @@ code{font-size:12px}
 """
 
 
-def _img(png: Path, note: str) -> str:
-    data = base64.b64encode(png.read_bytes()).decode("ascii")
-    svg = png.with_suffix(".svg").name
-    return (f'<figure><img alt="{html.escape(png.stem)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{html.escape(note)} <span style=\"color:#888\">"
-            f"(<code>plots/{html.escape(png.name)}</code>, "
-            f"<code>plots/{html.escape(svg)}</code>)</span></figcaption></figure>")
-
-
 def _index_html(d, agg, cmp, meta, workloads, plots, files_rel) -> str:
     e = html.escape
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -754,9 +678,9 @@ def _index_html(d, agg, cmp, meta, workloads, plots, files_rel) -> str:
             "finish (status other than ok); they are counted per cell and left out of every "
             "statistic.</p>"]
     if len(errs):
-        out.append(f'<div class="scroll">{_html_table(errs)}</div>')
+        out.append(f'<div class="scroll">{F.html_table(errs)}</div>')
     out.append("<h2>Overview</h2>")
-    out += [_img(plots[k], PLOT_NOTES[k]) for k in ("heatmap", "wrong_victims") if k in plots]
+    out += [F.img(plots[k], PLOT_NOTES[k]) for k in ("heatmap", "wrong_victims") if k in plots]
     out += ["<h2>Results per workload</h2>",
             '<p class="note">Rates and per-run means are over the ok runs. Time to kill = first '
             "OOM kill minus pressure onset; the median is over the runs with a kill, with a "
@@ -768,8 +692,8 @@ def _index_html(d, agg, cmp, meta, workloads, plots, files_rel) -> str:
             f"p &lt; {ALPHA} (not corrected for the number of comparisons).</p>"]
     sig = (lambda t: f'<strong class="sig">{e(t)}</strong>')
     for w in workloads:
-        out += [f'<h3 id="{e(_safe(w))}">{e(w)}</h3>',
-                f'<div class="scroll">{_html_table(_agg_display(agg.loc[w]))}</div>']
+        out += [f'<h3 id="{e(F.safe(w))}">{e(w)}</h3>',
+                f'<div class="scroll">{F.html_table(_agg_display(agg.loc[w]))}</div>']
         if w in cmp.index.get_level_values(0):
             c = _cmp_display(cmp.loc[w], lambda t: "\0" + t)
             pcols = [i for i, h in enumerate(c.columns) if h.startswith("p (")]
@@ -777,13 +701,13 @@ def _index_html(d, agg, cmp, meta, workloads, plots, files_rel) -> str:
                                for i, v in enumerate(row)] for row in c.itertuples(index=False)],
                              columns=c.columns, dtype=object)
             out += [f"<p class=\"note\">Against {BASELINE}:</p>",
-                    f'<div class="scroll">{_html_table(c, escaped_cols=pcols)}</div>']
+                    f'<div class="scroll">{F.html_table(c, escaped_cols=pcols)}</div>']
         elif BASELINE not in set(d[d.workload == w].policy):
             out.append(f'<p class="note">({BASELINE} was not run on this workload: no '
                        "comparison.)</p>")
-        out.append(_img(plots["ttk"][w], PLOT_NOTES["ttk"]))
+        out.append(F.img(plots["ttk"][w], PLOT_NOTES["ttk"]))
         if w in plots["timeline"]:
-            out.append(_img(plots["timeline"][w], PLOT_NOTES["timeline"]))
+            out.append(F.img(plots["timeline"][w], PLOT_NOTES["timeline"]))
     out += ["<h2>Plot files</h2><ul>"] + [f"<li><code>{e(r)}</code></li>" for r in files_rel]
     out += ["</ul>", "</body></html>", ""]
     return "\n".join(out)
@@ -910,7 +834,7 @@ def write_report(out_dir, df, meta, *, timeline_seed=None, timeline_runner=None,
                 plots["wrong_victims"] = plots_dir / "wrong_victims.png"
             for w in workloads:
                 for kind in ("ttk", "timeline"):
-                    f = f"{kind}_{_safe(w)}.png"
+                    f = f"{kind}_{F.safe(w)}.png"
                     if f in names:
                         plots[kind][w] = plots_dir / f
             timelines = False

@@ -30,6 +30,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from . import fmt as F  # noqa: E402
 from . import report as R  # noqa: E402
 
 SIM_REFERENCE = "oom_reaper"
@@ -89,22 +90,6 @@ def latest(results_root) -> tuple[pd.DataFrame | None, str | None]:
     return d, str((root / "latest").resolve())
 
 
-def simulate_reference(workloads, seeds, policies=(SIM_REFERENCE, *SIM_CONTEXT),
-                       jobs=None, progress=False) -> pd.DataFrame:
-    """The simulated runs to hold real runs against: ``policies`` x ``workloads`` x ``seeds``
-    through the bench's result cache (``results/cache``), so a second call recomputes nothing."""
-    from . import bench, metrics, registry
-    from . import workload as W
-    found, _ = registry.discover(registry.POLICY_DIR)
-    wfound, _ = W.load_dir(registry.WORKLOAD_DIR)
-    pol = {p: found[p] for p in policies if p in found}
-    wl = {w: wfound[w] for w in workloads if w in wfound}
-    cells = bench.make_cells(pol, wl, list(seeds), [registry.POLICY_DIR])
-    recs = bench.run_matrix(cells, jobs=jobs, cache_dir=registry.ROOT / "results" / "cache",
-                            progress=progress)
-    return pd.DataFrame(recs, columns=metrics.COLUMNS)
-
-
 def _mode(names: pd.Series) -> str | None:
     vc = names.value_counts()
     if vc.empty:
@@ -161,7 +146,7 @@ def table(real: pd.DataFrame, sim: pd.DataFrame) -> pd.DataFrame:
                 "alloc_failures_per_run": mean("alloc_failures"),
                 "completion_rate": float(ok["workload_completed"].mean()) if n else math.nan,
                 "time_scale": ",".join(f"{x:g}" for x in scales),
-                "truncated_runs": (int(R._as_bool(trunc.fillna(False)).sum())
+                "truncated_runs": (int(F.as_bool(trunc.fillna(False)).sum())
                                    if is_real(src) and len(trunc) else 0),
             })
     cols = ["workload", "source"]
@@ -180,9 +165,9 @@ def display(tw: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for src, r in tw.iterrows():
         fv = "-" if r.first_victim_mode is None else \
-            f"{r.first_victim_mode} ({R._pct(r.first_victim_mode_share)})"
+            f"{r.first_victim_mode} ({F.pct(r.first_victim_mode_share)})"
         ag = "-" if pd.isna(r.victim_agreement) else \
-            f"{R._pct(r.victim_agreement)} (sim: {r.sim_first_victim_mode})"
+            f"{F.pct(r.victim_agreement)} (sim: {r.sim_first_victim_mode})"
         if pd.isna(r.ttk_median_s):
             ttk = "-"
         else:
@@ -191,8 +176,8 @@ def display(tw: pd.DataFrame) -> pd.DataFrame:
         if r.kind == "real":
             label = f"{src} (time x{r.time_scale})" if r.get("time_scale") else src
         rows.append([label, int(r.runs_ok) + 0, fv, ag, ttk, int(r.no_kill_runs),
-                     R._num(r.kills_per_run), R._num(r.wrong_victims_per_run),
-                     R._num(r.alloc_failures_per_run), R._pct(r.completion_rate),
+                     F.num(r.kills_per_run), F.num(r.wrong_victims_per_run),
+                     F.num(r.alloc_failures_per_run), F.pct(r.completion_rate),
                      str(int(r.truncated_runs)) if r.kind == "real" else "-"])
     return pd.DataFrame(rows, columns=HEADERS, dtype=object)
 
@@ -210,7 +195,7 @@ def section_md(tab: pd.DataFrame, plot_rel: str | None, real_dir: str | None = N
     if real_dir:
         out += [f"Real runs from `{real_dir}`.", ""]
     for w in list(dict.fromkeys(tab.index.get_level_values(0))):
-        out += [f"### {w} (real)", "", R.md_table(display(tab.loc[w])), ""]
+        out += [f"### {w} (real)", "", F.md_table(display(tab.loc[w])), ""]
     out += ["Where the two can part, by mechanism:", ""]
     out += [f"- **{k}**: {v}" for k, v in DIFFERENCES]
     out.append("")
@@ -227,12 +212,12 @@ def section_html(tab: pd.DataFrame, plot_png: Path | None, real_dir: str | None 
         out.append(f'<p class="note">Real runs from <code>{e(real_dir)}</code>.</p>')
     for w in list(dict.fromkeys(tab.index.get_level_values(0))):
         out += [f"<h3>{e(w)} (real)</h3>",
-                f'<div class="scroll">{R._html_table(display(tab.loc[w]))}</div>']
+                f'<div class="scroll">{F.html_table(display(tab.loc[w]))}</div>']
     out.append('<p class="note">Where the two can part, by mechanism:</p><ul class="note">')
     out += [f"<li><b>{e(k)}</b>: {e(v)}</li>" for k, v in DIFFERENCES]
     out.append("</ul>")
     if plot_png is not None:
-        out.append(R._img(plot_png, PLOT_NOTE))
+        out.append(F.img(plot_png, PLOT_NOTE))
     return "\n".join(out)
 
 
@@ -333,7 +318,7 @@ def plot(real: pd.DataFrame, sim: pd.DataFrame, tab: pd.DataFrame, plots_dir, wr
     fig.suptitle("Real kernel (top rows of each panel) vs simulation (below the dashed line)",
                  fontsize=11.5)
     fig.tight_layout()
-    return R._save(fig, Path(plots_dir), "real_vs_sim", written)
+    return F.save(fig, Path(plots_dir), "real_vs_sim", written)
 
 
 def write(out_dir, real: pd.DataFrame, sim: pd.DataFrame, real_dir: str | None = None,

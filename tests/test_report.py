@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import metrics, report, runner
+from harness import fmt, metrics, report, runner
 
 
 # ---------------------------------------------------------------------------- Fisher
@@ -167,7 +167,7 @@ def test_aggregate_and_compare():
 
 
 def test_md_table_escapes_and_aligns():
-    t = report.md_table(pd.DataFrame({"policy": ["a|b"], "n": ["3"], "p": ["**0.01**"]}))
+    t = fmt.md_table(pd.DataFrame({"policy": ["a|b"], "n": ["3"], "p": ["**0.01**"]}))
     lines = t.splitlines()
     assert lines[1] == "|---|---:|---:|"
     assert "a\\|b" in lines[2]

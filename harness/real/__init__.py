@@ -311,6 +311,28 @@ def cmd_real(args) -> int:
     return 1 if failed else 0
 
 
+def simulate_reference(workloads, seeds, policies=None,
+                       jobs=None, progress=False) -> pd.DataFrame:
+    """The simulated runs to hold real runs against: ``policies`` x ``workloads`` x ``seeds``
+    through the bench's result cache (``results/cache``), so a second call recomputes nothing."""
+    import pandas as pd
+
+    from .. import bench, metrics, registry
+    from .. import report_real as RR
+    from .. import workload as W
+    if policies is None:
+        policies = (RR.SIM_REFERENCE, *RR.SIM_CONTEXT)
+    found, _ = registry.discover(registry.POLICY_DIR)
+    wfound, _ = W.load_dir(registry.WORKLOAD_DIR)
+    pol = {p: found[p] for p in policies if p in found}
+    wl = {w: wfound[w] for w in workloads if w in wfound}
+    cells = bench.make_cells(pol, wl, list(seeds), [registry.POLICY_DIR])
+    recs = bench.run_matrix(cells, jobs=jobs, cache_dir=registry.ROOT / "results" / "cache",
+                            progress=progress)
+    return pd.DataFrame(recs, columns=metrics.COLUMNS)
+
+
+
 def _report(out: Path, records: list, seeds: list):
     """``real_vs_sim.{md,csv}`` and ``plots/real_vs_sim.*`` in ``out``: the real runs beside the
     simulated reference policies on the same workloads and seeds (simulated through the bench's
@@ -319,7 +341,7 @@ def _report(out: Path, records: list, seeds: list):
 
     from .. import report_real as RR
     real = pd.DataFrame(records, columns=ALL_COLUMNS)
-    sim = RR.simulate_reference(list(dict.fromkeys(real.workload)), seeds)
+    sim = simulate_reference(list(dict.fromkeys(real.workload)), seeds)
     tab, png = RR.write(out, real, sim, str(out))
     if png is not None:
         print(f"real vs simulated: {out / 'real_vs_sim.md'}, {png}")

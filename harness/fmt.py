@@ -1,0 +1,94 @@
+"""Formatting shared by the reports (``report`` and ``report_real``): table cells, markdown and
+HTML tables, figure files.  Public, so that no report reaches into another's private helpers."""
+from __future__ import annotations
+
+import base64
+import html
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+#: resolution of every PNG the reports write
+DPI = 110
+
+
+def as_bool(s: pd.Series) -> pd.Series:
+    if s.dtype == bool:
+        return s
+    return s.map(lambda v: str(v).strip().lower() in ("true", "1", "1.0", "yes"))
+
+
+def pct(x):
+    return "-" if pd.isna(x) else f"{100 * x:.0f} %"
+
+
+def num(x, nd=2):
+    return "-" if pd.isna(x) else f"{x:.{nd}f}"
+
+
+def pp(x):
+    return "-" if pd.isna(x) else f"{100 * x:+.0f} pp"
+
+
+def md_cell(v) -> str:
+    return str(v).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+_NUMERIC = re.compile(r"^(\*\*)?([-+]?\d|n/a$|-$)")
+
+
+def md_table(d: pd.DataFrame) -> str:
+    """A GitHub markdown table; columns of numbers (or - and n/a) right-aligned."""
+    head = "| " + " | ".join(md_cell(c) for c in d.columns) + " |"
+    right = [len(d) > 0 and all(_NUMERIC.match(str(v)) for v in d.iloc[:, i])
+             for i in range(len(d.columns))]
+    sep = "|" + "|".join("---:" if r else "---" for r in right) + "|"
+    body = ["| " + " | ".join(md_cell(v) for v in row) + " |" for row in d.itertuples(index=False)]
+    return "\n".join([head, sep] + body)
+
+
+def html_table(d: pd.DataFrame, escaped_cols=()) -> str:
+    """``DataFrame.to_html`` with every cell escaped here except those already HTML."""
+    cells = [[v if i in escaped_cols else html.escape(str(v)) for i, v in enumerate(row)]
+             for row in d.itertuples(index=False)]
+    e = pd.DataFrame(cells, columns=[html.escape(str(c)) for c in d.columns], dtype=object)
+    return e.to_html(index=False, escape=False, border=0, classes="tbl")
+
+
+def safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def fix_empty_axis_labels(fig) -> None:
+    """Pin the axis labels that are empty (no room taken, nothing drawn): matplotlib otherwise
+    lays out an axis's ticks a second time on every draw and layout pass to place its label,
+    even an empty one.  Call once every label is set (before ``tight_layout``)."""
+    for ax in fig.axes:
+        for axis, xy in ((ax.xaxis, (0.5, 0.0)), (ax.yaxis, (0.0, 0.5))):
+            if not axis.label.get_text():
+                axis.set_label_coords(*xy)
+
+
+def save(fig, plots_dir: Path, stem: str, written: list) -> Path:
+    png, svg = plots_dir / f"{stem}.png", plots_dir / f"{stem}.svg"
+    fix_empty_axis_labels(fig)
+    fig.savefig(png, dpi=DPI)
+    with plt.rc_context({"svg.hashsalt": "vmbench"}):   # stable ids: same runs, same file
+        fig.savefig(svg, metadata={"Date": None})
+    plt.close(fig)
+    written += [png, svg]
+    return png
+
+
+def img(png: Path, note: str) -> str:
+    data = base64.b64encode(png.read_bytes()).decode("ascii")
+    svg = png.with_suffix(".svg").name
+    return (f'<figure><img alt="{html.escape(png.stem)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(note)} <span style=\"color:#888\">"
+            f"(<code>plots/{html.escape(png.name)}</code>, "
+            f"<code>plots/{html.escape(svg)}</code>)</span></figcaption></figure>")
