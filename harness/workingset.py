@@ -35,7 +35,7 @@ Models ``mm/workingset.c`` of three kernel generations, chosen by ``kernel=``:
 Why it matters for thrashing: ``PG_workingset`` is what makes the read a memory stall
 (``mm/filemap.c`` ``folio_wait_bit_common``: ``!folio_test_uptodate && folio_test_workingset``
 -> ``psi_memstall_enter``; ``filemap_read_folio`` and ``readahead.c`` ``read_pages`` the same).
-The bit reaches a page only on deactivation (``vmscan.c`` ``shrink_active_list``:
+The bit reaches a file page only on deactivation (``vmscan.c`` ``shrink_active_list``:
 ``folio_clear_active; folio_set_workingset``) and on an *activated* refault.  Without swap the
 workingset size is ``NR_ACTIVE_FILE`` alone; with a hog's anonymous memory holding most of RAM
 that list is small, program text refaults with a distance longer than it, is neither activated
@@ -115,7 +115,7 @@ class Workingset:
     # -- shadow packing (pack_shadow / unpack_shadow) -------------------------------------------
 
     def _pack(self, eviction: int, workingset: bool) -> int:
-        if self.kernel == "4.15":          # 4.15 shifts inside pack_shadow
+        if self.kernel != "6.1":           # 4.x shift inside pack_shadow, 6.1 in the caller
             eviction >>= self.bucket_order
         eviction &= self.eviction_mask
         return (eviction << self._ws_shift) | (int(workingset) if self._ws_shift else 0)

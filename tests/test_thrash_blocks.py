@@ -96,6 +96,11 @@ def test_shadow_packing_wraps_and_buckets():
     w.activation(7)
     s = w.evict()                                    # stamp (7 >> 2) << 2 = 4, age 8
     assert w.distance(s) == 4
+    # 4.20 shifts inside pack_shadow, after inc_return: age 6 -> 7, stamp (7 >> 2) << 2 = 4
+    w = Workingset("4.20", totalram_pages=64, timestamp_bits=4)
+    w.activation(6)
+    s = w.evict()
+    assert w.distance(s) == 3
 
 
 def test_unknown_kernel_is_refused():
