@@ -102,7 +102,8 @@ class Workingset:
 
     def __init__(self, kernel: str = "6.1", totalram_pages: int = 0, timestamp_bits: int = 36):
         if kernel not in KERNELS:
-            raise ValueError(f"workingset: unknown kernel {kernel!r}; use one of {', '.join(KERNELS)}")
+            raise ValueError(f"workingset: unknown kernel {kernel!r}; "
+                             f"use one of {', '.join(KERNELS)}")
         self.kernel = kernel
         self.lruvec = Lruvec()
         # v4.20+ keep one bit of the entry for the workingset flag (WORKINGSET_SHIFT 1)
