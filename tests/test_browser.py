@@ -157,10 +157,10 @@ IMAGES_JS = """(async () => {
 })()"""
 
 
-def open_page(page: Path, profile: Path, screenshot: Path) -> dict:
+def open_page(page: Path, profile: Path, screenshot: Path, script: str | None = None) -> dict:
     """Open ``page`` at 1400x900: its layout, a screenshot of the first screen, every image
-    loaded (lazy ones made eager), and every console error, uncaught exception and failed
-    load on the way."""
+    loaded (lazy ones made eager), the value of ``script`` (an expression evaluated last),
+    and every console error, uncaught exception and failed load on the way."""
     b = Browser(profile)
     try:
         target = b.send("Target.createTarget", {"url": "about:blank"}, session=False)
@@ -177,6 +177,7 @@ def open_page(page: Path, profile: Path, screenshot: Path) -> dict:
         shot = b.send("Page.captureScreenshot", {"format": "png"})
         screenshot.write_bytes(base64.b64decode(shot["data"]))
         images = b.evaluate(IMAGES_JS)
+        value = b.evaluate(script) if script else None
         b.evaluate("new Promise(r => setTimeout(r, 200))")     # late events
     finally:
         b.close()
@@ -194,7 +195,8 @@ def open_page(page: Path, profile: Path, screenshot: Path) -> dict:
             errors.append(f"log: {p['entry'].get('text')} {p['entry'].get('url', '')}".strip())
         elif kind == "Network.loadingFailed":
             errors.append(f"load failed: {p.get('errorText')}")
-    return {"layout": layout, "images": images, "errors": errors, "screenshot": screenshot}
+    return {"layout": layout, "images": images, "errors": errors, "screenshot": screenshot,
+            "value": value}
 
 
 def coloured_box(png: Path, from_y: int = 0):
@@ -266,10 +268,28 @@ def report_dir(tmp_path_factory):
     return res.out
 
 
+SORT_JS = """(() => {
+  const t = document.querySelector("#w-dstate-victim table.sortable");
+  const col = Array.from(t.tHead.rows[0].cells).findIndex(h => h.textContent === "stuck");
+  const order = () => Array.from(t.tBodies[0].rows).map(r => r.cells[0].textContent);
+  const before = order();
+  t.tHead.rows[0].cells[col].click();
+  const up = order();
+  t.tHead.rows[0].cells[col].click();
+  return {before, up, down: order(), mark: t.tHead.rows[0].cells[col].getAttribute("aria-sort")};
+})()"""
+
+
 @needs_browser
 def test_report_in_chromium(report_dir, tmp_path):
-    res = open_page(report_dir / "index.html", tmp_path / "profile", tmp_path / "first.png")
+    res = open_page(report_dir / "index.html", tmp_path / "profile", tmp_path / "first.png",
+                    SORT_JS)
     assert problems(res) == []
+    # a click on "stuck" sorts dstate-victim's table by it (morton 0 %, the others 100 %),
+    # stably; a second click the other way
+    assert res["value"] == {"before": ["mainline", "morton", "rmap"],
+                            "up": ["morton", "mainline", "rmap"],
+                            "down": ["mainline", "rmap", "morton"], "mark": "descending"}
     srcs = sorted(i["src"] for i in res["images"])
     on_disk = sorted(re.findall(r'<img [^>]*src="([^"]+)"',
                                 (report_dir / "index.html").read_text()))
