@@ -3,6 +3,7 @@ files ``write_report`` writes (self-contained HTML, every plot in PNG and SVG)."
 from __future__ import annotations
 
 import itertools
+import os
 import math
 import re
 
@@ -321,3 +322,53 @@ def test_write_report_without_timelines(tmp_path):
     paths = report.write_report(tmp_path, matrix(), {}, timelines=False)
     names = {p.name for p in paths}
     assert "heatmap_stuck.png" in names and not any(n.startswith("timeline_") for n in names)
+
+
+# ---------------------------------------------------------------------------- command line
+def _cli(*args):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True,
+                          text=True, timeout=600, env=dict(os.environ, MPLBACKEND="Agg"))
+
+
+def test_bench_ends_with_a_headline(tmp_path):
+    """The end of a bench: the matrix figures (stderr), a line per workload, the page's
+    path; the tables stay in summary.md.  --baseline chooses the comparison."""
+    r = _cli("bench", "--policies", "mainline,morton,rmap", "--workloads", "tiny,dstate-victim",
+             "--seeds", "2", "--jobs", "2", "--out", str(tmp_path), "--baseline", "morton")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.splitlines()
+    assert len(out) <= 6 and out[0].startswith("workload ") and "stuck" in out[0]
+    assert re.match(r"dstate-victim +mainline 100%, rmap 100% +none +rmap \d", out[1])
+    assert out[2].startswith("tiny ") and "nobody" in out[2]
+    assert out[-1].startswith("report") and out[-1].split(": ", 1)[1].split()[0].endswith(
+        "index.html")
+    assert re.search(r"^12 runs in [\d.]+ s \(12 computed, 0 from the cache\), 0 failed -> ",
+                     r.stderr, re.M)
+    latest = tmp_path / "latest"
+    assert "Baseline morton (--baseline)" in (latest / "summary.md").read_text()
+    assert "| first victim (share of runs with a kill) |" in (latest / "summary.md").read_text()
+    # a baseline that is not in the matrix: one line, exit 2, nothing run
+    r = _cli("bench", "--policies", "mainline,rmap", "--workloads", "tiny", "--seeds", "1",
+             "--out", str(tmp_path / "x"), "--baseline", "morton")
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0
+    assert "--baseline morton is not one of --policies mainline,rmap" in r.stderr
+    assert not (tmp_path / "x").exists()
+    # redraw with another baseline; and one that was not run
+    r = _cli("report", str(latest), "--baseline", "rmap")
+    assert r.returncode == 0, r.stderr
+    assert "Baseline rmap (--baseline)" in (latest / "summary.md").read_text()
+    r = _cli("report", str(latest), "--baseline", "aa")
+    assert r.returncode == 2 and "--baseline aa was not run in" in r.stderr
+
+
+def test_quick_table_has_first_victims():
+    r = _cli("quick", "--policies", "rmap,aa", "--workloads", "tiny", "--seeds", "2",
+             "--jobs", "1")
+    assert r.returncode == 0, r.stderr
+    head, *rows = [ln for ln in r.stdout.splitlines() if ln.strip()]
+    assert "first victim" in head and "right" in head
+    rmap = next(ln for ln in rows if " rmap " in f" {ln} ")
+    assert re.search(r"hog \(100 %\) +100 %", rmap)
+    assert "4 runs (2 policies x 1 workloads x 2 seeds)" in r.stdout
