@@ -182,8 +182,7 @@ def cmd_quick(args) -> int:
         wl[w.name] = w
     cells = B.make_cells({p: found[p] for p in policies}, wl, range(args.seeds), dirs)
     t0 = time.perf_counter()
-    stats = {}
-    records = B.run_matrix(cells, jobs=args.jobs, stats=stats)
+    records = B.run_matrix(cells, jobs=args.jobs)
     wall = time.perf_counter() - t0
     df = pd.DataFrame(records, columns=metrics.COLUMNS)
     info = {n: {"roles": dict(w.roles), "question": w.raw.get("question", "")}
@@ -237,8 +236,8 @@ def _print_headline(out: Path, secs: float | None = None) -> None:
         lines = R.headline(agg)
         if lines:
             print("\n".join(lines))
-    took = f" (report {secs:.0f} s)" if secs is not None else ""
-    print(f"\nreport{took}: {out / 'index.html'}  (summary.md and plots/ beside it)")
+    took = f"written in {secs:.0f} s; " if secs is not None else ""
+    print(f"\nreport: {out / 'index.html'}  ({took}summary.md and plots/ beside it)")
 
 
 def cmd_bench(args) -> int:
