@@ -43,7 +43,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
-from scipy import stats  # noqa: E402
 
 from . import fmt as F  # noqa: E402
 from . import metrics, plot  # noqa: E402
@@ -96,6 +95,7 @@ def fisher_exact(table) -> float:
     """Two-sided p of Fisher's exact test for the 2x2 table ``[[a, b], [c, d]]``
     (:func:`scipy.stats.fisher_exact`: the summed probability of every table with the observed
     margins that is at most as likely as the observed one)."""
+    from scipy import stats     # here: the plot workers import this module, not scipy
     t = np.asarray(table, dtype=np.int64)
     if t.shape != (2, 2) or (t < 0).any():
         raise ValueError(f"expected a 2x2 table of counts, got {table}")
@@ -109,6 +109,7 @@ def mann_whitney_u(x, y) -> tuple[float, float]:
     most :data:`MW_EXACT_MAX` values, which is most cells of a 20-seed matrix; otherwise the
     normal approximation with the tie correction of the variance and a continuity correction
     (scipy's exact distribution assumes no ties)."""
+    from scipy import stats     # here: the plot workers import this module, not scipy
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     if len(x) == 0 or len(y) == 0:
@@ -145,6 +146,7 @@ def bootstrap_median_ci(values, n_boot=BOOT_N, level=0.95, seed=BOOT_SEED):
     (:func:`scipy.stats.bootstrap`, ``method="percentile"``, ``n_boot`` resamples).  A fresh
     generator with a fixed seed per call, so a cell's interval does not depend on the other
     cells.  NaN values are dropped; one value, or all equal, is its own interval."""
+    from scipy import stats     # here: the plot workers import this module, not scipy
     x = np.asarray(values, dtype=float)
     x = x[~np.isnan(x)]
     if len(x) == 0:
