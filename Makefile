@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test bench-quick bench perf clean real-setup bench-real
+.PHONY: setup test bench-quick bench perf clean real-setup bench-real browser-setup
 
 setup: $(STAMP)
 
@@ -60,6 +60,27 @@ real-setup: setup
 bench-real: setup
 	$(MAKE) --no-print-directory real-setup || echo "bench-real: real-setup failed; continuing"
 	$(PY) -m harness real --workloads morton-make-usemem,several-hogs,streaming-reader --backend all --seeds 5
+
+# Debian's headless-capable Chromium for the report's browser test (tests/test_browser.py);
+# installed only when missing, only as root with apt.  Without it that test skips, saying so.
+BROWSER_PKGS := chromium
+
+browser-setup:
+	@missing=""; for p in $(BROWSER_PKGS); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then \
+		echo "browser-setup: chromium is installed"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		echo "browser-setup: apt-get install$$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y --no-install-recommends $$missing || \
+		{ apt-get update && apt-get install -y --no-install-recommends $$missing; } || \
+		{ echo "browser-setup: apt-get install$$missing failed; the browser test will skip"; exit 1; }; \
+	else \
+		echo "browser-setup: missing Debian package$$missing (install it as root with apt-get);" \
+		     "the browser test will skip"; exit 1; \
+	fi
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .benchmarks

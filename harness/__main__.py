@@ -20,7 +20,6 @@ import json
 import os
 import sys
 import time
-import traceback
 from collections import Counter
 from pathlib import Path
 
@@ -157,85 +156,43 @@ def cmd_list(args) -> int:
 
 
 # ---------------------------------------------------------------------------- quick
-def run_cell(policy: str, workload: str, seed: int, dirs=None) -> dict:
-    """One run in a worker; a failure becomes a record with ``status = error``."""
-    try:
-        return runner.run_one(policy, workload, seed, policy_dir=dirs or registry.POLICY_DIR)
-    except Exception as e:  # noqa: BLE001 - one broken cell must not sink the matrix
-        rec = {c: None for c in metrics.COLUMNS}
-        last = traceback.extract_tb(e.__traceback__)[-1]
-        rec.update(policy=policy, workload=workload, seed=seed, status="error",
-                   error=f"{type(e).__name__}: {e} ({last.filename}:{last.lineno})")
-        return rec
-
-
-def summarise(df, policies, workloads):
-    """One row per workload x policy (aggregates of ``metrics.md``, quick version)."""
-    import pandas as pd
-    rows = []
-    for w in workloads:
-        for p in policies:
-            g = df[(df.workload == w) & (df.policy == p)]
-            ok = g[g.status == "ok"]
-            n = len(ok)
-            ttk = ok.time_to_kill_s.dropna()
-            fv = Counter(ok.first_victim.dropna())
-            per = (lambda col: ok[col].mean() if n else float("nan"))
-            rows.append({
-                "workload": w, "policy": p, "runs": n,
-                "errors": len(g) - n,
-                "livelock": int((ok.outcome == "livelock").sum()),
-                "deadlock": int((ok.outcome == "deadlock").sum()),
-                "recovered": int((ok.outcome == "recovered").sum()),
-                "completed": int((ok.outcome == "completed").sum()),
-                "ttk_med_s": ttk.median() if len(ttk) else float("nan"),
-                "no_kill": n - len(ttk),
-                "kills/run": per("kills"),
-                "fault_kills/run": per("fault_kills"),
-                "wrong/run": per("wrong_victims"),
-                "first_victim": (f"{fv.most_common(1)[0][0]} ({fv.most_common(1)[0][1]})"
-                                 if fv else "-"),
-                "sim_s_mean": per("sim_s"),
-            })
-    table = pd.DataFrame(rows).set_index(["workload", "policy"])
-    if not table.errors.any():
-        table = table.drop(columns="errors")
-    return table
-
-
 def cmd_quick(args) -> int:
+    """A few seeds of a few policies x workloads: :func:`harness.bench.run_matrix` (no cache,
+    nothing written), summarised by :func:`harness.report.aggregate`."""
     import pandas as pd
-    from joblib import Parallel, delayed
-    from tqdm import tqdm
+
+    from . import bench as B
+    from . import report as R
 
     dirs = _dirs(args)
     found, perr = registry.discover(*dirs)
     for e in perr:
         print(f"warning: {e}", file=sys.stderr)
     policies = _csv(args.policies) if args.policies else QUICK_POLICIES
-    workloads = _csv(args.workloads) if args.workloads else QUICK_WORKLOADS
     for p in policies:
         if p not in found:
             registry.get_policy(p, dirs)    # raises PolicyLoadError with the known names
-    workloads = [runner.resolve_workload(w).name for w in workloads]
     if args.seeds < 1:
         raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
-    cells = [(p, w, s) for w in workloads for p in policies for s in range(args.seeds)]
-    n_jobs = min(args.jobs or os.cpu_count() or 1, len(cells))
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    wl = {}
+    for name in (_csv(args.workloads) if args.workloads else QUICK_WORKLOADS):
+        w = runner.resolve_workload(name)
+        wl[w.name] = w
+    cells = B.make_cells({p: found[p] for p in policies}, wl, range(args.seeds), dirs)
     t0 = time.perf_counter()
-    try:                                    # results as they finish (joblib >= 1.4)
-        pool = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")
-    except ValueError:
-        pool = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")
-    results = pool(delayed(run_cell)(*c, dirs) for c in cells)
-    records = list(tqdm(results, total=len(cells), desc="quick", unit="run", file=sys.stderr,
-                        dynamic_ncols=True))
+    records = B.run_matrix(cells, jobs=args.jobs)
     wall = time.perf_counter() - t0
-    df = pd.DataFrame(records).sort_values(["workload", "policy", "seed"])
-    table = summarise(df, policies, workloads)
-    with pd.option_context("display.width", 250, "display.max_columns", None):
-        print(table.to_string(float_format=lambda x: f"{x:.2f}", na_rep="-"))
-    print(f"\n{len(cells)} runs ({len(policies)} policies x {len(workloads)} workloads x "
+    df = pd.DataFrame(records, columns=metrics.COLUMNS)
+    info = {n: {"roles": dict(w.roles), "question": w.raw.get("question", "")}
+            for n, w in wl.items()}
+    table = R.brief_table(R.aggregate(df, list(wl), info))
+    with pd.option_context("display.width", 250, "display.max_columns", None,
+                           "display.max_colwidth", 40):
+        print(table.to_string())
+    n_jobs = min(args.jobs or os.cpu_count() or 1, len(cells))
+    print(f"\n{len(cells)} runs ({len(policies)} policies x {len(wl)} workloads x "
           f"{args.seeds} seeds) in {wall:.1f} s wall on {n_jobs} worker(s)")
     errors = df[df.status != "ok"]
     for _, r in errors.iterrows():
@@ -255,6 +212,34 @@ def _seed_list(text: str) -> list[int]:
     return out
 
 
+def _check_baseline(baseline, policies, dirs):
+    """--baseline names a policy of the matrix: one line otherwise."""
+    if not baseline:
+        return
+    if policies is not None:
+        if baseline not in policies:
+            raise UsageError(f"--baseline {baseline} is not one of --policies "
+                             f"{','.join(policies)}; add it or choose one of them")
+        return
+    registry.get_policy(baseline, dirs)      # raises PolicyLoadError with the known names
+
+
+def _print_headline(out: Path, secs: float | None = None) -> None:
+    """The end of a bench: a line per workload (who got stuck, whose first victim was
+    right, the fastest median time to kill) and where the report is."""
+    import pandas as pd
+
+    from . import report as R
+    agg_csv = out / "aggregates.csv"
+    if agg_csv.exists():
+        agg = pd.read_csv(agg_csv, index_col=[0, 1], keep_default_na=True)
+        lines = R.headline(agg)
+        if lines:
+            print("\n".join(lines))
+    took = f"written in {secs:.0f} s; " if secs is not None else ""
+    print(f"\nreport: {out / 'index.html'}  ({took}summary.md and plots/ beside it)")
+
+
 def cmd_bench(args) -> int:
     from . import bench as B
     seeds = _seed_list(args.seed_list) if args.seed_list else range(args.seeds)
@@ -264,17 +249,25 @@ def cmd_bench(args) -> int:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
     if args.scheduler and args.backend != "dask":
         raise UsageError("--scheduler goes with --backend dask")
-    failed, out = B.bench(policies=_csv(args.policies) if args.policies else None,
-                          workloads=_csv(args.workloads) if args.workloads else None,
-                          seeds=seeds, jobs=args.jobs, backend=args.backend,
-                          scheduler=args.scheduler, out_root=args.out,
-                          use_cache=not args.no_cache, timeout_s=args.timeout,
-                          report=not args.no_report, log=lambda m: print(m, file=sys.stderr),
-                          policy_dirs=args.policy_dir or ())
-    summary = out / "summary.md"
-    if summary.exists() and not args.quiet:
-        print(summary.read_text())
-    return 1 if failed else 0
+    policies = _csv(args.policies) if args.policies else None
+    if args.no_report and args.baseline:
+        raise UsageError("--baseline goes with a report (drop --no-report)")
+    _check_baseline(args.baseline, policies, _dirs(args))
+    res = B.bench(policies=policies,
+                  workloads=_csv(args.workloads) if args.workloads else None,
+                  seeds=seeds, jobs=args.jobs, backend=args.backend,
+                  scheduler=args.scheduler, out_root=args.out,
+                  use_cache=not args.no_cache, timeout_s=args.timeout,
+                  report=not args.no_report, log=lambda m: print(m, file=sys.stderr),
+                  policy_dirs=args.policy_dir or ())
+    if not args.no_report:
+        from . import results
+        t0 = time.perf_counter()
+        results.write(res.out, res.df, res.meta, res.out_root, plot_cache=res.plot_cache,
+                      timeline_views=res.views, n_jobs=args.jobs, baseline=args.baseline)
+        if not args.quiet:
+            _print_headline(res.out, time.perf_counter() - t0)
+    return 1 if res.failed else 0
 
 
 def cmd_check(args) -> int:
@@ -315,17 +308,21 @@ def cmd_check(args) -> int:
 def cmd_report(args) -> int:
     import pandas as pd
 
-    from . import report as R
+    from . import results
     d = Path(args.dir)
     if not (d / "runs.csv").exists():
         raise UsageError(f"{d}: no runs.csv here (give a results folder, e.g. results/latest)")
     meta = json.loads((d / "meta.json").read_text()) if (d / "meta.json").exists() else {}
-    from .report_real import latest as latest_real
-    real, real_dir = latest_real(d.resolve().parent)   # results/real/latest, when there is one
-    paths = R.write_report(d, pd.read_csv(d / "runs.csv"), meta, real_runs=real,
-                           real_dir=real_dir)
-    for p in paths:
-        print(p)
+    runs = pd.read_csv(d / "runs.csv")
+    present = sorted(set(runs["policy"].astype(str)))
+    if args.baseline and args.baseline not in present:
+        raise UsageError(f"--baseline {args.baseline} was not run in {d}; its policies: "
+                         f"{', '.join(present)}")
+    t0 = time.perf_counter()
+    paths = results.write(d, runs, meta, d.resolve().parent, baseline=args.baseline)
+    # results/real/latest beside the folder is shown when there is one
+    print(f"{len(paths)} files written in {d}")
+    _print_headline(d, time.perf_counter() - t0)
     return 0
 
 
@@ -415,7 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-cache", action="store_true", help="recompute every run")
     b.add_argument("--timeout", type=float, default=300.0, help="wall seconds per run (default 300)")
     b.add_argument("--no-report", action="store_true", help="runs.csv and meta.json only")
-    b.add_argument("--quiet", action="store_true", help="do not print summary.md at the end")
+    b.add_argument("--quiet", action="store_true", help="do not print the headline at the end")
+    b.add_argument("--baseline", metavar="POLICY", help="the policy the report compares every "
+                   "other with (default: mainline when it was run, else the first policy)")
     b.set_defaults(func=cmd_bench)
     b.add_argument("--policy-dir", action="append", type=Path, metavar="DIR", help=pdir_help)
 
@@ -426,6 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="(re)write summary.md, index.html and plots of a results folder")
     rp.add_argument("dir", nargs="?", default=str(registry.ROOT / "results" / "latest"))
+    rp.add_argument("--baseline", metavar="POLICY", help="the policy the report compares every "
+                    "other with (default: mainline when it was run, else the first policy)")
     rp.set_defaults(func=cmd_report)
 
     d = sub.add_parser("describe", help="what a workload is: machine, zones, tasks, oracle")

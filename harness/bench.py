@@ -397,8 +397,10 @@ def bench(*, policies=None, workloads=None, seeds=range(20), jobs=None, backend=
           scheduler=None, out_root=None, use_cache=True, timeout_s=DEFAULT_TIMEOUT_S,
           policy_dir=registry.POLICY_DIR, workload_dir=registry.WORKLOAD_DIR, report=True,
           progress=True, log=print, policy_dirs=()) -> tuple[int, Path]:
-    """The whole matrix and its report.  Returns (number of failed runs, results folder).
-    ``policy_dirs``: more folders of policy files, scanned after ``policy_dir``."""
+    """The whole matrix: ``runs.csv`` and ``meta.json`` in a new results folder.  Returns a
+    :class:`BenchResult` (unpacks as (number of failed runs, results folder)); ``report``:
+    keep the runs of the smallest seed for a report's timelines.  ``policy_dirs``: more
+    folders of policy files, scanned after ``policy_dir``."""
     import pandas as pd
 
     policy_dir = [Path(policy_dir), *(Path(d) for d in policy_dirs)]
@@ -440,12 +442,6 @@ def bench(*, policies=None, workloads=None, seeds=range(20), jobs=None, backend=
                 run_stats=dict(stats, wall_s=round(wall, 3), jobs=jobs or os.cpu_count(),
                                backend=backend))
     _write_atomic(out / "meta.json", json.dumps(meta, indent=2, default=str))
-    if report:
-        from . import report as R
-        from .report_real import latest as latest_real
-        real, real_dir = latest_real(out_root)     # shown when there are any; never started here
-        R.write_report(out, df, meta, plot_cache=cache_dir / "plots" if cache_dir else None,
-                       real_runs=real, real_dir=real_dir, timeline_views=views, n_jobs=jobs)
     point_latest(out_root, out)
     failed = int((df.status != "ok").sum())
     shared = (f", {stats['shared']} the same run as another cell's"
@@ -454,4 +450,19 @@ def bench(*, policies=None, workloads=None, seeds=range(20), jobs=None, backend=
         f"{stats.get('cached', 0)} from the cache{shared}), {failed} failed -> {out}")
     for _, r in df[df.status != "ok"].iterrows():
         log(f"failed: {r.policy} / {r.workload} / seed {r.seed}: {r.status}: {r.error}")
-    return failed, out
+    # the report is not written here (bench imports no report): the caller writes it from
+    # these, e.g. harness.results.write(out, df, meta, out_root, timeline_views=views, ...)
+    return BenchResult(failed, out, df, meta, views,
+                       cache_dir / "plots" if cache_dir else None, out_root)
+
+
+class BenchResult(tuple):
+    """What :func:`bench` made: unpacks as ``(failed, out)``; the rest as attributes, for the
+    report (``df``: the records, ``meta``, ``views``: the RunViews of the timeline seed,
+    ``plot_cache``: the folder of cached plots or None, ``out_root``)."""
+
+    def __new__(cls, failed, out, df, meta, views, plot_cache, out_root):
+        self = super().__new__(cls, (failed, out))
+        self.failed, self.out, self.df, self.meta = failed, out, df, meta
+        self.views, self.plot_cache, self.out_root = views, plot_cache, out_root
+        return self

@@ -1,25 +1,30 @@
-"""The report of a matrix run: aggregate tables, tests against ``mainline`` and plots, written
-as ``summary.md`` and a self-contained ``index.html`` beside ``runs.csv``.
+"""The report of a matrix run: aggregate tables, tests against a baseline policy and plots,
+written as ``summary.md`` and ``index.html`` (a scoreboard first, then a section per workload
+with sortable tables; its images are the files of ``plots/``, loaded lazily) beside
+``runs.csv``.
 
 Everything here is computed from the per-run records (``metrics.COLUMNS``) of the runs that
 finished (``status == "ok"``); failed runs are counted and listed, never averaged in.  The
 report is deterministic: the bootstrap uses a fixed seed, the tests are exact or closed-form,
 and the timelines re-run one seed, which yields the same trace every time.
 
-Statistics (implemented here, no scipy):
+Statistics (:mod:`scipy.stats`):
 
-* median ``time_to_kill_s`` with a 95 % percentile-bootstrap interval (2000 resamples); runs
-  without a kill are a count beside it, never a zero;
-* Fisher's exact test (two-sided: the sum of the probabilities of every table with the
-  observed margins that is at most as likely as the observed one) for rates;
-* the Mann-Whitney U test (two-sided, normal approximation with tie and continuity
-  corrections, as ``scipy.stats.mannwhitneyu(method="asymptotic")``) for times.
+* median ``time_to_kill_s`` with a 95 % percentile-bootstrap interval (``bootstrap``, 2000
+  resamples); runs without a kill are a count beside it, never a zero;
+* Fisher's exact test (``fisher_exact``, two-sided) for rates;
+* the Mann-Whitney U test (``mannwhitneyu``, two-sided) for times: exact when no value ties
+  and each sample has at most :data:`MW_EXACT_MAX` values, else the normal approximation with
+  tie and continuity corrections;
+* Holm's step-down correction for multiple comparisons, per metric over every comparison of
+  the report (:func:`holm`); "significant" means Holm-adjusted p < :data:`ALPHA`.
 
-p-values are per comparison, not corrected for the number of comparisons.
+The first victim (the task the first OOM kill chose) is judged by the workload's oracle:
+"right" when its role is ``culprit`` (:func:`workload_info` reads the roles from the
+workload files).
 """
 from __future__ import annotations
 
-import base64
 import hashlib
 import html
 import json
@@ -47,7 +52,10 @@ KNOWN_POLICIES = ["mainline", "mainline_akpm_fix", "aa", "morton", "rmap"]
 BOOT_SEED = 20020418        # fixed: the same report for the same runs
 BOOT_N = 2000
 ALPHA = 0.05
+MW_EXACT_MAX = 50         # Mann-Whitney: exact p up to this many values a side (no ties)
 DPI = F.DPI
+# the timelines (one panel per policy, ~18 in wide) at the width a page shows them (~1460 px)
+TIMELINE_DPI = 80
 # Axes titles at a fixed height: on axes with their ticks below and no offset text (every
 # plot here) matplotlib's automatic placement leaves them there too, after a tick layout of
 # the axes per title on every draw (a large share of a figure of many panels).
@@ -84,66 +92,72 @@ def policy_colours(policies) -> dict[str, str]:
 
 # ---------------------------------------------------------------------------- statistics
 def fisher_exact(table) -> float:
-    """Two-sided p of Fisher's exact test for the 2x2 table ``[[a, b], [c, d]]``.
-
-    Exact in integers: the tables with the observed margins are weighted by
-    ``C(a+b, x) * C(c+d, a+c-x)``; p is the summed weight of those at most as likely as the
-    observed table over ``C(n, a+c)``."""
-    (a, b), (c, d) = [[int(v) for v in row] for row in table]
-    if min(a, b, c, d) < 0:
-        raise ValueError(f"negative count in {table}")
-    r1, r2, c1 = a + b, c + d, a + c
-    n = r1 + r2
-    if n == 0:
-        return 1.0
-    weight = [math.comb(r1, x) * math.comb(r2, c1 - x)
-              for x in range(max(0, c1 - r2), min(r1, c1) + 1)]
-    lo = max(0, c1 - r2)
-    obs = weight[a - lo]
-    return min(1.0, sum(w for w in weight if w <= obs) / math.comb(n, c1))
-
-
-def _norm_sf(z: float) -> float:
-    return 0.5 * math.erfc(z / math.sqrt(2.0))
+    """Two-sided p of Fisher's exact test for the 2x2 table ``[[a, b], [c, d]]``
+    (:func:`scipy.stats.fisher_exact`: the summed probability of every table with the observed
+    margins that is at most as likely as the observed one)."""
+    from scipy import stats     # here: the plot workers import this module, not scipy
+    t = np.asarray(table, dtype=np.int64)
+    if t.shape != (2, 2) or (t < 0).any():
+        raise ValueError(f"expected a 2x2 table of counts, got {table}")
+    return float(stats.fisher_exact(t, alternative="two-sided").pvalue)
 
 
 def mann_whitney_u(x, y) -> tuple[float, float]:
-    """(U of ``x``, two-sided p) of the Mann-Whitney U test: normal approximation with the
-    tie correction of the variance and a continuity correction of 0.5."""
+    """(U of ``x``, two-sided p) of the Mann-Whitney U test (:func:`scipy.stats.mannwhitneyu`).
+
+    Exact (the permutation distribution of U) when no value ties and both samples have at
+    most :data:`MW_EXACT_MAX` values, which is most cells of a 20-seed matrix; otherwise the
+    normal approximation with the tie correction of the variance and a continuity correction
+    (scipy's exact distribution assumes no ties)."""
+    from scipy import stats     # here: the plot workers import this module, not scipy
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
-    n1, n2 = len(x), len(y)
-    if n1 == 0 or n2 == 0:
+    if len(x) == 0 or len(y) == 0:
         raise ValueError("both samples need at least one value")
-    allv = np.concatenate([x, y])
-    ranks = pd.Series(allv).rank(method="average").to_numpy()
-    u1 = ranks[:n1].sum() - n1 * (n1 + 1) / 2.0
-    u2 = n1 * n2 - u1
-    n = n1 + n2
-    _, counts = np.unique(allv, return_counts=True)
-    tie = float(((counts ** 3) - counts).sum())
-    var = n1 * n2 / 12.0 * ((n + 1) - tie / (n * (n - 1))) if n > 1 else 0.0
-    if var <= 0:
-        return float(u1), 1.0
-    z = (max(u1, u2) - n1 * n2 / 2.0 - 0.5) / math.sqrt(var)
-    return float(u1), float(min(1.0, max(0.0, 2.0 * _norm_sf(z))))
+    both = np.concatenate([x, y])
+    if len(np.unique(both)) == 1:                  # all equal: no evidence either way
+        return len(x) * len(y) / 2.0, 1.0
+    exact = len(np.unique(both)) == len(both) and max(len(x), len(y)) <= MW_EXACT_MAX
+    r = stats.mannwhitneyu(x, y, alternative="two-sided", use_continuity=True,
+                           method="exact" if exact else "asymptotic")
+    return float(r.statistic), float(min(1.0, r.pvalue))
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (NaN stays NaN and is not counted):
+    the i-th smallest of m is multiplied by m - i + 1, then made non-decreasing and capped at 1.
+    Rejecting where the adjusted p < alpha keeps the chance of any false "significant" in the
+    family at most alpha, whatever the dependence between the tests."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = ~np.isnan(p)
+    m = int(ok.sum())
+    if m == 0:
+        return out
+    idx = np.flatnonzero(ok)
+    order = idx[np.argsort(p[idx], kind="stable")]
+    adj = np.minimum(1.0, np.maximum.accumulate(p[order] * (m - np.arange(m))))
+    out[order] = adj
+    return out
 
 
 def bootstrap_median_ci(values, n_boot=BOOT_N, level=0.95, seed=BOOT_SEED):
-    """(median, low, high): percentile bootstrap interval of the median.  A fresh generator
-    with a fixed seed per call, so a cell's interval does not depend on the other cells."""
+    """(median, low, high): percentile bootstrap interval of the median
+    (:func:`scipy.stats.bootstrap`, ``method="percentile"``, ``n_boot`` resamples).  A fresh
+    generator with a fixed seed per call, so a cell's interval does not depend on the other
+    cells.  NaN values are dropped; one value, or all equal, is its own interval."""
+    from scipy import stats     # here: the plot workers import this module, not scipy
     x = np.asarray(values, dtype=float)
     x = x[~np.isnan(x)]
     if len(x) == 0:
         return (math.nan, math.nan, math.nan)
     med = float(np.median(x))
-    if len(x) == 1:
+    if len(x) == 1 or (x == x[0]).all():
         return (med, med, med)
-    rng = np.random.default_rng(seed)
-    meds = np.median(x[rng.integers(0, len(x), size=(n_boot, len(x)))], axis=1)
-    tail = (1 - level) / 2 * 100
-    lo, hi = np.percentile(meds, [tail, 100 - tail])
-    return (med, float(lo), float(hi))
+    r = stats.bootstrap((x,), np.median, n_resamples=n_boot, confidence_level=level,
+                        method="percentile", vectorized=True, rng=np.random.default_rng(seed))
+    ci = r.confidence_interval
+    return (med, float(ci.low), float(ci.high))
 
 
 # ---------------------------------------------------------------------------- tables
@@ -172,14 +186,70 @@ def _workload_order(d: pd.DataFrame, meta: dict | None) -> list[str]:
     return listed + [w for w in present if w not in listed]
 
 
-def aggregate(df: pd.DataFrame, workloads=None) -> pd.DataFrame:
+def workload_info(workloads, meta: dict | None = None) -> dict:
+    """``name -> {"roles": {task name: role}, "question": str}`` of the workloads of a report,
+    read from the files ``meta["workload_files"]`` names (else from ``workloads/``); a workload
+    found in neither gets nothing (its first victims are then not judged)."""
+    from . import registry
+    from . import workload as W
+    out, files = {}, ((meta or {}).get("workload_files") or {})
+    for name in workloads:
+        f = (files.get(name) or {}).get("file")
+        if not f:
+            continue
+        path = Path(f) if Path(f).is_absolute() else registry.ROOT / f
+        try:
+            found = {w.name: w for w in W.load_all(path)}
+        except (OSError, W.WorkloadError):
+            continue
+        if name in found:
+            out[name] = found[name]
+    missing = [w for w in workloads if w not in out]
+    if missing:
+        good, _ = W.load_dir(registry.WORKLOAD_DIR)
+        out.update({w: good[w] for w in missing if w in good})
+    return {n: {"roles": dict(w.roles), "question": str(w.raw.get("question") or "").strip()}
+            for n, w in out.items()}
+
+
+def one_sentence(text: str) -> str:
+    """The first sentence of a workload's ``question`` (up to its first ``?`` or ``!``, or
+    ``.`` followed by a space)."""
+    text = " ".join(str(text or "").split())
+    m = re.search(r"[?!]|\.(\s|$)", text)
+    return text[:m.start() + 1] if m else text
+
+
+def choose_baseline(policies, requested: str | None = None) -> tuple[str | None, str]:
+    """The policy every other is compared with, and a sentence saying which and why:
+    ``requested`` (an error when it was not run), else ``mainline`` when it was run, else the
+    first policy of :func:`policy_order`."""
+    present = policy_order(policies)
+    if requested:
+        if requested not in present:
+            raise ValueError(f"baseline {requested!r} was not run; policies in these results: "
+                             f"{', '.join(present) or 'none'}")
+        return requested, f"baseline {requested} (--baseline)"
+    if not present:
+        return None, "no baseline (no runs)"
+    if BASELINE in present:
+        return BASELINE, f"baseline {BASELINE} (the default)"
+    return present[0], (f"baseline {present[0]}: {BASELINE} was not run, so the first policy "
+                        f"(--baseline POLICY chooses another)")
+
+
+def aggregate(df: pd.DataFrame, workloads=None, info: dict | None = None) -> pd.DataFrame:
     """One row per (workload, policy) with the aggregates of ``metrics.md``; means and rates
-    are over the ok runs (NaN when there are none)."""
+    are over the ok runs (NaN when there are none).  The first victim of the runs with an OOM
+    kill: the most frequent name and its share, and (when ``info`` gives the workload's roles)
+    the share of those runs whose first victim was a culprit."""
     d = prepare(df)
     workloads = workloads or list(dict.fromkeys(d["workload"]))
+    info = info or {}
     rows = []
     for w in workloads:
         dw = d[d.workload == w]
+        roles = (info.get(w) or {}).get("roles")
         for p in policy_order(dw["policy"]):
             cell = dw[dw.policy == p]
             ok = cell[cell.status == "ok"]
@@ -190,6 +260,13 @@ def aggregate(df: pd.DataFrame, workloads=None) -> pd.DataFrame:
             med, lo, hi = bootstrap_median_ci(ok["time_to_kill_s"])
             wrong = ok["wrong_victims"].fillna(0)
             prot = ok["protected_victims"].fillna(0)
+            fv = ok["first_victim"].dropna().astype(str)
+            fv = fv[fv != ""]
+            counts = fv.value_counts()
+            mode = (sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+                    if len(counts) else (None, 0))
+            right = (float(np.mean([roles.get(v) == "culprit" for v in fv]))
+                     if roles is not None and len(fv) else math.nan)
             rows.append({
                 "workload": w, "policy": p, "runs_ok": n, "errors": len(cell) - n,
                 "livelock_rate": mean(ok["livelock"]), "deadlock_rate": mean(ok["deadlock"]),
@@ -198,6 +275,10 @@ def aggregate(df: pd.DataFrame, workloads=None) -> pd.DataFrame:
                 "protected_per_run": mean(prot), "bystander_per_run": mean(wrong - prot),
                 "repeat_per_run": mean(ok["repeat_kills"].fillna(0)),
                 "ineffective_per_run": mean(ok["ineffective_kills"].fillna(0)),
+                "kill_runs": len(fv),
+                "first_victim": mode[0], "first_victim_share": mode[1] / len(fv) if len(fv)
+                else math.nan,
+                "right_first_share": right,
                 "ttk_median_s": med, "ttk_ci_low_s": lo, "ttk_ci_high_s": hi,
                 "ttk_runs": int(ok["time_to_kill_s"].notna().sum()),
                 "no_kill_runs": int(ok["first_kill_s"].isna().sum()),
@@ -212,10 +293,16 @@ def aggregate(df: pd.DataFrame, workloads=None) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["workload", "policy"])
 
 
+#: the metrics compared against the baseline, each a family of tests corrected by Holm
+P_COLS = ("stuck_p", "wrong_p", "ttk_p")
+
+
 def compare(df: pd.DataFrame, baseline=BASELINE, workloads=None) -> pd.DataFrame:
     """Every policy against ``baseline`` per workload (empty when the baseline is absent):
     livelock+deadlock rate and wrong-victim-run share with Fisher's exact test, time to kill
-    with the Mann-Whitney U test (NaN p when either side has fewer than 3 times)."""
+    with the Mann-Whitney U test (NaN p when either side has fewer than 3 times).  Each
+    ``*_p`` has a ``*_p_holm`` beside it: Holm's adjustment over every comparison of that
+    metric in the table (all workloads and policies), the family the report tests."""
     d = prepare(df)
     d = d[d.status == "ok"]
     workloads = workloads or list(dict.fromkeys(d["workload"]))
@@ -234,12 +321,14 @@ def compare(df: pd.DataFrame, baseline=BASELINE, workloads=None) -> pd.DataFrame
                 continue
             g = dw[dw.policy == p]
             n = len(g)
+            if n == 0:
+                continue
             stuck = int((g.livelock | g.deadlock).sum())
             wrong = int((g.wrong_victims.fillna(0) > 0).sum())
             ttk = g.time_to_kill_s.dropna().to_numpy()
             mw_p = mann_whitney_u(ttk, b_ttk)[1] if len(ttk) >= 3 and len(b_ttk) >= 3 else math.nan
             rows.append({
-                "workload": w, "policy": p, "runs": n, "baseline_runs": nb,
+                "workload": w, "policy": p, "baseline": baseline, "runs": n, "baseline_runs": nb,
                 "stuck_rate": stuck / n, "baseline_stuck_rate": b_stuck / nb,
                 "stuck_diff": stuck / n - b_stuck / nb,
                 "stuck_p": fisher_exact([[stuck, n - stuck], [b_stuck, nb - b_stuck]]),
@@ -252,16 +341,86 @@ def compare(df: pd.DataFrame, baseline=BASELINE, workloads=None) -> pd.DataFrame
                 "ttk_p": mw_p,
             })
     cols = ["workload", "policy"]
-    return pd.DataFrame(rows).set_index(cols) if rows else pd.DataFrame(
-        columns=cols + ["stuck_p", "wrong_p", "ttk_p"]).set_index(cols)
+    if not rows:
+        return pd.DataFrame(columns=cols + [c for pc in P_COLS for c in (pc, pc + "_holm")]
+                            ).set_index(cols)
+    out = pd.DataFrame(rows)
+    for c in P_COLS:
+        out.insert(out.columns.get_loc(c) + 1, c + "_holm", holm(out[c]))
+    return out.set_index(cols)
+
+
+def significance_counts(cmp: pd.DataFrame, alpha=ALPHA) -> dict:
+    """``metric -> (tests, p < alpha, Holm-adjusted p < alpha)`` of a :func:`compare` table."""
+    out = {}
+    for c in P_COLS:
+        p = cmp[c].astype(float) if c in cmp else pd.Series(dtype=float)
+        h = cmp[c + "_holm"].astype(float) if c + "_holm" in cmp else pd.Series(dtype=float)
+        out[c[:-2]] = (int(p.notna().sum()), int((p < alpha).sum()), int((h < alpha).sum()))
+    return out
+
+
+def headline(agg: pd.DataFrame, workloads=None, width: int = 36) -> list[str]:
+    """A line per workload for the end of a bench: who got stuck (livelock or deadlock, in %
+    of ok runs), whose first victim was right in at least 90 % of the runs with a kill (else
+    the best), and the fastest median time to kill."""
+    if agg is None or not len(agg):
+        return []
+    workloads = workloads or list(dict.fromkeys(agg.index.get_level_values(0)))
+
+    def who(found: pd.Series, everyone, noun="") -> str:
+        """``found`` (policy -> share) as names with %, or "all but ..." when shorter."""
+        items = [f"{p} {100 * v:.0f}%" for p, v in found.items()]
+        text = ", ".join(items)
+        if len(text) <= width or len(found) <= 1:
+            return text
+        rest = [p for p in everyone if p not in found.index]
+        if len(rest) <= 3:
+            short = (f"all but {', '.join(rest)}" if rest else "all") + \
+                f" ({len(found)} of {len(everyone)}{noun})"
+            if len(short) <= width + 20:
+                return short
+        out = f"{len(found)} of {len(everyone)}{noun}:"
+        for i, it in enumerate(items):
+            more = f", +{len(items) - i} more"
+            if i and len(out) + 2 + len(it) + len(more) > width:
+                return out + more
+            out += (", " if i else " ") + it
+        return out
+
+    rows = []
+    for w in workloads:
+        a = agg.loc[w]
+        a = a[a.runs_ok > 0]
+        everyone = list(a.index)
+        stuck = a.stuck_rate[a.stuck_rate > 0].sort_values(ascending=False, kind="stable")
+        s_txt = who(stuck, everyone) or "nobody"
+        rf = a.right_first_share.astype(float).dropna() if "right_first_share" in a else \
+            pd.Series(dtype=float)
+        good = rf[rf >= 0.9].sort_values(ascending=False, kind="stable")
+        if len(good):
+            r_txt = who(good, list(rf.index), " that killed")
+        elif len(rf) and rf.max() > 0:
+            r_txt = f"none >= 90% (best {rf.idxmax()} {100 * rf.max():.0f}%)"
+        elif len(rf):
+            r_txt = "none"
+        else:
+            r_txt = "no OOM kill" if not (a.get("kill_runs", pd.Series([0])) > 0).any() else "-"
+        t = a.ttk_median_s.astype(float).dropna()
+        t_txt = f"{t.idxmin()} {t.min():.2f}" if len(t) else "no kill"
+        rows.append((w, s_txt, r_txt, t_txt))
+    head = ("workload", "stuck (% of runs)", "first victim right (>= 90 % of kills)",
+            "fastest median kill (s)")
+    wid = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
+    fmt_row = (lambda r: "  ".join(f"{v:<{wid[i]}}" for i, v in enumerate(r)).rstrip())
+    return [fmt_row(head)] + [fmt_row(r) for r in rows]
 
 
 # ---------------------------------------------------------------------------- formatting
-def _pval(p, mark):
+def _pval(p):
     if pd.isna(p):
         return "n/a"
-    text = f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"
-    return mark(text) if p < ALPHA else text
+    return f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"
 
 
 def _ttk(r):
@@ -270,42 +429,119 @@ def _ttk(r):
     return f"{r['ttk_median_s']:.2f} [{r['ttk_ci_low_s']:.2f}, {r['ttk_ci_high_s']:.2f}]"
 
 
-AGG_HEADERS = ["policy", "runs ok", "errors", "livelock", "deadlock", "runs w/ wrong victim",
-               "protected /run", "bystander /run", "repeat /run", "ineffective /run",
-               "median time to kill s [95 % CI]", "no kill", "kills /run", "fault kills /run",
-               "alloc failures /run", "completed", "mean sim s"]
+def _first_victim(r):
+    if r.get("first_victim") is None or pd.isna(r.get("first_victim")):
+        return "-"
+    return f"{r['first_victim']} ({F.pct(r['first_victim_share'])})"
 
 
-def _agg_display(agg_w: pd.DataFrame) -> pd.DataFrame:
+AGG_HEADERS = ["policy", "runs ok", "errors", "stuck", "livelock", "deadlock",
+               "first victim (share of runs with a kill)", "first victim right",
+               "runs w/ wrong victim", "protected /run", "bystander /run", "repeat /run",
+               "ineffective /run", "median time to kill s [95 % CI]", "no kill", "kills /run",
+               "fault kills /run", "alloc failures /run", "completed", "mean sim s"]
+
+
+def _key(v):
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else v
+
+
+def _agg_rows(agg_w: pd.DataFrame) -> list[list[tuple[str, object]]]:
+    """The aggregate table of one workload: a row per policy of (text, sort key) cells."""
     rows = []
     for p, r in agg_w.iterrows():
-        rows.append([p, int(r.runs_ok), int(r.errors), F.pct(r.livelock_rate), F.pct(r.deadlock_rate),
-                     F.pct(r.wrong_victim_share), F.num(r.protected_per_run),
-                     F.num(r.bystander_per_run), F.num(r.repeat_per_run),
-                     F.num(r.ineffective_per_run), _ttk(r),
-                     f"{int(r.no_kill_runs)}/{int(r.runs_ok)}",
-                     F.num(r.kills_per_run), F.num(r.fault_kills_per_run),
-                     F.num(r.alloc_failures_per_run), F.pct(r.completion_rate),
-                     F.num(r.sim_s_mean, 1)])
-    return pd.DataFrame(rows, columns=AGG_HEADERS)
+        rows.append([(p, p), (str(int(r.runs_ok)), r.runs_ok), (str(int(r.errors)), r.errors),
+                     (F.pct(r.stuck_rate), _key(r.stuck_rate)),
+                     (F.pct(r.livelock_rate), _key(r.livelock_rate)),
+                     (F.pct(r.deadlock_rate), _key(r.deadlock_rate)),
+                     (_first_victim(r), _key(r.first_victim_share)),
+                     (F.pct(r.right_first_share), _key(r.right_first_share)),
+                     (F.pct(r.wrong_victim_share), _key(r.wrong_victim_share)),
+                     (F.num(r.protected_per_run), _key(r.protected_per_run)),
+                     (F.num(r.bystander_per_run), _key(r.bystander_per_run)),
+                     (F.num(r.repeat_per_run), _key(r.repeat_per_run)),
+                     (F.num(r.ineffective_per_run), _key(r.ineffective_per_run)),
+                     (_ttk(r), _key(r.ttk_median_s)),
+                     (f"{int(r.no_kill_runs)}/{int(r.runs_ok)}", r.no_kill_runs),
+                     (F.num(r.kills_per_run), _key(r.kills_per_run)),
+                     (F.num(r.fault_kills_per_run), _key(r.fault_kills_per_run)),
+                     (F.num(r.alloc_failures_per_run), _key(r.alloc_failures_per_run)),
+                     (F.pct(r.completion_rate), _key(r.completion_rate)),
+                     (F.num(r.sim_s_mean, 1), _key(r.sim_s_mean))])
+    return rows
 
 
-CMP_HEADERS = ["policy", "stuck (livelock+deadlock) vs mainline", "difference", "p (Fisher)",
-               "runs w/ wrong victim vs mainline", "difference", "p (Fisher)",
-               "median time to kill s vs mainline", "p (Mann-Whitney)"]
+def _cmp_headers(baseline):
+    return ["policy", f"stuck (livelock+deadlock) vs {baseline}", "difference", "p (Fisher)",
+            "p Holm", f"runs w/ wrong victim vs {baseline}", "difference", "p (Fisher)",
+            "p Holm", f"median time to kill s vs {baseline}", "p (Mann-Whitney)", "p Holm"]
 
 
-def _cmp_display(cmp_w: pd.DataFrame, mark) -> pd.DataFrame:
+#: the columns of the comparison table holding a Holm-adjusted p (marked when < ALPHA)
+HOLM_COLS = (4, 8, 11)
+
+
+def _cmp_rows(cmp_w: pd.DataFrame) -> list[list[tuple[str, object]]]:
     rows = []
     for p, r in cmp_w.iterrows():
-        rows.append([p, f"{F.pct(r.stuck_rate)} vs {F.pct(r.baseline_stuck_rate)}",
-                     F.pp(r.stuck_diff), _pval(r.stuck_p, mark),
-                     f"{F.pct(r.wrong_share)} vs {F.pct(r.baseline_wrong_share)}",
-                     F.pp(r.wrong_diff), _pval(r.wrong_p, mark),
-                     f"{F.num(r.ttk_median_s)} (n={int(r.ttk_runs)}) vs "
-                     f"{F.num(r.baseline_ttk_median_s)} (n={int(r.baseline_ttk_runs)})",
-                     _pval(r.ttk_p, mark)])
-    return pd.DataFrame(rows, columns=CMP_HEADERS)
+        rows.append([(p, p),
+                     (f"{F.pct(r.stuck_rate)} vs {F.pct(r.baseline_stuck_rate)}", r.stuck_rate),
+                     (F.pp(r.stuck_diff), r.stuck_diff), (_pval(r.stuck_p), _key(r.stuck_p)),
+                     (_pval(r.stuck_p_holm), _key(r.stuck_p_holm)),
+                     (f"{F.pct(r.wrong_share)} vs {F.pct(r.baseline_wrong_share)}", r.wrong_share),
+                     (F.pp(r.wrong_diff), r.wrong_diff), (_pval(r.wrong_p), _key(r.wrong_p)),
+                     (_pval(r.wrong_p_holm), _key(r.wrong_p_holm)),
+                     (f"{F.num(r.ttk_median_s)} (n={int(r.ttk_runs)}) vs "
+                      f"{F.num(r.baseline_ttk_median_s)} (n={int(r.baseline_ttk_runs)})",
+                      _key(r.ttk_median_s)),
+                     (_pval(r.ttk_p), _key(r.ttk_p)), (_pval(r.ttk_p_holm), _key(r.ttk_p_holm))])
+    return rows
+
+
+def brief_table(agg: pd.DataFrame) -> pd.DataFrame:
+    """A terminal table of :func:`aggregate` (``quick``): a row per workload x policy."""
+    rows = []
+    for (w, p), r in agg.iterrows():
+        row = {"workload": w, "policy": p, "runs": int(r.runs_ok), "errors": int(r.errors),
+               "stuck": F.pct(r.stuck_rate), "livelock": F.pct(r.livelock_rate),
+               "deadlock": F.pct(r.deadlock_rate), "first victim": _first_victim(r),
+               "right": F.pct(r.right_first_share), "ttk med s": F.num(r.ttk_median_s),
+               "no kill": int(r.no_kill_runs), "kills/run": F.num(r.kills_per_run),
+               "fault kills/run": F.num(r.fault_kills_per_run),
+               "wrong/run": F.num(r.protected_per_run + r.bystander_per_run),
+               "completed": F.pct(r.completion_rate), "sim s": F.num(r.sim_s_mean, 1)}
+        rows.append(row)
+    t = pd.DataFrame(rows).set_index(["workload", "policy"]) if rows else pd.DataFrame()
+    if len(t) and not t.errors.any():
+        t = t.drop(columns="errors")
+    return t
+
+
+def _md_rows(headers, rows, marked=()) -> str:
+    """A markdown table of (text, key) rows; the cells of ``marked`` columns whose key is
+    below :data:`ALPHA` in bold."""
+    body = [[f"**{t}**" if i in marked and k != "" and k < ALPHA else t
+             for i, (t, k) in enumerate(r)] for r in rows]
+    return F.md_table(pd.DataFrame(body, columns=headers, dtype=object))
+
+
+def _html_rows(headers, rows, marked=(), cls="tbl sortable") -> str:
+    """A sortable HTML table (``static/report.js``): each cell's sort key in ``data-k``; the
+    cells of ``marked`` columns below :data:`ALPHA` in red."""
+    e = html.escape
+    out = [f'<table class="{cls}"><thead><tr>']
+    out += [f'<th scope="col">{e(h)}</th>' for h in headers]
+    out.append("</tr></thead><tbody>")
+    for r in rows:
+        out.append("<tr>")
+        for i, (t, k) in enumerate(r):
+            kv = "" if k == "" else (f"{float(k):.12g}" if isinstance(k, (int, float, np.number))
+                                     and not isinstance(k, bool) else str(k))
+            sig = i in marked and k != "" and k < ALPHA
+            out.append(f'<td data-k="{e(kv)}"' + (' class="sig"' if sig else "") + f">{e(t)}</td>")
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
 
 
 # ---------------------------------------------------------------------------- plots
@@ -539,7 +775,7 @@ def plot_timelines(workload, policies, seed, timeline_runner, plots_dir, written
     handles = list(zone_handles or []) + plot.event_handles()
     fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 9), fontsize=8.5,
                frameon=False, bbox_to_anchor=(0.5, 1 - 0.52 / H))
-    return F.save(fig, plots_dir, f"timeline_{F.safe(workload)}", written)
+    return F.save(fig, plots_dir, f"timeline_{F.safe(workload)}", written, dpi=TIMELINE_DPI)
 
 
 # ---------------------------------------------------------------------------- documents
@@ -598,11 +834,39 @@ def _errors_frame(d: pd.DataFrame) -> pd.DataFrame:
     return e
 
 
-def _summary_md(d, agg, cmp, meta, workloads, plots, files_rel) -> str:
+def _stats_note(ctx, md: bool) -> str:
+    """What the comparisons are, the correction, and how many are significant."""
+    b = ctx["baseline"]
+    counts = significance_counts(ctx["cmp"])
+    total = sum(v[0] for v in counts.values())
+    per = "; ".join(f"{name}: {n_sig} of {n} before, {n_holm} after"
+                    for name, (n, n_sig, n_holm) in
+                    zip(("stuck rate", "wrong-victim share", "time to kill"), counts.values()))
+    sig = "**bold**" if md else "red"
+    return (f"Rates and per-run means are over the ok runs. Time to kill = first OOM kill minus "
+            f"pressure onset; the median is over the runs with a kill, with a 95 % percentile "
+            f"bootstrap interval (scipy.stats.bootstrap, {BOOT_N} resamples, fixed seed); "
+            f"\"no kill\" counts the others. First victim: the task the first OOM kill chose, "
+            f"most frequent name and its share of the runs with a kill; \"right\" when the "
+            f"workload's oracle calls it a culprit. {ctx['baseline_note'][0].upper()}"
+            f"{ctx['baseline_note'][1:]}. Every policy against {b}: Fisher's exact test "
+            f"(two-sided) for the stuck and wrong-victim rates, Mann-Whitney U (two-sided; exact "
+            f"when no time ties and each side has at most {MW_EXACT_MAX}, else the normal "
+            f"approximation with tie and continuity corrections) for the times (n/a with fewer "
+            f"than 3 times on a side); scipy.stats. Multiple comparisons: Holm's step-down "
+            f"correction per metric over all the comparisons of this report ({total} tests); "
+            f"{sig}: Holm-adjusted p < {ALPHA}. Significant before and after the correction: "
+            f"{per}.")
+
+
+def _summary_md(d, agg, cmp, meta, workloads, plots, files_rel, ctx) -> str:
     out = ["# vmbench report", ""]
     for k, v in _provenance(meta, d):
         out.append(f"- **{k}**: {v}")
-    out.append("")
+    out += [f"- **comparisons**: {ctx['baseline_note']}", ""]
+    hl = headline(agg, workloads)
+    if hl:
+        out += ["## Headline", "", "```", *hl, "```", ""]
     for key, what in (("skipped_policies", "Skipped policies"),
                       ("skipped_workloads", "Skipped workloads")):
         items = meta.get(key) or []
@@ -613,22 +877,20 @@ def _summary_md(d, agg, cmp, meta, workloads, plots, files_rel) -> str:
             f"than ok); they are counted per cell and left out of every statistic.", ""]
     if len(errs):
         out += [F.md_table(errs), ""]
-    out += ["## Results per workload", "",
-            "Rates and per-run means are over the ok runs. Time to kill = first OOM kill minus "
-            "pressure onset; the median is over the runs with a kill, with a 95 % percentile "
-            f"bootstrap interval ({BOOT_N} resamples, fixed seed); \"no kill\" counts the others. "
-            "Comparisons against mainline: Fisher's exact test (two-sided) for the stuck and "
-            "wrong-victim rates, Mann-Whitney U (two-sided, normal approximation) for the times "
-            f"(n/a with fewer than 3 times on a side). **Bold**: p < {ALPHA} (not corrected for "
-            "the number of comparisons).", ""]
+    out += ["## Results per workload", "", _stats_note(ctx, md=True), ""]
+    b = ctx["baseline"]
     for w in workloads:
-        out += [f"### {w}", "", F.md_table(_agg_display(agg.loc[w])), ""]
-        if w in cmp.index.get_level_values(0):
-            out += [f"Against {BASELINE}:", "",
-                    F.md_table(_cmp_display(cmp.loc[w], lambda t: f"**{t}**")), ""]
-        elif BASELINE not in set(d[d.workload == w].policy):
-            out += [f"({BASELINE} was not run on this workload: no comparison.)", ""]
-    out += ["## Plots", "", "Every plot as PNG and SVG; `index.html` shows them all with the "
+        out += [f"### {w}", ""]
+        q = one_sentence((ctx["info"].get(w) or {}).get("question"))
+        if q:
+            out += [f"*{q}*", ""]
+        out += [_md_rows(AGG_HEADERS, _agg_rows(agg.loc[w])), ""]
+        if len(cmp) and w in cmp.index.get_level_values(0):
+            out += [f"Against {b}:", "",
+                    _md_rows(_cmp_headers(b), _cmp_rows(cmp.loc[w]), HOLM_COLS), ""]
+        elif b is not None and b not in set(d[d.workload == w].policy):
+            out += [f"({b} was not run on this workload: no comparison.)", ""]
+    out += ["## Plots", "", "Every plot as PNG and SVG; `index.html` shows them with the "
             "tables above.", ""]
     for rel in files_rel:
         if rel.endswith(".png"):
@@ -638,35 +900,101 @@ def _summary_md(d, agg, cmp, meta, workloads, plots, files_rel) -> str:
     return "\n".join(out)
 
 
-CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:1.5em auto;
-max-width:1500px;padding:0 1em;color:#222;line-height:1.4}
-h1{font-size:1.6em;margin-bottom:.3em}
-h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
-h3{margin-top:1.3em}
-table.tbl{border-collapse:collapse;font-size:12.5px;margin:.4em 0 1em}
-table.tbl th,table.tbl td{border:1px solid #ddd;padding:3px 7px;text-align:right;white-space:nowrap}
-table.tbl th{background:#f2f2f2;text-align:center;white-space:normal;max-width:9em}
-table.tbl td:first-child{text-align:left;font-weight:600}
-table.tbl tr:nth-child(even) td{background:#fafafa}
-table.prov td{padding:1px 10px 1px 0;font-size:13px;vertical-align:top}
-table.prov td:first-child{font-weight:600;white-space:nowrap}
-figure{margin:1em 0 2em}figure img{max-width:100%;height:auto;border:1px solid #eee}
-figcaption{font-size:13px;color:#444;max-width:70em}
-.note{font-size:13px;color:#444;max-width:75em}
-.scroll{overflow-x:auto}
-strong.sig{color:#b2182b}
-code{font-size:12px}
-"""
+def _static(name: str) -> str:
+    """A file of ``harness/static/`` (shipped in the wheel), inlined into the page."""
+    return (Path(__file__).resolve().parent / "static" / name).read_text()
 
 
-def _index_html(d, agg, cmp, meta, workloads, plots, files_rel) -> str:
+def _mix(c0, c1, t):
+    t = min(1.0, max(0.0, float(t)))
+    return "#" + "".join(f"{round(a + (b - a) * t):02x}" for a, b in zip(c0, c1))
+
+
+def score_colour(stuck, right) -> tuple[str, str]:
+    """(background, text colour) of a scoreboard cell: red, darker the more runs got stuck;
+    when none did, green, darker the more first victims were right (grey: no kill judged)."""
+    if pd.isna(stuck):
+        return "#eeeeee", "#555555"
+    if stuck > 0:
+        bg = _mix((0xfc, 0xdc, 0xd4), (0xa5, 0x0f, 0x15), stuck)
+        return bg, "#ffffff" if stuck > 0.45 else "#222222"
+    if pd.isna(right):
+        return "#f4f4f4", "#222222"
+    return _mix((0xf1, 0xf7, 0xee), (0x8f, 0xd1, 0x8a), right), "#222222"
+
+
+def _scoreboard(agg, workloads, policies, ctx) -> str:
+    """Workloads as rows, policies as columns; each cell: stuck %, first victim right %,
+    median time to kill (the fastest of the row underlined), coloured by :func:`score_colour`."""
     e = html.escape
+    out = ['<table id="scoreboard" class="score"><thead><tr><th class="wl">workload</th>']
+    out += [f'<th scope="col">{e(p).replace("_", "_<wbr>")}</th>' for p in policies]
+    out.append("</tr></thead><tbody>")
+    for w in workloads:
+        a = agg.loc[w]
+        t = a.ttk_median_s.astype(float).dropna()
+        fastest = t.min() if len(t) else None
+        out.append(f'<tr><th scope="row" class="wl"><a href="#w-{e(F.safe(w))}">{e(w)}</a></th>')
+        for p in policies:
+            if p not in a.index:
+                out.append('<td class="na">not run</td>')
+                continue
+            r = a.loc[p]
+            if not r.runs_ok:
+                out.append('<td class="na">no ok run</td>')
+                continue
+            bg, fg = score_colour(r.stuck_rate, r.right_first_share)
+            ttk = r.ttk_median_s
+            fast = fastest is not None and not pd.isna(ttk) and ttk == fastest
+            tip = (f"{p} on {w}: stuck {F.pct(r.stuck_rate)} (livelock {F.pct(r.livelock_rate)}, "
+                   f"deadlock {F.pct(r.deadlock_rate)} of {int(r.runs_ok)} ok runs); first "
+                   f"victim {_first_victim(r)}, right {F.pct(r.right_first_share)}; median "
+                   f"time to kill {_ttk(r)} s, {int(r.no_kill_runs)} runs without a kill")
+            ttk_txt = (("no kill" if not r.kill_runs else "n/a") if pd.isna(ttk)
+                       else f"{ttk:.1f}s" if ttk < 100 else f"{ttk:.0f}s")
+            rf = ("" if pd.isna(r.right_first_share) else
+                  f'<span class="rf">\u2713{100 * r.right_first_share:.0f}%</span>')
+            out.append(f'<td style="background:{bg};color:{fg}" title="{e(tip)}">'
+                       f'<span class="st">{100 * r.stuck_rate:.0f}%</span>{rf}'
+                       f'<span class="tk{" fast" if fast else ""}">{ttk_txt}</span></td>')
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _index_html(d, agg, cmp, meta, workloads, plots, files_rel, ctx) -> str:
+    e = html.escape
+    policies = ctx["policies"]
+    prov = dict(_provenance(meta, d))
+    n_bad = int((d.status != "ok").sum())
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-           "<title>vmbench report</title>", f"<style>{CSS}</style></head><body>",
-           "<h1>vmbench report</h1>", '<table class="prov">']
-    out += [f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in _provenance(meta, d)]
-    out.append("</table>")
+           '<meta name="viewport" content="width=device-width, initial-scale=1">',
+           "<title>vmbench report</title>", f"<style>{_static('report.css')}</style></head>",
+           "<body>", '<header><h1>vmbench report</h1><p class="meta">'
+           f"{len(d)} runs, {e(str(len(policies)))} policies x "
+           f"{e(str(len(workloads)))} workloads x {e(prov.get('seeds', ''))} seeds &middot; "
+           f"commit <code>{e(prov.get('commit', '?'))}</code> &middot; "
+           f"{e(prov.get('created (UTC)', '?'))} UTC"
+           + (f' &middot; <a class="bad" href="#failed">{n_bad} failed</a>' if n_bad else "")
+           + "</p></header>"]
+    if len(agg):
+        out += ['<section id="score"><p class="legend">Each cell: <b>stuck %</b> (livelock or '
+                "deadlock, of the ok runs) &middot; <b>first victim right %</b> (of the runs "
+                "with an OOM kill, after &#x2713;) &middot; <b>median time to kill</b> (simulated s after the "
+                "pressure onset; <u>underlined</u>: the fastest of the row; n/a: kills but no "
+                "pressure onset). "
+                '<span class="key" style="background:#c23b2e;color:#fff">red</span> some runs '
+                'stuck (darker: more); <span class="key" style="background:#a9dba3">green</span> '
+                "none stuck (darker: more first victims right); grey: no kill to judge. Hover "
+                "for the counts; a workload's name leads to its tables.</p>",
+                _scoreboard(agg, workloads, policies, ctx), "</section>"]
+    counts = significance_counts(cmp)
+    out.append(f'<p class="note">{e(ctx["baseline_note"][0].upper() + ctx["baseline_note"][1:])}'
+               "; every other policy is compared with it per workload (the tables below). "
+               f"Significant (p &lt; {ALPHA}) before / after Holm's correction per metric: "
+               + "; ".join(f"{name} {n_sig} / {n_holm} of {n}" for name, (n, n_sig, n_holm) in
+                           zip(("stuck rate", "wrong-victim share", "time to kill"),
+                               counts.values())) + ".</p>")
     for key, what in (("skipped_policies", "Skipped policies"),
                       ("skipped_workloads", "Skipped workloads")):
         items = meta.get(key) or []
@@ -674,42 +1002,42 @@ def _index_html(d, agg, cmp, meta, workloads, plots, files_rel) -> str:
             out += [f"<h2>{what}</h2><ul>"] + [f"<li><code>{e(str(s))}</code></li>" for s in items]
             out.append("</ul>")
     errs = _errors_frame(d)
-    out += ["<h2>Failed runs</h2>", f'<p class="note">{len(errs)} of {len(d)} runs did not '
-            "finish (status other than ok); they are counted per cell and left out of every "
-            "statistic.</p>"]
+    out += ['<h2 id="failed">Failed runs</h2>', f'<p class="note">{len(errs)} of {len(d)} runs '
+            "did not finish (status other than ok); they are counted per cell and left out of "
+            "every statistic.</p>"]
     if len(errs):
         out.append(f'<div class="scroll">{F.html_table(errs)}</div>')
-    out.append("<h2>Overview</h2>")
-    out += [F.img(plots[k], PLOT_NOTES[k]) for k in ("heatmap", "wrong_victims") if k in plots]
-    out += ["<h2>Results per workload</h2>",
-            '<p class="note">Rates and per-run means are over the ok runs. Time to kill = first '
-            "OOM kill minus pressure onset; the median is over the runs with a kill, with a "
-            f"95 % percentile bootstrap interval ({BOOT_N} resamples, fixed seed); "
-            "&ldquo;no kill&rdquo; counts the others. Comparisons against mainline: Fisher's "
-            "exact test (two-sided) for the stuck and wrong-victim rates, Mann-Whitney U "
-            "(two-sided, normal approximation with tie and continuity corrections) for the "
-            f"times (n/a with fewer than 3 times on a side). <strong class=\"sig\">Red</strong>: "
-            f"p &lt; {ALPHA} (not corrected for the number of comparisons).</p>"]
-    sig = (lambda t: f'<strong class="sig">{e(t)}</strong>')
+    out += ["<h2>Results per workload</h2>", f'<p class="note">{e(_stats_note(ctx, md=False))}</p>']
+    b = ctx["baseline"]
     for w in workloads:
-        out += [f'<h3 id="{e(F.safe(w))}">{e(w)}</h3>',
-                f'<div class="scroll">{F.html_table(_agg_display(agg.loc[w]))}</div>']
-        if w in cmp.index.get_level_values(0):
-            c = _cmp_display(cmp.loc[w], lambda t: "\0" + t)
-            pcols = [i for i, h in enumerate(c.columns) if h.startswith("p (")]
-            c = pd.DataFrame([[(sig(v[1:]) if v.startswith("\0") else e(v)) if i in pcols else v
-                               for i, v in enumerate(row)] for row in c.itertuples(index=False)],
-                             columns=c.columns, dtype=object)
-            out += [f"<p class=\"note\">Against {BASELINE}:</p>",
-                    f'<div class="scroll">{F.html_table(c, escaped_cols=pcols)}</div>']
-        elif BASELINE not in set(d[d.workload == w].policy):
-            out.append(f'<p class="note">({BASELINE} was not run on this workload: no '
+        out += [f'<section class="wl" id="w-{e(F.safe(w))}"><h3>{e(w)}</h3>']
+        q = (ctx["info"].get(w) or {}).get("question")
+        if q:
+            out.append(f'<p class="q" title="{e(" ".join(q.split()))}">{e(one_sentence(q))}</p>')
+        out.append(f'<div class="scroll">{_html_rows(AGG_HEADERS, _agg_rows(agg.loc[w]))}</div>')
+        if len(cmp) and w in cmp.index.get_level_values(0):
+            out += [f'<p class="note">Against {e(b)} (red: Holm-adjusted p &lt; {ALPHA}):</p>',
+                    '<div class="scroll">'
+                    + _html_rows(_cmp_headers(b), _cmp_rows(cmp.loc[w]), HOLM_COLS) + "</div>"]
+        elif b is not None and b not in set(d[d.workload == w].policy):
+            out.append(f'<p class="note">({e(b)} was not run on this workload: no '
                        "comparison.)</p>")
-        out.append(F.img(plots["ttk"][w], PLOT_NOTES["ttk"]))
+        if w in plots["ttk"]:
+            out.append(F.img(plots["ttk"][w], PLOT_NOTES["ttk"]))
         if w in plots["timeline"]:
             out.append(F.img(plots["timeline"][w], PLOT_NOTES["timeline"]))
-    out += ["<h2>Plot files</h2><ul>"] + [f"<li><code>{e(r)}</code></li>" for r in files_rel]
-    out += ["</ul>", "</body></html>", ""]
+        out.append("</section>")
+    if "wrong_victims" in plots:
+        out += ["<h2>Wrong victims, every workload</h2>",
+                F.img(plots["wrong_victims"], PLOT_NOTES["wrong_victims"])]
+    for extra in ctx.get("sections_html", ()):
+        out.append(extra)
+    out += ['<h2>Provenance</h2><table class="prov">']
+    out += [f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in _provenance(meta, d)]
+    out.append("</table>")
+    out += ["<h2>Plot files</h2><ul>"] + [
+        f'<li><a href="{e(r)}"><code>{e(r)}</code></a></li>' for r in files_rel]
+    out += ["</ul>", f"<script>{_static('report.js')}</script>", "</body></html>", ""]
     return "\n".join(out)
 
 
@@ -777,7 +1105,7 @@ def _plots_key(d: pd.DataFrame, meta: dict, timeline_seed, timelines: bool) -> s
                                                   "skipped_workloads")},
                         sort_keys=True, default=str).encode())
     h.update(repr((timeline_seed, timelines)).encode())
-    for f in ("report.py", "plot.py"):
+    for f in ("report.py", "plot.py", "fmt.py"):
         h.update((here / f).read_bytes())
     return h.hexdigest()
 
@@ -793,10 +1121,12 @@ def _copy_tree(src: Path, dst: Path) -> list[Path]:
 
 def write_report(out_dir, df, meta, *, timeline_seed=None, timeline_runner=None,
                  timelines: bool = True, n_jobs: int | None = None,
-                 plot_cache=None, real_runs: pd.DataFrame | None = None,
-                 real_dir: str | None = None, timeline_views: dict | None = None) -> list[Path]:
-    """Write ``summary.md``, ``index.html`` (self-contained) and ``plots/*.png|svg`` into
-    ``out_dir`` from the run records ``df`` (columns of ``metrics.COLUMNS``) and the
+                 plot_cache=None, timeline_views: dict | None = None,
+                 baseline: str | None = None, info: dict | None = None,
+                 sections=()) -> list[Path]:
+    """Write ``summary.md``, ``index.html`` (opens from disk; its images are the files of
+    ``plots/``, loaded lazily), ``aggregates.csv``, ``comparison.csv`` and ``plots/*.png|svg``
+    into ``out_dir`` from the run records ``df`` (columns of ``metrics.COLUMNS``) and the
     provenance ``meta``; return the written paths.
 
     ``timeline_runner(policy, workload, seed) -> kernel`` re-runs one cell for the timeline
@@ -805,10 +1135,12 @@ def write_report(out_dir, df, meta, *, timeline_seed=None, timeline_runner=None,
     The figures are made in ``n_jobs`` processes (default: one per CPU; 1 = in this process).
     ``timeline_views``: ``(policy, workload, seed) -> RunView`` of runs the matrix sent back
     (:func:`harness.bench.run_matrix`); the timelines draw those instead of making them again
-    (with the default runner).  ``plot_cache``: a folder where the
-    plots are kept by what they depend on, so that an unchanged matrix redraws nothing.
-    ``real_runs``: records of real-kernel runs (``python -m harness real``, from ``real_dir``);
-    their workloads get a "Real kernel vs simulation" section (:mod:`harness.report_real`)."""
+    (with the default runner).  ``plot_cache``: a folder where the plots are kept by what
+    they depend on, so that an unchanged matrix redraws nothing.  ``baseline``: the policy
+    the others are compared with (:func:`choose_baseline`; ValueError when it was not run).
+    ``info``: :func:`workload_info` (default: read from the workload files).  ``sections``:
+    callables ``(out_dir, runs, written) -> (markdown, html)`` of more sections, placed after
+    the workloads (the real-kernel one: :mod:`harness.results`)."""
     out_dir = Path(out_dir)
     plots_dir = out_dir / "plots"
     plots_dir.mkdir(parents=True, exist_ok=True)
@@ -816,9 +1148,13 @@ def write_report(out_dir, df, meta, *, timeline_seed=None, timeline_runner=None,
     d = prepare(df)
     workloads = _workload_order(d, meta)
     policies = policy_order(d["policy"])
+    base, base_note = choose_baseline(policies, baseline)
     colours = policy_colours(policies)
-    agg = aggregate(d, workloads)
-    cmp = compare(d, BASELINE, workloads)
+    info = workload_info(workloads, meta) if info is None else info
+    agg = aggregate(d, workloads, info)
+    cmp = compare(d, base, workloads)
+    ctx = {"baseline": base, "baseline_note": base_note, "info": info, "policies": policies,
+           "cmp": cmp}
     ok = d[d.status == "ok"]
     written: list[Path] = []
     plots = {"ttk": {}, "timeline": {}}
@@ -873,23 +1209,20 @@ def write_report(out_dir, df, meta, *, timeline_seed=None, timeline_runner=None,
         (tmp / ".complete").write_text("")
         shutil.rmtree(cached, ignore_errors=True)
         os.replace(tmp, cached)
-    real_tab = real_png = None
-    if real_runs is not None and len(real_runs):
-        from . import report_real as RR
-        real_tab, real_png = RR.write(out_dir, real_runs, d, real_dir, written)
+    extra_md, extra_html = [], []
+    for section in sections:
+        md_part, html_part = section(out_dir, d, written)
+        extra_md.append(md_part)
+        extra_html.append(html_part)
+    ctx["sections_html"] = extra_html
     files_rel = [p.relative_to(out_dir).as_posix() for p in written if p.suffix in (".png", ".svg")]
     agg_csv, cmp_csv = out_dir / "aggregates.csv", out_dir / "comparison.csv"
     agg.to_csv(agg_csv)
     cmp.to_csv(cmp_csv)
     md, idx = out_dir / "summary.md", out_dir / "index.html"
-    md_text = _summary_md(d, agg, cmp, meta, workloads, plots, files_rel)
-    idx_text = _index_html(d, agg, cmp, meta, workloads, plots, files_rel)
-    if real_tab is not None and real_png is not None:
-        from . import report_real as RR
-        md_text = md_text.replace("## Plots\n", RR.section_md(
-            real_tab, real_png.relative_to(out_dir).as_posix(), real_dir) + "\n## Plots\n", 1)
-        idx_text = idx_text.replace("<h2>Plot files</h2>", RR.section_html(
-            real_tab, real_png, real_dir) + "\n<h2>Plot files</h2>", 1)
+    md_text = _summary_md(d, agg, cmp, meta, workloads, plots, files_rel, ctx)
+    if extra_md:
+        md_text = md_text.replace("## Plots\n", "\n".join(extra_md) + "\n## Plots\n", 1)
     md.write_text(md_text)
-    idx.write_text(idx_text)
+    idx.write_text(_index_html(d, agg, cmp, meta, workloads, plots, files_rel, ctx))
     return [md, idx, agg_csv, cmp_csv] + written
