@@ -47,7 +47,8 @@ EXTRA_COLUMNS = ["backend", "kernel", "time_scale", "truncated", "max_wall_s", "
                  # real policies (harness/real/policies.py)
                  "real_policy_file", "model", "kernel_package", "settings", "daemon",
                  "kernel_kills", "daemon_kills", "first_signal", "first_signal_by",
-                 "oom_invoker", "tcg_fault_factor", "tcg_cpu_factor"]
+                 "oom_invoker", "reaped", "first_victim_exit_s", "tcg_fault_factor",
+                 "tcg_cpu_factor"]
 ALL_COLUMNS = COLUMNS + EXTRA_COLUMNS
 
 KERNEL_RE = re.compile(r"^\s*\[\s*(\d+)\.(\d+)\]\s?(.*)$")
@@ -55,6 +56,7 @@ KILLED_RE = re.compile(r"Killed process (\d+) \((.*?)\)")
 INVOKED_RE = re.compile(r"^(.*?) invoked oom-killer:")
 MARK_RE = re.compile(r"vmreal: clock (\d+)")
 PID_RE = re.compile(r"\bPID: (\d+) ")
+REAPED_RE = re.compile(r"oom_reaper: reaped process (\d+) ")
 DAEMON_PREFIX = "vmreal-daemon: "          # a daemon's lines, put into the kernel log by /init
 # earlyoom 1.7 kill.c kill_process(): 'sending SIGTERM to process 123 uid 0 "name": ...'
 DAEMON_KILL_RE = re.compile(r"sending (SIG[A-Z]+) to process (\d+)")
@@ -189,8 +191,13 @@ def make_record(plan, runner_lines, kernel_lines, meta, extra=None) -> dict:
     daemon_name = (meta.get("daemon_name") or "daemon")
     n_daemon = 0
     invoked = invoker = None
+    reaped = 0
     for i, (t, msg) in enumerate(kern):
         tm = t - off
+        mr = REAPED_RE.search(msg)
+        if mr and (scope_all or int(mr.group(1)) in id_of):
+            reaped += 1
+            continue
         if msg.startswith(DAEMON_PREFIX):
             m = DAEMON_KILL_RE.search(msg)
             if m:
@@ -301,6 +308,9 @@ def make_record(plan, runner_lines, kernel_lines, meta, extra=None) -> dict:
         kernel_kills=len(kills) - n_daemon, daemon_kills=n_daemon,
         first_signal=signals[0][1] if signals else None,
         first_signal_by=signals[0][2] if signals else None,
-        oom_invoker=invoker,
+        oom_invoker=invoker, reaped=reaped,
+        first_victim_exit_s=(_s(rel(exit_time_of(kills[0][3], kills[0][1])))
+                             if kills and exit_time_of(kills[0][3], kills[0][1]) is not None
+                             else None),
     )
     return rec
