@@ -5,8 +5,9 @@ shared libraries and the dynamic loader, as a cpio archive appended to the initr
   unpacked with ``dpkg -x`` into ``.real/daemons/<package>_<version>/`` -- never installed.
 * Shared libraries: the binary's ``DT_NEEDED`` entries (``readelf -d``), and theirs, are looked
   up in the unpacked packages (``lib/x86_64-linux-gnu``, ``usr/lib/x86_64-linux-gnu``); while one
-  is missing, the packages the ones fetched so far depend on (``apt-cache depends``, ``Depends``
-  only) are fetched and unpacked too, at most :data:`MAX_ROUNDS` rounds.  Nothing is taken from
+  is missing, the library packages (``lib*``, Debian policy 8.1) the ones fetched so far depend
+  on (``apt-cache depends``, ``Depends`` only) are fetched and unpacked too, at most
+  :data:`MAX_ROUNDS` rounds.  Nothing is taken from
   the host's own libraries: the guest runs Debian's, as an installed system would.
 * The archive holds the package's files (documentation and init scripts left out), each library
   under its soname in ``/lib/x86_64-linux-gnu``, the loader as ``/lib64/ld-linux-x86-64.so.2``,
@@ -141,7 +142,9 @@ def stage(pkg: str, command, oom_score_adj: int, verbose=False) -> dict:
         nxt = []
         for p in frontier:
             for dep in _depends(p):
-                if dep not in roots:
+                # shared libraries are packaged as lib* (Debian policy 8.1); the rest of a
+                # package's dependencies (init-system-helpers, ...) are not needed to run it
+                if dep not in roots and dep.startswith("lib"):
                     try:
                         roots[dep] = _unpacked(dep)[0]
                         say(f"daemon {pkg}: library package {dep}")
