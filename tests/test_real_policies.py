@@ -43,6 +43,20 @@ def test_shipped_policies_and_their_models():
         ("sysfs", "kernel/mm/lru_gen/min_ttl_ms", "/sys/kernel/mm/lru_gen/min_ttl_ms", "1000")]
 
 
+@pytest.mark.parametrize("name", sorted(P.discover()[0]))
+def test_every_real_policy_names_its_model_or_says_in_one_line_why_not(name):
+    """Over every file in policies/real/, a dropped-in one included."""
+    pol = P.discover()[0][name]
+    found, _ = registry.discover(registry.POLICY_DIR)
+    msg = P.check_model(pol, found)
+    if pol.models is None or pol.models in found:
+        assert msg is None
+    else:                                       # e.g. a model another change has not added yet
+        assert msg == f"{pol.file}: models: simulated policy {pol.models!r} not found"
+    assert pol.description and "\n" not in pol.description
+    assert pol.backend in P.BACKENDS
+
+
 def test_simulated_discovery_ignores_the_real_folder():
     found, errors = registry.discover(registry.POLICY_DIR)
     assert not any(n.startswith("real-") for n in found)
@@ -235,7 +249,7 @@ script = [ { loop = 80, steps = [ { touch_mb = 2 }, { sleep_s = 0.1 } ] }, { exi
 """
 
 FAMILIES = ["real-6.1", "real-6.1-mglru", "real-6.12", "real-6.1-kill-allocating",
-            "real-6.1-overcommit-never", "real-6.1-oomd"]
+            "real-6.1-overcommit-never", "real-6.1-oomd", "real-memcg"]
 
 
 @pytest.fixture(scope="module")
@@ -246,20 +260,29 @@ def family_runs(tmp_path_factory):
     (d / "leak-steps.toml").write_text(LEAK)
     tiny = W.load(ROOT / "workloads" / "tiny.toml")
     leak = W.load(d / "leak-steps.toml")
-    pols = [good[n] for n in FAMILIES if matrix.kernel_id(good[n]) is not None]
+    pols = [good[n] for n in FAMILIES if _usable(good[n])[0]]
     cells, _ = matrix.make_cells(pols, [tiny], [0], 0.1, 20)
-    c2, _ = matrix.make_cells([good["real-6.1-earlyoom"]], [leak], [0], 1.0, 20)
+    eo = good["real-6.1-earlyoom"]
+    c2, _ = matrix.make_cells([eo] if _usable(eo)[0] else [], [leak], [0], 1.0, 20)
     recs = matrix.run_matrix(cells + c2, jobs=2, cache_dir=d / "cache", out_dir=d / "out",
                              progress=False)
     return {r["policy"]: r for r in recs}
 
 
-@vm
+def _usable(pol) -> tuple[bool, str]:
+    from harness.real import available
+    if pol.backend == "memcg":
+        return available("memcg")
+    return qemu.available(pol.kernel)
+
+
 @pytest.mark.parametrize("name", FAMILIES + ["real-6.1-earlyoom"])
-def test_family_runs(family_runs, name):
+def test_family_runs(request, name):
     good, _ = P.discover()
-    if name not in family_runs:
-        pytest.skip(f"{good[name].kernel} not fetched (make real-setup)")
+    usable, reason = _usable(good[name])
+    if not usable:
+        pytest.skip(f"{good[name].backend} backend unavailable for {name}: {reason}")
+    family_runs = request.getfixturevalue("family_runs")
     r = family_runs[name]
     assert r["status"] == "ok", r.get("error")
     settings = json.loads(r["settings"] or "{}")
@@ -280,6 +303,8 @@ def test_family_runs(family_runs, name):
         assert r["kills"] == 0 and r["alloc_failures"] >= 1     # mmap ENOMEM, nobody killed
     elif name == "real-6.1-oomd":
         assert json.loads(r["daemon"])["oom_score_adj"] == "-100"     # oomd ran throughout
+    elif name == "real-memcg":
+        assert r["backend"] == "memcg" and r["first_victim"] == "hog"
     elif name == "real-6.1-earlyoom":
         assert (r["first_signal"], r["first_signal_by"]) == ("SIGTERM", "earlyoom")
         assert r["kernel_kills"] == 0 and r["first_victim"] == "leak"
@@ -362,3 +387,37 @@ def test_no_leftovers_after_interrupt_or_kill_of_the_parent(tmp_path, how):
     assert not list(tmp_path.glob("cache/*/*.json"))        # nothing unfinished was cached
     qemu.sweep_stale()
     assert not list(qemu.CACHE.glob(f"qemu-run.{p.pid}.*"))     # the next call removes them
+
+
+@vm
+def test_kill_9_loses_no_finished_run_and_the_next_call_resumes(tmp_path):
+    import os
+    import signal
+    import sys
+    import time
+    cmd = [sys.executable, "-m", "harness", "real", "--policies", "real-6.1", "--workloads",
+           "tiny", "--seeds", "2", "--jobs", "1", "--no-progress", "--no-report",
+           "--out", str(tmp_path)]
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(tmp_path.glob("cache/*/*.json")):
+        time.sleep(0.2)
+        assert p.poll() is None, p.stdout.read().decode()[-2000:]
+    os.kill(p.pid, signal.SIGKILL)                   # in the middle of the second run
+    p.wait(timeout=30)
+    assert len(list(tmp_path.glob("cache/*/*.json"))) == 1
+    good, _ = P.discover()
+    cells, _ = matrix.make_cells([good["real-6.1"]], [W.load(ROOT / "workloads" / "tiny.toml")],
+                                 [0, 1])
+    computed = []
+    recs = matrix.run_matrix(cells, jobs=1, cache_dir=tmp_path / "cache", progress=False,
+                             log=computed.append)
+    assert [r["seed"] for r in computed] == [1]           # seed 0 came from the cache
+    assert [r["status"] for r in recs] == ["ok", "ok"]
+    again = []
+    matrix.run_matrix(cells, jobs=1, cache_dir=tmp_path / "cache", progress=False,
+                      log=again.append)
+    assert again == []                                    # a second call computes nothing
+    live, files = _no_leftovers()
+    assert live == [] and files == []

@@ -263,30 +263,28 @@ LEGACY_BACKEND_POLICY = {"qemu": "real-6.1", "memcg": "real-memcg"}
 
 
 def resolve_policies(spec: str | None, backend: str | None):
-    """(policies, error lines): ``--policies a,b`` (default: every shipped real policy), or
-    the policy standing for ``--backend`` (qemu: real-6.1, memcg: real-memcg)."""
+    """(policies, error lines): ``--policies a,b`` (default: every real policy in
+    ``policies/real/``), or the policies standing for ``--backend`` (qemu: real-6.1, memcg:
+    real-memcg, all: both).  A malformed file's line is given when its policy was asked for, or
+    when every policy was; an unknown name is a line of its own."""
     from . import policies as P
     good, errors = P.discover()
     if spec:
         names = _csv(spec)
-    elif backend and backend != "all":
-        names = [LEGACY_BACKEND_POLICY[backend]]
-    elif backend == "all":
-        names = list(LEGACY_BACKEND_POLICY.values())
+    elif backend:
+        names = (list(LEGACY_BACKEND_POLICY.values()) if backend == "all"
+                 else [LEGACY_BACKEND_POLICY[backend]])
     else:
-        names = sorted(good)
+        return [good[n] for n in sorted(good)], errors
+    bad = {P.POLICY_DIR / f"{n}.toml": n for n in names}
+    lines = [e for e in errors if any(e.startswith(P._show(f) + ":") for f in bad)]
     out = []
     for n in names:
         if n in good:
             out.append(good[n])
-        elif not any(e.startswith(f"policies/real/{n}.toml:") for e in errors):
-            errors.append(f"unknown real policy {n!r}; known: {', '.join(sorted(good))}")
-        else:
-            pass                                 # its file's error line says why
-    wanted = set(names)
-    errors = [e for e in errors if not e.startswith("policies/real/") or
-              Path(e.split(":", 1)[0]).stem in wanted or not spec]
-    return out, errors
+        elif not (P.POLICY_DIR / f"{n}.toml").exists():
+            lines.append(f"unknown real policy {n!r}; known: {', '.join(sorted(good))}")
+    return out, lines
 
 
 def cmd_real(args) -> int:
