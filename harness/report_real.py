@@ -182,10 +182,24 @@ def table(real: pd.DataFrame, sim: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(cols)
 
 
-def agreement(tab: pd.DataFrame) -> pd.DataFrame:
-    """Per (real policy, model) pair and workload: do the modal first victims agree, the ratio
-    of kills per run (real / sim), and the pair's rank by median time to kill among the real
-    policies and among their models (the same rank = ranked the same)."""
+def _roles() -> dict:
+    """{workload: {task name: role}} from the workloads' oracles (read only for the report)."""
+    try:
+        from . import registry
+        from . import workload as W
+        found, _ = W.load_dir(registry.WORKLOAD_DIR)
+        return {n: dict(w.roles) for n, w in found.items()}
+    except Exception:  # noqa: BLE001 - the report works without the roles
+        return {}
+
+
+def agreement(tab: pd.DataFrame, roles: dict | None = None) -> pd.DataFrame:
+    """Per (real policy, model) pair and workload: do the modal first victims agree (and their
+    roles in the workload's oracle: on several-hogs the four hogs are alike, and which one is
+    largest when memory runs out is a draw), the ratio of kills per run (real / sim), and the
+    pair's rank by median time to kill among the real policies and among their models (the
+    same rank = ranked the same)."""
+    roles = _roles() if roles is None else roles
     rows = []
     for w in list(dict.fromkeys(tab.index.get_level_values(0))):
         tw = tab.loc[w].reset_index()
@@ -199,14 +213,21 @@ def agreement(tab: pd.DataFrame) -> pd.DataFrame:
         for a, b in pairs:
             if not a.runs_ok or not b.runs_ok:
                 rows.append({"workload": w, "real": a.pair, "model": b.model,
-                             "victims_agree": None, "real_victim": a.first_victim_mode,
+                             "victims_agree": None, "roles_agree": None,
+                             "real_victim": a.first_victim_mode,
                              "sim_victim": b.first_victim_mode, "kills_ratio": math.nan,
                              "rank_real": None, "rank_sim": None, "same_rank": None})
                 continue
             ratio = (a.kills_per_run / b.kills_per_run if b.kills_per_run
                      else (math.inf if a.kills_per_run else 1.0))
+            rw = roles.get(w, {})
+
+            def role(v):
+                return "none" if v == "none" else rw.get(v, "?")
             rows.append({"workload": w, "real": a.pair, "model": b.model,
                          "victims_agree": a.first_victim_mode == b.first_victim_mode,
+                         "roles_agree": role(a.first_victim_mode) == role(b.first_victim_mode)
+                         if rw or a.first_victim_mode == "none" else None,
                          "real_victim": a.first_victim_mode, "sim_victim": b.first_victim_mode,
                          "kills_ratio": ratio, "rank_real": rk_r.get(a.pair),
                          "rank_sim": rk_s.get(a.pair),
@@ -257,7 +278,8 @@ def display(tw: pd.DataFrame) -> pd.DataFrame:
 
 
 AG_HEADERS = ["workload", "real policy", "model", "modal first victim (real / sim)", "agree",
-              "kills/run ratio (real / sim)", "rank by time to kill (real / sim)", "same rank"]
+              "its role agrees", "kills/run ratio (real / sim)",
+              "rank by time to kill (real / sim)", "same rank"]
 
 
 def display_agreement(ag: pd.DataFrame) -> pd.DataFrame:
@@ -271,7 +293,7 @@ def display_agreement(ag: pd.DataFrame) -> pd.DataFrame:
         sim_v = name(r.sim_victim) if r.sim_victim is not None or r.victims_agree is not None \
             else "-"
         rows.append([r.workload, r.real, r.model, f"{name(r.real_victim)} / {sim_v}",
-                     yn(r.victims_agree),
+                     yn(r.victims_agree), yn(r.roles_agree),
                      "-" if pd.isna(r.kills_ratio) else f"{r.kills_ratio:.2f}",
                      "-" if r.rank_real is None or pd.isna(r.rank_real)
                      else f"{int(r.rank_real)} / {int(r.rank_sim)}", yn(r.same_rank)])

@@ -82,6 +82,10 @@ def test_agreement_values(frames):
     assert [ag.loc[p, "rank_sim"] for p in ("real-memcg", "real-6.1",
                                             "real-6.1-overcommit-never")] == [1, 1, 2]
     assert RR.agreement_share(ag.reset_index()) == (2, 3)
+    roles = {"w": {"usemem": "culprit", "cc1": "bystander"}}
+    ag = RR.agreement(RR.table(real, sim), roles).set_index("real")
+    assert [ag.loc[p, "roles_agree"] for p in ("real-memcg", "real-6.1",
+                                               "real-6.1-overcommit-never")] == [True, False, True]
 
 
 def test_a_missing_model_leaves_the_real_rows(frames):
@@ -102,7 +106,7 @@ def test_write_files_and_display(frames, tmp_path):
             " s (TCG faults x3.75, CPU x1.21) |") in md
     assert "| sim oom_reaper (for real-memcg) | 4 | usemem (75 %) |" in md
     assert "Modal first victims agree in 2 of 3 (pair, workload) cells." in md
-    assert "| w | real-6.1 | oom_reaper | cc1 / usemem | no | 1.60 | 2 / 1 | no |" in md
+    assert "| w | real-6.1 | oom_reaper | cc1 / usemem | no | - | 1.60 | 2 / 1 | no |" in md
     assert "results/real/x" in md and "plots/real_vs_sim_w.png" in md
     assert (tmp_path / "real_agreement.csv").exists()
 
