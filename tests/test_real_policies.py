@@ -353,18 +353,24 @@ def _no_leftovers():
     return live, files
 
 
+def _start_real(out, workload, seeds):
+    """``python -m harness real`` of real-6.1 in a session of its own (the terminal's Ctrl-C
+    is the test's signal)."""
+    import sys
+    cmd = [sys.executable, "-m", "harness", "real", "--policies", "real-6.1", "--workloads",
+           workload, "--seeds", str(seeds), "--jobs", "1", "--no-progress", "--no-report",
+           "--out", str(out)]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
 @vm
 @pytest.mark.parametrize("how", ["SIGINT", "SIGKILL"])
 def test_no_leftovers_after_interrupt_or_kill_of_the_parent(tmp_path, how):
     import os
     import signal
-    import sys
     import time
-    cmd = [sys.executable, "-m", "harness", "real", "--policies", "real-6.1", "--workloads",
-           "dstate-victim", "--seeds", "1", "--jobs", "1", "--no-progress", "--no-report",
-           "--out", str(tmp_path)]
-    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         start_new_session=True)
+    p = _start_real(tmp_path, "dstate-victim", 1)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:         # until the VM has printed (its files unlinked)
         time.sleep(0.5)
@@ -393,13 +399,8 @@ def test_no_leftovers_after_interrupt_or_kill_of_the_parent(tmp_path, how):
 def test_kill_9_loses_no_finished_run_and_the_next_call_resumes(tmp_path):
     import os
     import signal
-    import sys
     import time
-    cmd = [sys.executable, "-m", "harness", "real", "--policies", "real-6.1", "--workloads",
-           "tiny", "--seeds", "2", "--jobs", "1", "--no-progress", "--no-report",
-           "--out", str(tmp_path)]
-    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         start_new_session=True)
+    p = _start_real(tmp_path, "tiny", 2)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list(tmp_path.glob("cache/*/*.json")):
         time.sleep(0.2)

@@ -30,11 +30,9 @@ import os
 import signal
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import build
 from .plan import NotRealisable, compile_plan
 from .policies import RealPolicy
 
@@ -228,11 +226,3 @@ def _kill_everything():
     with contextlib.suppress(Exception):
         from . import memcg
         memcg._cleanup_all()
-
-
-def check_build() -> str | None:
-    try:
-        build.vmreal_path()
-    except build.BuildError as e:
-        return str(e)
-    return None
