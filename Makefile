@@ -58,9 +58,9 @@ real-setup: setup
 	$(PY) -m harness real-setup
 
 # The default real matrix: every shipped real policy x 5 seeds x the realisable workloads below
-# (the RAM sweep is `ram`: every point); a policy or backend real-setup could not prepare is
-# skipped with its reason.  docs/real-kernel.md says why the other workloads are left out.
-REAL_WORKLOADS := morton-make-usemem,several-hogs,dstate-victim,streaming-reader,fork-bomb,ram
+# (the RAM sweep's 32, 64 and 128 MB points); a policy or backend real-setup could not prepare
+# is skipped with its reason.  docs/real-kernel.md says why the other workloads are left out.
+REAL_WORKLOADS := morton-make-usemem,several-hogs,dstate-victim,streaming-reader,fork-bomb,ram.ram_mb32,ram.ram_mb64,ram.ram_mb128
 
 bench-real: setup
 	$(MAKE) --no-print-directory real-setup || echo "bench-real: real-setup failed; continuing"
