@@ -54,9 +54,10 @@ DIFFERENCES = [
      "stated beside every real time) while CPU is scaled, so usemem is sometimes still small "
      "when memory runs out and a cc1 is picked first (morton-make-usemem)."),
     ("what a user-space killer sees",
-     "earlyoom acts on MemAvailable, which in the guest counts ~8 MB of reclaimable slab the "
-     "tasks cannot get (si_mem_available adds reclaimable slab above the low watermarks): on "
-     "32-64 MB workloads its 10 % is not reached before the kernel's OOM killer runs; the "
+     "earlyoom acts on MemAvailable, which in the 6.1 guest counts ~8 MB that tasks cannot "
+     "get: tracefs's inodes and dentries for every trace event (made at boot, pinned, yet "
+     "accounted as reclaimable slab, 9.7 MB; 6.12's eventfs makes them on lookup). On 32-64 MB "
+     "workloads earlyoom's 10 % is then not reached before the kernel's OOM killer runs; the "
      "simulated daemon reads the model's own MemAvailable, which has no such slab. oomd's "
      "rule (pressure above 60 % for 30 s) is longer than a run."),
     ("badness: RSS, not total_vm",
