@@ -32,10 +32,12 @@ perf: setup
 		--benchmark-json=results/perf/benchmark.json
 	$(PY) -m harness perf-summary results/perf/benchmark.json
 
-# Debian packages the qemu backend needs; installed only when missing, only as root with apt.
-# Then the guest kernel (the package linux-image-amd64 depends on: apt-get download + dpkg -x
-# into .real/kernel/, never installed), the static runner and the kernel's measured overhead.
-REAL_PKGS := qemu-system-x86 busybox-static cpio e2fsprogs
+# Debian packages the qemu backend needs; installed only when missing, only as root with apt
+# (binutils: readelf, for a daemon's shared libraries; zstd: Debian 6.12's compressed image).
+# Then `python -m harness real-setup`: every kernel and daemon the real policies name
+# (policies/real/*.toml: apt-get download + dpkg -x into .real/, never installed, cached by
+# package version), the static runner, each kernel's measured overhead and the TCG slowdown.
+REAL_PKGS := qemu-system-x86 busybox-static cpio e2fsprogs binutils zstd
 
 real-setup: setup
 	@missing=""; for p in $(REAL_PKGS); do \
@@ -55,11 +57,14 @@ real-setup: setup
 	fi
 	$(PY) -m harness real-setup
 
-# morton-make-usemem, several-hogs and streaming-reader x 5 seeds on every backend this machine
-# allows (a backend real-setup could not prepare is skipped with its reason)
+# The default real matrix: every shipped real policy x 5 seeds x the realisable workloads below
+# (the RAM sweep's 32, 64 and 128 MB points); a policy or backend real-setup could not prepare
+# is skipped with its reason.  docs/real-kernel.md says why the other workloads are left out.
+REAL_WORKLOADS := morton-make-usemem,several-hogs,dstate-victim,streaming-reader,fork-bomb,ram.ram_mb32,ram.ram_mb64,ram.ram_mb128
+
 bench-real: setup
 	$(MAKE) --no-print-directory real-setup || echo "bench-real: real-setup failed; continuing"
-	$(PY) -m harness real --workloads morton-make-usemem,several-hogs,streaming-reader --backend all --seeds 5
+	$(PY) -m harness real --workloads $(REAL_WORKLOADS) --seeds 5
 
 # Debian's headless-capable Chromium for the report's browser test (tests/test_browser.py);
 # installed only when missing, only as root with apt.  Without it that test skips, saying so.

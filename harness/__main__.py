@@ -150,7 +150,10 @@ def cmd_list(args) -> int:
     width = max((len(n) for n in workloads), default=0)
     for name in sorted(workloads):
         print(f"  {name:<{width}}  {workloads[name].description}")
-    for e in perr + werr:
+    from .real import list_lines                  # real policies: policies/real/*.toml
+    rlines, rerr = list_lines()
+    print("real policies:", *rlines, sep="\n")
+    for e in perr + werr + rerr:
         print(f"error: {e}", file=sys.stderr)
     return 0
 

@@ -50,8 +50,16 @@ DIFFERENCES = [
      "simulated."),
     ("who is largest when memory runs out",
      "Every modern killer (and the oom_reaper model) picks the largest RSS at that instant. "
-     "Under TCG a page fault costs ~20x native while CPU is scaled, so usemem is sometimes "
-     "still small when memory runs out and a cc1 is picked first (morton-make-usemem)."),
+     "Under TCG a page fault costs several times native (real-setup measures the factor, "
+     "stated beside every real time) while CPU is scaled, so usemem is sometimes still small "
+     "when memory runs out and a cc1 is picked first (morton-make-usemem)."),
+    ("what a user-space killer sees",
+     "earlyoom acts on MemAvailable, which in the 6.1 guest counts ~8 MB that tasks cannot "
+     "get: tracefs's inodes and dentries for every trace event (made at boot, pinned, yet "
+     "accounted as reclaimable slab, 9.7 MB; 6.12's eventfs makes them on lookup). On 32-64 MB "
+     "workloads earlyoom's 10 % is then not reached before the kernel's OOM killer runs; the "
+     "simulated daemon reads the model's own MemAvailable, which has no such slab. oomd's "
+     "rule (pressure above 60 % for 30 s) is longer than a run."),
     ("badness: RSS, not total_vm",
      "2.4's badness starts from total_vm; 4.x+ (and the oom_reaper model) from RSS + swap + page "
      "tables. Tasks that have reserved but not touched memory rank differently."),
@@ -98,109 +106,239 @@ def _mode(names: pd.Series) -> str | None:
     return sorted(str(x) for x in top)[0]          # ties broken by name: deterministic
 
 
+def _models(real: pd.DataFrame) -> dict[str, str | None]:
+    """{real policy: its model's label} (records before real policies: the reference)."""
+    out = {}
+    for p, g in real.groupby("policy", sort=True):
+        m = g["model"].dropna() if "model" in g.columns else pd.Series([], dtype=object)
+        if "model" in g.columns and len(g) and g["model"].isna().all() and \
+                g.get("real_policy_file", pd.Series([None])).notna().any():
+            out[p] = None                          # a real policy without a model
+        else:
+            out[p] = str(m.iloc[0]) if len(m) else SIM_REFERENCE
+    return out
+
+
 def sources(real: pd.DataFrame, sim: pd.DataFrame) -> list[str]:
     reals = sorted(p for p in real["policy"].unique() if is_real(p))
-    sims = [p for p in (SIM_REFERENCE, *SIM_CONTEXT) if p in set(sim["policy"])]
-    return reals + sims
+    return reals
+
+
+def _summary(ok: pd.DataFrame, n_all: int) -> dict:
+    n = len(ok)
+    fv = ok["first_victim"].fillna("none").astype(str)
+    med, lo, hi = R.bootstrap_median_ci(pd.to_numeric(ok["time_to_kill_s"], errors="coerce"))
+
+    def mean(col):
+        return float(pd.to_numeric(ok[col], errors="coerce").fillna(0).mean()) if n else math.nan
+    stuck = (F.as_bool(ok["livelock"].fillna(False)) | F.as_bool(ok["deadlock"].fillna(False)))
+    return {
+        "runs_ok": n, "errors": n_all - n,
+        "first_victim_mode": _mode(fv) if n else None,
+        "first_victim_mode_share": float((fv == _mode(fv)).mean()) if n else math.nan,
+        "ttk_median_s": med, "ttk_ci_low_s": lo, "ttk_ci_high_s": hi,
+        "no_kill_runs": int(ok["first_kill_s"].isna().sum()),
+        "kills_per_run": mean("kills"), "wrong_victims_per_run": mean("wrong_victims"),
+        "alloc_failures_per_run": mean("alloc_failures"),
+        "stuck_share": float(stuck.mean()) if n else math.nan,
+        "completion_rate": float(F.as_bool(ok["workload_completed"].fillna(False)).mean())
+        if n else math.nan,
+    }
 
 
 def table(real: pd.DataFrame, sim: pd.DataFrame) -> pd.DataFrame:
-    """One row per (workload, source) for every workload that has real runs: the real sources
-    first, then the simulated reference and context policies."""
+    """One row per (workload, source): each real policy followed by its model's row
+    (``kind`` sim, ``pair`` the real policy it stands beside)."""
     r = R.prepare(real)
+    for c in ("truncated", "time_scale", "model", "tcg_fault_factor", "tcg_cpu_factor",
+              "real_policy_file"):
+        r[c] = real[c].values if c in real.columns else None
     s = R.prepare(sim) if sim is not None and len(sim) else R.prepare(real.iloc[:0])
-    for c in ("truncated", "time_scale"):
-        if c in real.columns:
-            r[c] = real[c].values
-    both = pd.concat([r, s], ignore_index=True)
+    models = _models(r)
     rows = []
     for w in list(dict.fromkeys(r["workload"])):
-        ref = s[(s.workload == w) & (s.policy == SIM_REFERENCE) & (s.status == "ok")]
-        ref_fv = ref["first_victim"].fillna("none").astype(str)
-        ref_mode = _mode(ref_fv)
-        for src in sources(r[r.workload == w], s[s.workload == w]):
-            cell = both[(both.workload == w) & (both.policy == src)]
+        for src in sources(r[r.workload == w], s):
+            cell = r[(r.workload == w) & (r.policy == src)]
             ok = cell[cell.status == "ok"]
-            n = len(ok)
-            fv = ok["first_victim"].fillna("none").astype(str)
-            med, lo, hi = R.bootstrap_median_ci(ok["time_to_kill_s"])
-
-            def mean(col):
-                return float(pd.to_numeric(ok[col], errors="coerce").fillna(0).mean()) if n \
-                    else math.nan
-            trunc = ok["truncated"] if "truncated" in ok.columns else pd.Series([], dtype=object)
-            scales = (sorted(set(pd.to_numeric(ok["time_scale"], errors="coerce").dropna()))
-                      if "time_scale" in ok.columns and is_real(src) else [])
-            rows.append({
-                "workload": w, "source": src, "kind": "real" if is_real(src) else "sim",
-                "runs_ok": n, "errors": len(cell) - n,
-                "first_victim_mode": _mode(fv),
-                "first_victim_mode_share": float((fv == _mode(fv)).mean()) if n else math.nan,
-                "sim_first_victim_mode": ref_mode,
-                "victim_agreement": (float((fv == ref_mode).mean())
-                                     if n and ref_mode is not None else math.nan),
-                "ttk_median_s": med, "ttk_ci_low_s": lo, "ttk_ci_high_s": hi,
-                "no_kill_runs": int(ok["first_kill_s"].isna().sum()),
-                "kills_per_run": mean("kills"),
-                "wrong_victims_per_run": mean("wrong_victims"),
-                "alloc_failures_per_run": mean("alloc_failures"),
-                "completion_rate": float(ok["workload_completed"].mean()) if n else math.nan,
-                "time_scale": ",".join(f"{x:g}" for x in scales),
-                "truncated_runs": (int(F.as_bool(trunc.fillna(False)).sum())
-                                   if is_real(src) and len(trunc) else 0),
-            })
+            scales = sorted(set(pd.to_numeric(ok["time_scale"], errors="coerce").dropna()))
+            tcg = pd.to_numeric(ok["tcg_fault_factor"], errors="coerce").dropna()
+            tcgc = pd.to_numeric(ok["tcg_cpu_factor"], errors="coerce").dropna()
+            row = {"workload": w, "source": src, "kind": "real", "pair": src,
+                   "model": models.get(src), **_summary(ok, len(cell)),
+                   "time_scale": ",".join(f"{x:g}" for x in scales),
+                   "tcg": (f"faults x{tcg.iloc[0]:g}, CPU x{tcgc.iloc[0]:g}" if len(tcg) else ""),
+                   "truncated_runs": int(F.as_bool(ok["truncated"].fillna(False)).sum())}
+            rows.append(row)
+            m = models.get(src)
+            if m is None:
+                continue
+            mc = s[(s.workload == w) & (s.policy == m)]
+            mok = mc[mc.status == "ok"]
+            rows.append({"workload": w, "source": f"{m} (for {src})", "kind": "sim", "pair": src,
+                         "model": m, **_summary(mok, len(mc)), "time_scale": "", "tcg": "",
+                         "truncated_runs": 0})
     cols = ["workload", "source"]
     if not rows:
         return pd.DataFrame(columns=cols + ["kind", "runs_ok"]).set_index(cols)
     return pd.DataFrame(rows).set_index(cols)
 
 
+def _roles() -> dict:
+    """{workload: {task name: role}} from the workloads' oracles (read only for the report)."""
+    try:
+        from . import registry
+        from . import workload as W
+        found, _ = W.load_dir(registry.WORKLOAD_DIR)
+        return {n: dict(w.roles) for n, w in found.items()}
+    except Exception:  # noqa: BLE001 - the report works without the roles
+        return {}
+
+
+def agreement(tab: pd.DataFrame, roles: dict | None = None) -> pd.DataFrame:
+    """Per (real policy, model) pair and workload: do the modal first victims agree (and their
+    roles in the workload's oracle: on several-hogs the four hogs are alike, and which one is
+    largest when memory runs out is a draw), the ratio of kills per run (real / sim), and the
+    pair's rank by median time to kill among the real policies and among their models (the
+    same rank = ranked the same)."""
+    roles = _roles() if roles is None else roles
+    rows = []
+    for w in list(dict.fromkeys(tab.index.get_level_values(0))):
+        tw = tab.loc[w].reset_index()
+        real = tw[tw.kind == "real"]
+        sim = tw[tw.kind == "sim"]
+        pairs = [(rr, sim[sim.pair == rr.pair].iloc[0]) for rr in real.itertuples()
+                 if (sim.pair == rr.pair).any()]
+        have = [(a, b) for a, b in pairs if a.runs_ok and b.runs_ok]
+        rk_r = _ranks({a.pair: a.ttk_median_s for a, _ in have})
+        rk_s = _ranks({a.pair: b.ttk_median_s for a, b in have})
+        for a, b in pairs:
+            if not a.runs_ok or not b.runs_ok:
+                rows.append({"workload": w, "real": a.pair, "model": b.model,
+                             "victims_agree": None, "roles_agree": None,
+                             "real_victim": a.first_victim_mode,
+                             "sim_victim": b.first_victim_mode, "kills_ratio": math.nan,
+                             "rank_real": None, "rank_sim": None, "same_rank": None})
+                continue
+            ratio = (a.kills_per_run / b.kills_per_run if b.kills_per_run
+                     else (math.inf if a.kills_per_run else 1.0))
+            rw = roles.get(w, {})
+
+            def role(v):
+                return "none" if v == "none" else rw.get(v, "?")
+            rows.append({"workload": w, "real": a.pair, "model": b.model,
+                         "victims_agree": a.first_victim_mode == b.first_victim_mode,
+                         "roles_agree": role(a.first_victim_mode) == role(b.first_victim_mode)
+                         if rw or a.first_victim_mode == "none" else None,
+                         "real_victim": a.first_victim_mode, "sim_victim": b.first_victim_mode,
+                         "kills_ratio": ratio, "rank_real": rk_r.get(a.pair),
+                         "rank_sim": rk_s.get(a.pair),
+                         "same_rank": (rk_r.get(a.pair) == rk_s.get(a.pair)
+                                       if len(have) > 1 else None)})
+    return pd.DataFrame(rows)
+
+
+def _ranks(ttk: dict) -> dict:
+    """1 = fastest to kill; no kill ranks last (ties share a rank)."""
+    key = {k: (math.inf if v is None or (isinstance(v, float) and math.isnan(v)) else v)
+           for k, v in ttk.items()}
+    order = sorted(set(key.values()))
+    return {k: order.index(v) + 1 for k, v in key.items()}
+
+
 # ---------------------------------------------------------------------------- display
-HEADERS = ["source", "runs ok", "first victim (mode, share)", "victim agreement with sim",
-           "median time to kill [95 % CI] s", "no kill", "kills/run", "wrong victims/run",
-           "alloc failures/run", "completed", "cut at wall bound"]
+HEADERS = ["source", "runs ok", "first victim (mode, share)", "kills/run", "wrong/run",
+           "median time to kill [95 % CI] s", "stuck", "completed", "alloc failures/run",
+           "cut at wall bound"]
 
 
 def display(tw: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for src, r in tw.iterrows():
-        fv = "-" if r.first_victim_mode is None else \
-            f"{r.first_victim_mode} ({F.pct(r.first_victim_mode_share)})"
-        ag = "-" if pd.isna(r.victim_agreement) else \
-            f"{F.pct(r.victim_agreement)} (sim: {r.sim_first_victim_mode})"
+        if r.kind == "sim" and not r.runs_ok and not r.errors:
+            fv = "model not simulated"
+        elif r.first_victim_mode is None or (isinstance(r.first_victim_mode, float)
+                                             and math.isnan(r.first_victim_mode)):
+            fv = "-"
+        else:
+            fv = f"{r.first_victim_mode} ({F.pct(r.first_victim_mode_share)})"
         if pd.isna(r.ttk_median_s):
             ttk = "-"
         else:
             ttk = f"{r.ttk_median_s:.2f} [{r.ttk_ci_low_s:.2f}, {r.ttk_ci_high_s:.2f}]"
-        label = f"sim {src}"
-        if r.kind == "real":
-            label = f"{src} (time x{r.time_scale})" if r.get("time_scale") else src
-        rows.append([label, int(r.runs_ok) + 0, fv, ag, ttk, int(r.no_kill_runs),
-                     F.num(r.kills_per_run), F.num(r.wrong_victims_per_run),
-                     F.num(r.alloc_failures_per_run), F.pct(r.completion_rate),
+            if r.kind == "real":
+                ttk += " real s" + (f" (TCG {r.tcg})" if r.get("tcg") else "")
+            else:
+                ttk += " sim s"
+        label = f"sim {src}" if r.kind == "sim" else (
+            f"{src} (time x{r.time_scale})" if r.get("time_scale") else src)
+        rows.append([label, int(r.runs_ok) + 0, fv, F.num(r.kills_per_run),
+                     F.num(r.wrong_victims_per_run), ttk, F.pct(r.stuck_share),
+                     F.pct(r.completion_rate), F.num(r.alloc_failures_per_run),
                      str(int(r.truncated_runs)) if r.kind == "real" else "-"])
     return pd.DataFrame(rows, columns=HEADERS, dtype=object)
 
 
+AG_HEADERS = ["workload", "real policy", "model", "modal first victim (real / sim)", "agree",
+              "its role agrees", "kills/run ratio (real / sim)",
+              "rank by time to kill (real / sim)", "same rank"]
+
+
+def display_agreement(ag: pd.DataFrame) -> pd.DataFrame:
+    def yn(x):
+        return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else (
+            "yes" if x else "no")
+    rows = []
+    for r in ag.itertuples():
+        def name(x):
+            return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else str(x)
+        sim_v = name(r.sim_victim) if r.sim_victim is not None or r.victims_agree is not None \
+            else "-"
+        rows.append([r.workload, r.real, r.model, f"{name(r.real_victim)} / {sim_v}",
+                     yn(r.victims_agree), yn(r.roles_agree),
+                     "-" if pd.isna(r.kills_ratio) else f"{r.kills_ratio:.2f}",
+                     "-" if r.rank_real is None or pd.isna(r.rank_real)
+                     else f"{int(r.rank_real)} / {int(r.rank_sim)}", yn(r.same_rank)])
+    return pd.DataFrame(rows, columns=AG_HEADERS, dtype=object)
+
+
+def agreement_share(ag: pd.DataFrame) -> tuple[int, int]:
+    v = [x for x in ag["victims_agree"] if x is not None and not
+         (isinstance(x, float) and math.isnan(x))] if len(ag) else []
+    return sum(bool(x) for x in v), len(v)
+
+
 INTRO = ("Real rows: the workload's tasks as real processes on a real kernel (`python -m harness "
-         f"real`); sim rows: the simulated `{SIM_REFERENCE}` policy (the modern kernel's model) "
-         "and its neighbours. Seeds draw different numbers on the two sides, so sources are "
-         "compared as distributions: victim agreement is the share of a source's runs whose "
-         f"first OOM victim is the one `{SIM_REFERENCE}` picks most often (\"none\" = no OOM "
-         "kill); times are real seconds beside simulated seconds of a 2002 machine.")
+         "real`), one row per real policy (`policies/real/*.toml`) with its model, the "
+         "simulated policy it is held against, below it. Seeds draw different numbers on the "
+         "two sides, so they are compared as distributions. Real times are real seconds "
+         "(under TCG: the measured slowdown is stated beside them, nothing is rescaled); sim "
+         "times are simulated seconds of a 2002 machine.")
+
+
+def _ag_lines(tab) -> list[str]:
+    ag = tab.attrs.get("agreement")
+    if ag is None or not len(ag):
+        return []
+    a, n = agreement_share(ag)
+    return ["### Agreement of each real policy with its model", "",
+            f"Modal first victims agree in {a} of {n} (pair, workload) cells.", "",
+            F.md_table(display_agreement(ag)), ""]
 
 
 def section_md(tab: pd.DataFrame, plot_rel: str | None, real_dir: str | None = None) -> str:
     out = ["## Real kernel vs simulation", "", INTRO, ""]
     if real_dir:
         out += [f"Real runs from `{real_dir}`.", ""]
+    out += _ag_lines(tab)
+    plots = tab.attrs.get("plots", {})
+    base = str(Path(plot_rel).parent) if plot_rel else "plots"
     for w in list(dict.fromkeys(tab.index.get_level_values(0))):
         out += [f"### {w} (real)", "", F.md_table(display(tab.loc[w])), ""]
+        if w in plots:
+            out += [f"![{w}: real and simulated]({base}/{Path(plots[w]).name})", ""]
     out += ["Where the two can part, by mechanism:", ""]
     out += [f"- **{k}**: {v}" for k, v in DIFFERENCES]
     out.append("")
-    if plot_rel:
-        out += [f"![real vs simulated]({plot_rel})", ""]
     return "\n".join(out)
 
 
@@ -210,21 +348,28 @@ def section_html(tab: pd.DataFrame, plot_png: Path | None, real_dir: str | None 
     out = ['<h2 id="real">Real kernel vs simulation</h2>', f'<p class="note">{e(INTRO)}</p>']
     if real_dir:
         out.append(f'<p class="note">Real runs from <code>{e(real_dir)}</code>.</p>')
+    ag = tab.attrs.get("agreement")
+    if ag is not None and len(ag):
+        a, n = agreement_share(ag)
+        out += ["<h3>Agreement of each real policy with its model</h3>",
+                f'<p class="note">Modal first victims agree in {a} of {n} (pair, workload) '
+                f'cells.</p>', f'<div class="scroll">{F.html_table(display_agreement(ag))}</div>']
+    plots = tab.attrs.get("plots", {})
     for w in list(dict.fromkeys(tab.index.get_level_values(0))):
         out += [f"<h3>{e(w)} (real)</h3>",
                 f'<div class="scroll">{F.html_table(display(tab.loc[w]))}</div>']
+        if w in plots and plot_png is not None:
+            out.append(F.img(Path(plot_png).parent / Path(plots[w]).name, PLOT_NOTE))
     out.append('<p class="note">Where the two can part, by mechanism:</p><ul class="note">')
     out += [f"<li><b>{e(k)}</b>: {e(v)}</li>" for k, v in DIFFERENCES]
     out.append("</ul>")
-    if plot_png is not None:
-        out.append(F.img(plot_png, PLOT_NOTE))
     return "\n".join(out)
 
 
 # ---------------------------------------------------------------------------- plot
-PLOT_NOTE = ("Per realised workload: time to the first OOM kill after the pressure onset (dots: "
-             "runs, bar: median; real seconds for real rows, simulated seconds for sim rows), the "
-             "first victims (share of runs per task name), and kills and wrong victims per run.")
+PLOT_NOTE = ("Per real policy (black dots) and its model (coloured dots, same axis): time to the "
+             "first kill after the pressure onset, one dot a run, bar the median; real seconds "
+             "for real runs (TCG slowdown in the table), simulated seconds for the model.")
 
 
 def colours(srcs) -> dict[str, str]:
@@ -240,101 +385,86 @@ def colours(srcs) -> dict[str, str]:
     return out
 
 
-def plot(real: pd.DataFrame, sim: pd.DataFrame, tab: pd.DataFrame, plots_dir, written) -> Path:
-    r = R.prepare(real)
-    s = R.prepare(sim) if sim is not None and len(sim) else r.iloc[:0]
-    both = pd.concat([r, s], ignore_index=True)
-    both = both[both.status == "ok"]
-    workloads = list(dict.fromkeys(tab.index.get_level_values(0)))
-    nw = len(workloads)
-    fig, axes = plt.subplots(nw, 3, figsize=(15, 3.3 * nw + 0.6), squeeze=False,
-                             gridspec_kw={"width_ratios": [1.3, 1.2, 1.0]})
-    for i, w in enumerate(workloads):
-        srcs = list(tab.loc[w].index)
-        col = colours(srcs)
-        labels = [src if is_real(src) else f"sim {src}" for src in srcs]
-        dw = both[both.workload == w]
-        # (a) time to kill
-        ax = axes[i][0]
-        for j, src in enumerate(srcs):
-            t = dw[dw.policy == src].time_to_kill_s.dropna().to_numpy()
-            if len(t):
-                jit = (np.arange(len(t)) % 7 - 3) * 0.045
-                ax.plot(t, j + jit, "o", color=col[src], ms=4, alpha=0.75)
-                ax.plot([np.median(t)] * 2, [j - 0.32, j + 0.32], color=col[src], lw=2.5)
+def plot_workload(w: str, real: pd.DataFrame, sim: pd.DataFrame, tab: pd.DataFrame,
+                  plots_dir, written) -> Path:
+    """Time to kill of every real policy of ``w`` and of its model on one axis."""
+    tw = tab.loc[w].reset_index()
+    pairs = list(dict.fromkeys(tw.pair))
+    models = sorted({m for m in tw[tw.kind == "sim"].model})
+    base = [m.split("[")[0] for m in models]
+    pc = R.policy_colours(base) if base else {}
+    fig, ax = plt.subplots(figsize=(9, 0.55 * len(pairs) + 1.3))
+    for j, p in enumerate(pairs):
+        for kind, dy, col, src in (("real", -0.17, "#000000", p),
+                                   ("sim", 0.17, None, None)):
+            row = tw[(tw.pair == p) & (tw.kind == kind)]
+            if not len(row):
+                continue
+            if kind == "sim":
+                src = row.iloc[0].model
+                col = pc.get(src.split("[")[0], "#1f77b4")
+                d = sim[(sim.workload == w) & (sim.policy == src) & (sim.status == "ok")]
             else:
-                killed = dw[dw.policy == src].first_kill_s.notna().any()
-                ax.text(0.01, j, " kills, none after a pressure onset" if killed else " no kill",
-                        transform=ax.get_yaxis_transform(), va="center", fontsize=8,
+                d = real[(real.workload == w) & (real.policy == p) & (real.status == "ok")]
+            t = pd.to_numeric(d["time_to_kill_s"], errors="coerce").dropna().to_numpy()
+            if len(t):
+                jit = (np.arange(len(t)) % 5 - 2) * 0.03
+                ax.plot(t, j + dy + jit, "o", color=col, ms=4, alpha=0.8,
+                        label=(src if kind == "sim" else "real") if j == 0 or kind == "sim"
+                        else None)
+                ax.plot([np.median(t)] * 2, [j + dy - 0.12, j + dy + 0.12], color=col, lw=2.5)
+            else:
+                none = (f"{kind}: model not simulated" if kind == "sim" and not row.iloc[0].runs_ok
+                        else f"{kind}: no kill after a pressure onset")
+                ax.text(0.01, j + dy, " " + none,
+                        transform=ax.get_yaxis_transform(), va="center", fontsize=7.5,
                         color="0.45")
-        ax.set_yticks(range(len(srcs)), labels, fontsize=8)
-        ax.set_ylim(len(srcs) - 0.5, -0.5)
-        tt = dw.time_to_kill_s.dropna()
-        if len(tt) > 1 and tt.min() > 0 and tt.max() / tt.min() > 30:
-            ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.set_xlabel("time to kill, s (real or simulated)", fontsize=8.5)
-        ax.grid(True, axis="x", alpha=0.3)
-        ax.set_title(f"{w}: time to first OOM kill", fontsize=9.5, loc="left")
-        # (b) first victims
-        ax = axes[i][1]
-        names = sorted(set(dw.first_victim.fillna("none").astype(str)))
-        cmap = plt.get_cmap("tab20")
-        name_col = {n: ("#dddddd" if n == "none" else cmap(k % 20)) for k, n in enumerate(names)}
-        for j, src in enumerate(srcs):
-            fv = dw[dw.policy == src].first_victim.fillna("none").astype(str)
-            left = 0.0
-            for n in names:
-                share = float((fv == n).mean()) if len(fv) else 0.0
-                if share > 0:
-                    ax.barh(j, share, left=left, color=name_col[n], edgecolor="white", height=0.7)
-                    if share >= 0.12:
-                        ax.text(left + share / 2, j, n[:12], ha="center", va="center", fontsize=7)
-                    left += share
-        ax.set_yticks(range(len(srcs)), [""] * len(srcs))
-        ax.set_ylim(len(srcs) - 0.5, -0.5)
-        ax.set_xlim(0, 1)
-        ax.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
-        ax.set_title("first OOM victim (share of runs)", fontsize=9.5, loc="left")
-        # (c) kills and wrong victims per run
-        ax = axes[i][2]
-        tw = tab.loc[w]
-        y = np.arange(len(srcs))
-        ax.barh(y - 0.18, tw.kills_per_run.fillna(0), height=0.34,
-                color=[col[x] for x in srcs], label="kills/run")
-        ax.barh(y + 0.18, tw.wrong_victims_per_run.fillna(0), height=0.34,
-                color=[col[x] for x in srcs], alpha=0.4, hatch="///", label="wrong victims/run")
-        ax.set_yticks(y, [""] * len(srcs))
-        ax.set_ylim(len(srcs) - 0.5, -0.5)
-        ax.set_xlim(0, max(1.0, float(np.nanmax(tw.kills_per_run.fillna(0))) * 1.08))
-        ax.grid(True, axis="x", alpha=0.3)
-        ax.set_title("kills / wrong victims per run", fontsize=9.5, loc="left")
-        if i == 0:
-            ax.legend(fontsize=7.5, loc="lower right", frameon=False)
-        n_real = sum(1 for x in srcs if is_real(x))
-        if 0 < n_real < len(srcs):
-            for a in axes[i]:
-                a.axhline(n_real - 0.5, color="0.35", lw=0.8, ls="--")
-    fig.suptitle("Real kernel (top rows of each panel) vs simulation (below the dashed line)",
-                 fontsize=11.5)
+    ax.set_yticks(range(len(pairs)), pairs, fontsize=8)
+    ax.set_ylim(len(pairs) - 0.5, -0.5)
+    ax.set_xlabel("time to kill, s (real: real seconds; model: simulated seconds)", fontsize=8.5)
+    ax.grid(True, axis="x", alpha=0.3)
+    h, lab = ax.get_legend_handles_labels()
+    uniq = dict(zip(lab, h))
+    if uniq:
+        ax.legend(uniq.values(), uniq.keys(), fontsize=7.5, loc="lower right", frameon=False)
+    ax.set_title(f"{w}: real policies (black) and their models", fontsize=10, loc="left")
     fig.tight_layout()
-    return F.save(fig, Path(plots_dir), "real_vs_sim", written)
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in w)
+    return F.save(fig, Path(plots_dir), f"real_vs_sim_{safe}", written)
 
 
 def write(out_dir, real: pd.DataFrame, sim: pd.DataFrame, real_dir: str | None = None,
           written: list | None = None) -> tuple[pd.DataFrame, Path | None]:
-    """``real_vs_sim.csv``, ``real_vs_sim.md`` and ``plots/real_vs_sim.{png,svg}`` in
-    ``out_dir``; returns the table and the PNG (None when no workload has real runs)."""
+    """``real_vs_sim.csv``, ``real_vs_sim.md``, ``real_agreement.csv`` and one plot per
+    workload ``plots/real_vs_sim_<workload>.{png,svg}`` in ``out_dir``; returns the table (its
+    ``attrs`` hold the agreement and the plots) and the first PNG (None when no workload has
+    real runs).  Model runs the bench did not make (a model with parameters) are read from
+    ``<real_dir>/sim_models.csv`` when it exists."""
     out_dir = Path(out_dir)
     written = [] if written is None else written
+    if real_dir and (Path(real_dir) / "sim_models.csv").exists():
+        extra = pd.read_csv(Path(real_dir) / "sim_models.csv")
+        have = set(sim["policy"]) if sim is not None and len(sim) else set()
+        extra = extra[~extra.policy.isin(have)]
+        sim = pd.concat([sim, extra], ignore_index=True) if sim is not None else extra
     tab = table(real, sim)
     if tab.empty:
         return tab, None
+    ag = agreement(tab)
     plots_dir = out_dir / "plots"
     plots_dir.mkdir(parents=True, exist_ok=True)
-    png = plot(real, sim, tab, plots_dir, written)
+    s = R.prepare(sim) if sim is not None and len(sim) else R.prepare(real.iloc[:0])
+    r = R.prepare(real)
+    plots = {}
+    for w in list(dict.fromkeys(tab.index.get_level_values(0))):
+        plots[w] = plot_workload(w, r, s, tab, plots_dir, written)
+    tab.attrs["agreement"] = ag
+    tab.attrs["plots"] = {w: str(p) for w, p in plots.items()}
+    png = next(iter(plots.values()))
     tab.to_csv(out_dir / "real_vs_sim.csv")
+    ag.to_csv(out_dir / "real_agreement.csv", index=False)
     (out_dir / "real_vs_sim.md").write_text(
         "# " + section_md(tab, f"plots/{png.name}", real_dir)[3:])
-    written += [out_dir / "real_vs_sim.csv", out_dir / "real_vs_sim.md"]
+    written += [out_dir / "real_vs_sim.csv", out_dir / "real_vs_sim.md",
+                out_dir / "real_agreement.csv"]
     return tab, png

@@ -21,7 +21,7 @@ def test_memcg_without_root(monkeypatch):
 def test_qemu_without_packages_or_kernel(monkeypatch, tmp_path):
     monkeypatch.setattr(shutil, "which", lambda *a, **k: None)
     monkeypatch.setattr(qemu, "_which_busybox", lambda: None)
-    monkeypatch.setattr(qemu, "kernel_info", lambda: None)
+    monkeypatch.setattr(qemu, "kernel_info", lambda *a, **k: None)
     ok, why = qemu.available()
     assert not ok and "\n" not in why
     for part in ("qemu-system-x86", "busybox-static", "the guest kernel", "make real-setup"):
@@ -30,7 +30,7 @@ def test_qemu_without_packages_or_kernel(monkeypatch, tmp_path):
 
 def _unavailable(monkeypatch):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    monkeypatch.setattr(qemu, "kernel_info", lambda: None)
+    monkeypatch.setattr(qemu, "kernel_info", lambda *a, **k: None)
 
 
 def test_cli_all_backends_unavailable_skips_with_exit_0(monkeypatch, capsys, tmp_path):

@@ -1,5 +1,6 @@
-"""The real-vs-simulated report (issue 6): exact table values from hand-made records, and the
-section in the matrix report when (and only when) real results exist."""
+"""The real-vs-simulated report: each real policy beside its model, exact table and agreement
+values from hand-made records, the files, and the section in the matrix report when (and only
+when) real results exist."""
 import math
 
 import pandas as pd
@@ -29,49 +30,85 @@ def frames():
         [rec("oom_reaper", "w", s, "usemem", 0.5 + s, kills=1) for s in range(3)]
         + [rec("oom_reaper", "w", 3, "cc1", 4.0, kills=2, wrong=1)]
         + [rec("linux26", "w", s, "cc1", 2.0, kills=3, wrong=1) for s in range(4)]
-        + [rec("mainline", "w", s) for s in range(4)]
+        + [rec("aa", "w", s, None, None, alloc_failures=2) for s in range(2)]
         + [rec("oom_reaper", "other", s) for s in range(2)])
+    pol = dict(real_policy_file="policies/real/x.toml", time_scale=0.1, tcg_fault_factor=3.75,
+               tcg_cpu_factor=1.21)
     real = pd.DataFrame(
-        [rec("real-memcg-6.1", "w", s, "usemem", 0.2, kills=1) for s in range(4)]
-        + [rec("real-memcg-6.1", "w", 4, None, None)]
-        + [rec("real-qemu-6.1", "w", s, "cc1", 1.0, kills=2, wrong=1) for s in range(2)])
-    real["truncated"] = [False] * 4 + [True] + [False] * 2
+        [rec("real-memcg", "w", s, "usemem", 0.2, kills=1, model="oom_reaper", **pol)
+         for s in range(4)]
+        + [rec("real-memcg", "w", 4, None, None, model="oom_reaper", **pol)]
+        + [rec("real-6.1", "w", s, "cc1", 1.0, kills=2, wrong=1, model="oom_reaper", **pol)
+           for s in range(2)]
+        + [rec("real-6.1-overcommit-never", "w", s, None, None, alloc_failures=3, model="aa",
+               **pol) for s in range(2)])
+    real["truncated"] = [False] * 4 + [True] + [False] * 4
     return real, sim
 
 
 def test_table_values(frames):
     real, sim = frames
     tab = RR.table(real, sim)
-    # only workloads with real runs; real sources first, then oom_reaper and its neighbours
-    assert list(tab.index) == [("w", "real-memcg-6.1"), ("w", "real-qemu-6.1"),
-                               ("w", "oom_reaper"), ("w", "linux26")]
-    m = tab.loc[("w", "real-memcg-6.1")]
-    assert m.runs_ok == 5 and m.sim_first_victim_mode == "usemem"
-    assert m.victim_agreement == pytest.approx(4 / 5)        # the run without a kill is "none"
+    # only workloads with real runs; each real policy followed by its model
+    assert list(tab.index) == [("w", "real-6.1"), ("w", "oom_reaper (for real-6.1)"),
+                               ("w", "real-6.1-overcommit-never"), ("w", "aa (for real-6.1-overcommit-never)"),
+                               ("w", "real-memcg"), ("w", "oom_reaper (for real-memcg)")]
+    m = tab.loc[("w", "real-memcg")]
+    assert m.runs_ok == 5 and m.kind == "real" and m.model == "oom_reaper"
     assert m.first_victim_mode == "usemem" and m.first_victim_mode_share == pytest.approx(0.8)
     assert m.ttk_median_s == pytest.approx(0.2) and m.no_kill_runs == 1
     assert m.kills_per_run == pytest.approx(4 / 5) and m.truncated_runs == 1
-    q = tab.loc[("w", "real-qemu-6.1")]
-    assert q.victim_agreement == 0.0 and q.wrong_victims_per_run == pytest.approx(1.0)
-    s = tab.loc[("w", "oom_reaper")]
-    assert s.kind == "sim" and s.victim_agreement == pytest.approx(3 / 4)
+    assert m.tcg == "faults x3.75, CPU x1.21" and m.time_scale == "0.1"
+    s = tab.loc[("w", "oom_reaper (for real-memcg)")]
+    assert s.kind == "sim" and s.pair == "real-memcg" and s.runs_ok == 4
+    assert s.first_victim_mode == "usemem" and s.first_victim_mode_share == pytest.approx(0.75)
     assert s.ttk_median_s == pytest.approx(2.0)               # median of 0.5, 1.5, 2.5, 4.0
-    assert tab.loc[("w", "linux26")].victim_agreement == 0.0
+    o = tab.loc[("w", "real-6.1-overcommit-never")]
+    assert o.first_victim_mode == "none" and o.alloc_failures_per_run == pytest.approx(3.0)
 
 
-def test_no_reference_no_agreement(frames):
+def test_agreement_values(frames):
+    real, sim = frames
+    ag = RR.agreement(RR.table(real, sim)).set_index("real")
+    assert bool(ag.loc["real-memcg", "victims_agree"])
+    assert ag.loc["real-memcg", "kills_ratio"] == pytest.approx(0.8 / 1.25)
+    assert not ag.loc["real-6.1", "victims_agree"]                 # cc1 against usemem
+    assert ag.loc["real-6.1", "kills_ratio"] == pytest.approx(2 / 1.25)
+    assert bool(ag.loc["real-6.1-overcommit-never", "victims_agree"])   # none and none
+    assert ag.loc["real-6.1-overcommit-never", "kills_ratio"] == 1.0     # 0 kills on both
+    # by median time to kill: real-memcg 0.2 < real-6.1 1.0 < no kill; the models: 2.0, 2.0, none
+    assert [ag.loc[p, "rank_real"] for p in ("real-memcg", "real-6.1",
+                                             "real-6.1-overcommit-never")] == [1, 2, 3]
+    assert [ag.loc[p, "rank_sim"] for p in ("real-memcg", "real-6.1",
+                                            "real-6.1-overcommit-never")] == [1, 1, 2]
+    assert RR.agreement_share(ag.reset_index()) == (2, 3)
+    roles = {"w": {"usemem": "culprit", "cc1": "bystander"}}
+    ag = RR.agreement(RR.table(real, sim), roles).set_index("real")
+    assert [ag.loc[p, "roles_agree"] for p in ("real-memcg", "real-6.1",
+                                               "real-6.1-overcommit-never")] == [True, False, True]
+
+
+def test_a_missing_model_leaves_the_real_rows(frames):
     real, sim = frames
     tab = RR.table(real, sim[sim.policy != "oom_reaper"])
-    assert math.isnan(tab.loc[("w", "real-memcg-6.1")].victim_agreement)
+    assert tab.loc[("w", "oom_reaper (for real-memcg)")].runs_ok == 0
+    ag = RR.agreement(tab).set_index("real")
+    assert ag.loc["real-memcg", "victims_agree"] is None
+    assert math.isnan(ag.loc["real-memcg", "kills_ratio"])
 
 
 def test_write_files_and_display(frames, tmp_path):
     real, sim = frames
     tab, png = RR.write(tmp_path, real, sim, "results/real/x")
-    assert png.exists() and png.with_suffix(".svg").exists()
+    assert png.name == "real_vs_sim_w.png" and png.exists() and png.with_suffix(".svg").exists()
     md = (tmp_path / "real_vs_sim.md").read_text()
-    assert "| real-memcg-6.1 | 5 | usemem (80 %) | 80 % (sim: usemem) | 0.20 [0.20, 0.20] | 1 |" in md
-    assert "sim oom_reaper" in md and "results/real/x" in md
+    assert ("| real-memcg (time x0.1) | 5 | usemem (80 %) | 0.80 | 0.00 | 0.20 [0.20, 0.20] real"
+            " s (TCG faults x3.75, CPU x1.21) |") in md
+    assert "| sim oom_reaper (for real-memcg) | 4 | usemem (75 %) |" in md
+    assert "Modal first victims agree in 2 of 3 (pair, workload) cells." in md
+    assert "| w | real-6.1 | oom_reaper | cc1 / usemem | no | - | 1.60 | 2 / 1 | no |" in md
+    assert "results/real/x" in md and "plots/real_vs_sim_w.png" in md
+    assert (tmp_path / "real_agreement.csv").exists()
 
 
 def test_matrix_report_shows_real_only_when_present(frames, tmp_path):
@@ -82,8 +119,8 @@ def test_matrix_report_shows_real_only_when_present(frames, tmp_path):
     results.write_report(tmp_path / "b", sim, {}, timelines=False, real_runs=real, real_dir="x")
     md = (tmp_path / "b" / "summary.md").read_text()
     html = (tmp_path / "b" / "index.html").read_text()
-    assert "## Real kernel vs simulation" in md and "plots/real_vs_sim.png" in md
-    assert 'id="real"' in html and "real_vs_sim.png" in html
+    assert "## Real kernel vs simulation" in md and "plots/real_vs_sim_w.png" in md
+    assert 'id="real"' in html and "real_vs_sim_w.png" in html
 
 
 def test_latest(tmp_path, frames):

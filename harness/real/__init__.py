@@ -25,6 +25,7 @@ link ``results/real/latest``.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -99,6 +100,26 @@ def _atomic_write(path: Path, text: str):
     os.replace(tmp, path)
 
 
+def _policy_columns(rec: dict, policy, meta=None):
+    """The real policy's columns of a record: its file, model, kernel package, the settings
+    read back in the guest, the daemon, and the TCG slowdown measured by ``real-setup``."""
+    meta = meta or {}
+    if policy is not None:
+        rec["real_policy_file"] = policy.file
+        rec["model"] = policy.model_label
+    rec["kernel_package"] = meta.get("kernel_package") or rec.get("kernel_package")
+    if meta.get("settings") is not None:
+        rec["settings"] = json.dumps(meta["settings"], sort_keys=True)
+    if meta.get("daemon"):
+        rec["daemon"] = json.dumps(meta["daemon"], sort_keys=True)
+    if rec.get("backend") == "qemu":
+        from . import tcg
+        f = tcg.factors()
+        if f:
+            rec["tcg_fault_factor"] = f.get("fault_factor")
+            rec["tcg_cpu_factor"] = f.get("cpu_factor")
+
+
 def _raw_log(plan, runner_lines, kernel_lines, extra, meta) -> str:
     return "\n".join(
         ["# meta " + json.dumps(meta, default=str, sort_keys=True),
@@ -109,20 +130,25 @@ def _raw_log(plan, runner_lines, kernel_lines, extra, meta) -> str:
 
 
 def run_real(workload, backend: str, seed: int, out_dir=None, time_scale: float | None = None,
-             max_wall_s: float | None = None) -> dict:
+             max_wall_s: float | None = None, policy=None) -> dict:
     """One real run of (workload, seed) on a backend: its record (``record.ALL_COLUMNS``).
 
     Raises ``NotRealisable`` and ``BackendUnavailable``; any other failure of the run becomes a
     record with ``status = error``.  ``KeyboardInterrupt`` propagates after the backend cleaned
     up.  With ``out_dir``, the raw log goes to ``out_dir/raw/<backend>/<workload>/<seed>.log``.
+    ``policy``: a real policy (:mod:`harness.real.policies`); its name becomes the record's
+    ``policy`` and its backend replaces ``backend``; the raw log goes under its name.
     """
+    if policy is not None:
+        backend = policy.backend
     if time_scale is None:
         time_scale = default_time_scale(backend)
     if max_wall_s is None:
         max_wall_s = default_max_wall(workload, time_scale, backend)
     plan = compile_plan(workload, seed, time_scale)
     mod = _backend(backend)
-    ok, why = mod.available()
+    ok, why = (mod.available(policy.kernel) if policy is not None and backend == "qemu"
+               else mod.available())
     if not ok:
         raise BackendUnavailable(f"{backend} backend unavailable: {why}")
     from . import build
@@ -130,25 +156,44 @@ def run_real(workload, backend: str, seed: int, out_dir=None, time_scale: float 
         build.vmreal_path()                 # a missing static libc is a skip, not a failed run
     except build.BuildError as e:
         raise BackendUnavailable(f"{backend} backend unavailable: {e}") from None
-    raw_dir = Path(out_dir) / "raw" / backend / workload.name if out_dir else None
+    tag = policy.name if policy is not None else backend
+    raw_dir = Path(out_dir) / "raw" / tag / workload.name if out_dir else None
     work_dir = raw_dir or (Path(__file__).resolve().parents[2] / ".real" / "scratch")
     t0 = time.monotonic()
     try:
-        runner_lines, kernel_lines, extra, meta = mod.run(plan, workload, seed, work_dir, max_wall_s)
+        if policy is not None and backend == "qemu":
+            runner_lines, kernel_lines, extra, meta = mod.run(plan, workload, seed, work_dir,
+                                                              max_wall_s, policy=policy)
+        else:
+            runner_lines, kernel_lines, extra, meta = mod.run(plan, workload, seed, work_dir,
+                                                              max_wall_s)
     except (NotRealisable, KeyboardInterrupt):
         raise
     except Exception as e:  # noqa: BLE001 - one failed run must not sink the matrix
-        last = traceback.extract_tb(e.__traceback__)[-1]
         rec = {c: None for c in ALL_COLUMNS}
-        rec.update(policy=f"real-{backend}-{os.uname().release if backend == 'memcg' else '?'}",
+        from .qemu import PolicyFailed
+        if isinstance(e, PolicyFailed):           # one line naming the file and the key
+            err = str(e)
+            rec["settings"] = json.dumps(e.settings, sort_keys=True) if e.settings else None
+            if raw_dir is not None:
+                _atomic_write(raw_dir / f"{seed}.log", "\n".join(
+                    [f"# error {err}", "## kernel", *e.kernel_lines]) + "\n")
+        else:
+            last = traceback.extract_tb(e.__traceback__)[-1]
+            err = f"{type(e).__name__}: {e} ({Path(last.filename).name}:{last.lineno})"
+        rec.update(policy=(policy.name if policy is not None else
+                           f"real-{backend}-{os.uname().release if backend == 'memcg' else '?'}"),
                    workload=workload.name, seed=seed, status="error", backend=backend,
-                   error=f"{type(e).__name__}: {e} ({Path(last.filename).name}:{last.lineno})",
-                   time_scale=time_scale, max_wall_s=max_wall_s,
+                   error=err, time_scale=time_scale, max_wall_s=max_wall_s,
                    wall_s=round(time.monotonic() - t0, 3))
+        _policy_columns(rec, policy)
         return rec
     meta.setdefault("max_wall_s", max_wall_s)
     meta.setdefault("wall_s", round(time.monotonic() - t0, 3))
     rec = make_record(plan, runner_lines, kernel_lines, meta, extra)
+    if policy is not None:
+        rec["policy"] = policy.name
+    _policy_columns(rec, policy, meta)
     if raw_dir is not None:
         _atomic_write(raw_dir / f"{seed}.log", _raw_log(plan, runner_lines, kernel_lines, extra, meta))
     return rec
@@ -175,12 +220,12 @@ def _summary(records) -> str:
         return "(no runs)"
     df = pd.DataFrame(records)
     rows = []
-    for (b, w), g in df.groupby(["backend", "workload"], sort=False):
+    for (b, w), g in df.groupby(["policy", "workload"], sort=False):
         ok = g[g.status == "ok"]
         ttk = ok.time_to_kill_s.dropna()
         fv = Counter(ok.first_victim.dropna())
         rows.append({
-            "backend": b, "workload": w, "runs": len(ok), "failed": len(g) - len(ok),
+            "policy": b, "workload": w, "runs": len(ok), "failed": len(g) - len(ok),
             "first victims": ", ".join(f"{v} x{c}" for v, c in fv.most_common()) or "-",
             "first kill s (median)": ok.first_kill_s.dropna().median() if len(ok) else None,
             "ttk s (median)": ttk.median() if len(ttk) else None,
@@ -214,7 +259,36 @@ def _usage(msg: str) -> int:
     return 2
 
 
+LEGACY_BACKEND_POLICY = {"qemu": "real-6.1", "memcg": "real-memcg"}
+
+
+def resolve_policies(spec: str | None, backend: str | None):
+    """(policies, error lines): ``--policies a,b`` (default: every real policy in
+    ``policies/real/``), or the policies standing for ``--backend`` (qemu: real-6.1, memcg:
+    real-memcg, all: both).  A malformed file's line is given when its policy was asked for, or
+    when every policy was; an unknown name is a line of its own."""
+    from . import policies as P
+    good, errors = P.discover()
+    if spec:
+        names = _csv(spec)
+    elif backend:
+        names = (list(LEGACY_BACKEND_POLICY.values()) if backend == "all"
+                 else [LEGACY_BACKEND_POLICY[backend]])
+    else:
+        return [good[n] for n in sorted(good)], errors
+    bad = {P.POLICY_DIR / f"{n}.toml": n for n in names}
+    lines = [e for e in errors if any(e.startswith(P._show(f) + ":") for f in bad)]
+    out = []
+    for n in names:
+        if n in good:
+            out.append(good[n])
+        elif not (P.POLICY_DIR / f"{n}.toml").exists():
+            lines.append(f"unknown real policy {n!r}; known: {', '.join(sorted(good))}")
+    return out, lines
+
+
 def cmd_real(args) -> int:
+    from . import matrix
     names = []
     for spec in (args.workload, args.workloads):
         if spec:
@@ -222,7 +296,11 @@ def cmd_real(args) -> int:
     if not names:
         return _usage("give --workload W or --workloads a,b "
                       "(e.g. morton-make-usemem,several-hogs,streaming-reader)")
-    workloads = _resolve_workloads(names)
+    from ..runner import UnknownWorkload
+    try:
+        workloads = _resolve_workloads(names)
+    except UnknownWorkload as e:
+        return _usage(str(e))
     try:
         seeds = _seed_list(args.seed_list) if args.seed_list else list(range(args.seeds))
     except ValueError:
@@ -233,82 +311,90 @@ def cmd_real(args) -> int:
         return _usage(f"--time-scale must be positive, got {args.time_scale}")
     if args.max_wall is not None and not args.max_wall > 0:
         return _usage(f"--max-wall must be positive, got {args.max_wall}")
-    backends = list(BACKENDS) if args.backend == "all" else [args.backend]
+    if args.jobs is not None and args.jobs < 1:
+        return _usage(f"--jobs must be at least 1, got {args.jobs}")
+    pols, perr = resolve_policies(args.policies, args.backend)
+    for e in perr:
+        print(f"error: {e}", file=sys.stderr)
+    asked = bool(args.policies) or args.backend not in (None, "all")
     usable = []
-    for b in backends:
-        ok, why = available(b)
+    for pol in pols:
+        ok, why = (available(pol.backend) if pol.backend == "memcg" else _qemu_available(pol))
         if ok:
-            usable.append(b)
+            usable.append(pol)
         else:
-            print(f"skip: {b} backend unavailable: {why}; run `make real-setup`", file=sys.stderr)
-            if args.backend != "all":
-                return 2
-    cells, skipped = [], []
-    for w in workloads:
-        try:
-            compile_plan(w, seeds[0], 1.0)
-        except NotRealisable as e:
-            print(f"skip: {e}", file=sys.stderr)
-            skipped.append(str(e))
-            continue
-        cells += [(b, w, s) for b in usable for s in seeds]
+            print(f"skip: {pol.backend} backend unavailable: {why}; run `make real-setup` "
+                  f"({pol.name})", file=sys.stderr)
+    if not usable:
+        print("nothing to run", file=sys.stderr)
+        return 2 if asked else 0
+    cells, skipped = matrix.make_cells(usable, workloads, seeds, args.time_scale, args.max_wall)
+    for sk in dict.fromkeys(skipped):
+        print(f"skip: {sk}", file=sys.stderr)
     if not cells:
         print("nothing to run", file=sys.stderr)
-        return 2 if args.backend != "all" or skipped else 0
+        return 2
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     root = Path(args.out) if args.out else RESULTS
-    out = root / stamp
-    out.mkdir(parents=True, exist_ok=True)
-    meta = {"started": stamp, "argv": sys.argv[1:], "kernel": os.uname().release,
-            "backends": usable, "workloads": [w.name for w in workloads], "seeds": seeds,
+    from .. import bench
+    out = bench.new_results_dir(root)
+    from . import tcg
+    meta = {"started": stamp, "argv": sys.argv[1:], "host_kernel": os.uname().release,
+            "policies": {p.name: {"file": p.file, "sha256": p.sha256, "kernel": p.kernel,
+                                  "models": p.model_label} for p in usable},
+            "kernels": {p.name: matrix.kernel_id(p) for p in usable},
+            "workloads": [w.name for w in workloads], "seeds": seeds,
             "time_scale": args.time_scale, "max_wall_s": args.max_wall, "skipped": skipped,
-            "default_time_scale": {b: default_time_scale(b) for b in usable},
+            "jobs": args.jobs or os.cpu_count(), "tcg": tcg.factors(),
             "max_wall_cap_s": MAX_WALL_CAP_S}
-    _atomic_write(out / "meta.json", json.dumps(meta, indent=2) + "\n")
-    latest = root / "latest"
-    tmp = root / f".latest.tmp{os.getpid()}"
-    try:
-        if tmp.is_symlink() or tmp.exists():
-            tmp.unlink()
-        tmp.symlink_to(stamp)
-        os.replace(tmp, latest)
-    except OSError:
-        pass
-    records = []
-    failed = 0
+    _atomic_write(out / "meta.json", json.dumps(meta, indent=2, default=str) + "\n")
+    with contextlib.suppress(OSError):
+        bench.point_latest(root, out)
     t_all = time.monotonic()
-    for i, (b, w, s) in enumerate(cells, 1):
-        scale = args.time_scale if args.time_scale is not None else default_time_scale(b)
-        try:
-            rec = run_real(w, b, s, out, scale, args.max_wall)
-        except NotRealisable as e:                  # backend-specific (e.g. swap on memcg)
-            print(f"skip: {b} {w.name} seed {s}: {e}", file=sys.stderr)
-            continue
-        except BackendUnavailable as e:
-            print(f"skip: {e}", file=sys.stderr)
-            continue
-        records.append(rec)
-        _atomic_write(out / "records" / b / w.name / f"{s}.json",
-                      json.dumps(rec, default=str, sort_keys=True) + "\n")
-        import pandas as pd
-        df = pd.DataFrame(records, columns=ALL_COLUMNS)
-        _atomic_write(out / "runs.csv", df.to_csv(index=False))
-        if rec["status"] != "ok":
-            failed += 1
+
+    def log(rec):
         fk = rec.get("first_kill_s")
-        print(f"[{i}/{len(cells)}] {b} {w.name} seed {s}: {rec['status']}"
+        print(f"{rec['policy']} {rec['workload']} seed {rec['seed']}: {rec['status']}"
               + (f" ({rec['error']})" if rec.get("error") else "")
-              + f", {rec.get('outcome')}"
-              + (f", first victim {rec['first_victim']} at {fk:.3f} s" if fk is not None else ", no kill")
-              + f", {rec.get('kills')} kills, victims {rec.get('victim_names') or '-'}"
+              + (f", {rec.get('outcome')}" if rec.get("outcome") else "")
+              + (f", first victim {rec['first_victim']} at {float(fk):.3f} s"
+                 if fk is not None else ", no kill")
+              + f", {rec.get('kills')} kills"
               + (", truncated" if rec.get("truncated") else "")
               + f" ({float(rec.get('wall_s') or 0):.1f} s wall)", file=sys.stderr)
-    print(_summary(records))
-    print(f"\n{len(records)} runs in {time.monotonic() - t_all:.1f} s wall -> {out}")
-    if records:
-        _report(out, records, seeds)
 
+    cache = Path(args.out) / "cache" if args.out else matrix.CACHE
+    try:
+        records = matrix.run_matrix(cells, jobs=args.jobs, cache_dir=cache, out_dir=out,
+                                    progress=not args.no_progress, log=log)
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are cached; the next call resumes", file=sys.stderr)
+        return 130
+    records = [r for r in records if r.get("status") != "skipped"]
+    import pandas as pd
+    df = pd.DataFrame(records, columns=ALL_COLUMNS)
+    _atomic_write(out / "runs.csv", df.to_csv(index=False))
+    for r in records:
+        _atomic_write(out / "records" / r["policy"] / r["workload"] / f"{r['seed']}.json",
+                      json.dumps(r, default=str, sort_keys=True) + "\n")
+    failed = sum(1 for r in records if r.get("status") != "ok")
+    print(_summary(records))
+    print(f"\n{len(records)} runs ({failed} failed) in {time.monotonic() - t_all:.1f} s wall "
+          f"-> {out}")
+    if records and not args.no_report:
+        _report(out, records, seeds)
     return 1 if failed else 0
+
+
+def _qemu_available(pol) -> tuple[bool, str]:
+    try:
+        mod = _backend("qemu")
+    except BackendUnavailable as e:
+        return False, str(e)
+    try:
+        return mod.available(pol.kernel)
+    except Exception as e:  # noqa: BLE001
+        return False, f"{type(e).__name__}: {e}"
 
 
 def simulate_reference(workloads, seeds, policies=None,
@@ -333,45 +419,164 @@ def simulate_reference(workloads, seeds, policies=None,
 
 
 
+def _parse_label(label: str) -> tuple[str, dict]:
+    """``psi_userspace[daemon=oomd]`` -> ("psi_userspace", {"daemon": "oomd"})."""
+    name, _, rest = label.partition("[")
+    params = {}
+    for kv in rest.rstrip("]").split(","):
+        if "=" in kv:
+            k, v = kv.split("=", 1)
+            params[k] = v
+    return name, params
+
+
+def simulate_models(labels, workloads, seeds, say=None) -> pd.DataFrame:
+    """The simulated runs of the real policies' models (labels as ``RealPolicy.model_label``)
+    on ``workloads`` x ``seeds``, labelled so; through the bench's cache (``results/cache``): a
+    model without parameters by the bench itself, one with parameters by this function with a
+    key made the bench's way (engine, policy files, parameters, workload, seed).  A model that
+    is not a simulated policy is one line and left out."""
+    import pandas as pd
+
+    from .. import bench, metrics, registry, runner
+    from .. import workload as W
+    say = say or (lambda m: print(m, file=sys.stderr))
+    found, _ = registry.discover(registry.POLICY_DIR)
+    wfound, _ = W.load_dir(registry.WORKLOAD_DIR)
+    frames, plain = [], []
+    cache = registry.ROOT / "results" / "cache"
+    for label in dict.fromkeys(labels):
+        name, params = _parse_label(label)
+        if name not in found:
+            say(f"skip: model {name!r} not found among the simulated policies (policies/*.py)")
+            continue
+        if not params:
+            plain.append(name)
+            continue
+        cls = found[name]
+        typed = {k: type(cls.params[k])(v) if isinstance(cls.params.get(k), (int, float))
+                 and not isinstance(cls.params.get(k), bool) else v for k, v in params.items()}
+        recs = []
+        for wn in workloads:
+            if wn not in wfound:
+                continue
+            w = wfound[wn]
+            for sd in seeds:
+                key = bench._sha(bench.engine_hash().encode(),
+                                 bench.policy_hash(cls, registry.POLICY_DIR).encode(),
+                                 json.dumps(typed, sort_keys=True).encode(),
+                                 W.sim_hash(w).encode(), label.encode(), str(sd).encode())
+                path = cache / key[:2] / f"{key}.json"
+                if path.exists():
+                    rec = json.loads(path.read_text())
+                else:
+                    try:
+                        rec = runner.run_one(name, w, sd, params=typed)
+                    except Exception as e:  # noqa: BLE001 - one failed model run is a row
+                        rec = {c: None for c in metrics.COLUMNS}
+                        rec.update(status="error", error=f"{type(e).__name__}: {e}")
+                    if rec.get("status") == "ok":
+                        bench._write_atomic(path, json.dumps(rec))
+                rec.update(policy=label, workload=wn, seed=sd)
+                recs.append(rec)
+        frames.append(pd.DataFrame(recs, columns=metrics.COLUMNS))
+    if plain:
+        frames.append(simulate_reference(list(workloads), seeds, policies=plain))
+    if not frames:
+        return pd.DataFrame(columns=metrics.COLUMNS)
+    return pd.concat(frames, ignore_index=True)
+
+
 def _report(out: Path, records: list, seeds: list):
-    """``real_vs_sim.{md,csv}`` and ``plots/real_vs_sim.*`` in ``out``: the real runs beside the
-    simulated reference policies on the same workloads and seeds (simulated through the bench's
-    cache; `make bench`'s report shows the same section from ``results/real/latest``)."""
+    """``real_vs_sim.{md,csv}``, ``real_agreement.csv``, ``sim_models.csv`` and
+    ``plots/real_vs_sim_<workload>.*`` in ``out``: each real policy beside its model on the
+    same workloads and seeds (simulated through the bench's cache; `make bench`'s report shows
+    the same section from ``results/real/latest``)."""
     import pandas as pd
 
     from .. import report_real as RR
     real = pd.DataFrame(records, columns=ALL_COLUMNS)
-    sim = simulate_reference(list(dict.fromkeys(real.workload)), seeds)
+    labels = [m for m in real["model"].dropna().unique()] if "model" in real else []
+    if real["model"].isna().any() and real["real_policy_file"].isna().any():
+        labels.append(RR.SIM_REFERENCE)                # records from before real policies
+    sim = simulate_models(labels, list(dict.fromkeys(real.workload)), seeds)
+    _atomic_write(out / "sim_models.csv", sim.to_csv(index=False))
     tab, png = RR.write(out, real, sim, str(out))
     if png is not None:
-        print(f"real vs simulated: {out / 'real_vs_sim.md'}, {png}")
+        ag = tab.attrs.get("agreement")
+        if ag is not None and len(ag):
+            a, n = RR.agreement_share(ag)
+            print(f"agreement: modal first victims agree in {a} of {n} (pair, workload) cells")
+            print(RR.display_agreement(ag).to_string(index=False))
+        print(f"real vs simulated: {out / 'real_vs_sim.md'}, {png.parent}/real_vs_sim_*.png")
 
 
 def cmd_real_setup(args) -> int:
+    """The runner, every kernel and daemon the real policies name (fetched once per version),
+    each kernel's overhead, and the TCG slowdown (once).  A policy whose package cannot be had
+    is one line naming its file and key; the others are set up."""
     from . import build
+    from . import policies as P
     try:
         path = build.vmreal_path()
         print(f"vmreal: {path}")
     except build.BuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    rc = 0
-    for b in BACKENDS:
-        if b == "qemu":
-            try:
-                mod = _backend("qemu")
-            except BackendUnavailable as e:
-                print(f"qemu: unavailable: {e}")
+    good, errors = P.discover()
+    for e in errors:
+        print(f"error: {e}", file=sys.stderr)
+    rc = 1 if errors else 0
+    try:
+        mod = _backend("qemu")
+    except BackendUnavailable as e:
+        print(f"qemu: unavailable: {e}")
+        mod = None
+    if mod is not None:
+        done = set()
+        for pol in sorted(good.values(), key=lambda p: (p.kernel, p.name)):
+            if pol.backend != "qemu":
                 continue
-            if hasattr(mod, "setup"):
-                try:
-                    mod.setup()
-                except Exception as e:  # noqa: BLE001
-                    print(f"qemu: setup failed: {e}", file=sys.stderr)
-                    rc = 1
+            extra = ()
+            try:
+                if pol.daemon is not None:
+                    extra = mod.policy_cpio(pol, 0)[1:]
+                    print(f"qemu: {pol.name}: daemon {pol.daemon.package} staged")
+                if (pol.kernel, pol.cmdline, extra) not in done:
+                    mod.setup(package=pol.kernel, cmdline=pol.cmdline, extra=extra)
+                    done.add((pol.kernel, pol.cmdline, extra))
+            except Exception as e:  # noqa: BLE001 - one policy's package must not stop the rest
+                msg = str(e)
+                if not msg.startswith(pol.file):
+                    msg = f"{pol.file}: kernel: {msg}"
+                print(f"error: {msg}", file=sys.stderr)
+                rc = 1
+        try:
+            from . import tcg
+            if tcg.factors() is None and mod.kernel_info() is not None:
+                tcg.measure()
+            f = tcg.factors()
+            if f:
+                print(f"tcg: CPU loop x{f['cpu_factor']}, page faults x{f['fault_factor']} "
+                      f"(VM / host, {f['host_cpu']})")
+        except Exception as e:  # noqa: BLE001
+            print(f"tcg: measurement failed: {e}", file=sys.stderr)
+            rc = 1
+    for b in BACKENDS:
         ok, why = available(b)
         print(f"{b}: {'available' if ok else 'unavailable'}: {why}")
     return rc
+
+
+def list_lines() -> list[str]:
+    """``python -m harness list``'s real policies: name, backend, kernel, model, description."""
+    from . import policies as P
+    good, errors = P.discover()
+    width = max((len(n) for n in good), default=0)
+    out = [f"  {n:<{width}}  {p.description}  [kernel={p.kernel} models={p.model_label or '-'}"
+           + (f" daemon={p.daemon.package}" if p.daemon else "") + "]"
+           for n, p in sorted(good.items())]
+    return out, errors
 
 
 def add_parsers(sub):
@@ -380,7 +585,14 @@ def add_parsers(sub):
                                     "(qemu VM or a memory cgroup) and record them")
     r.add_argument("--workload", help="a workload name (a sweep's base name runs every point)")
     r.add_argument("--workloads", help="comma-separated workload names")
-    r.add_argument("--backend", choices=(*BACKENDS, "all"), default="all")
+    r.add_argument("--policies", help="comma-separated real policies (policies/real/*.toml; "
+                                      "default: every one)")
+    r.add_argument("--backend", choices=(*BACKENDS, "all"), default=None,
+                   help="instead of --policies: qemu = real-6.1, memcg = real-memcg, all = both")
+    r.add_argument("--jobs", type=int, default=None,
+                   help="runs at once (default: the number of cores; each VM has 1 vCPU)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--no-report", action="store_true", help="no real_vs_sim report")
     r.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
     r.add_argument("--seed-list", help="explicit seeds, e.g. 0,3,5-9")
     r.add_argument("--out", help="results root (default results/real/)")

@@ -108,8 +108,7 @@ from .plan import usable_kb
 ROOT = Path(__file__).resolve().parents[2]
 REAL = ROOT / ".real"
 DEBS = REAL / "debs"
-KDIR = REAL / "kernel"
-KINFO = REAL / "kernel.json"
+KERNELS = REAL / "kernels"   # <package>.json -> <versioned package>_<version>/ (boot/, lib/modules/)
 OVERHEAD = REAL / "overhead.json"
 CACHE = REAL / "qemu"
 
@@ -118,7 +117,8 @@ QEMU = "qemu-system-x86_64"
 # what the guest needs beyond the built-in drivers: the disk and its filesystem; ext4 (which
 # mounts ext2 here) asks the crypto API for "crc32c" at every mount, a soft dependency that
 # .modinfo does not list, so its generic implementation is named explicitly
-MODULES = ("virtio_pci", "virtio_blk", "crc32c_generic", "ext4")
+# fuse: dwait_s (a real D state) needs /dev/fuse (built in from 6.12 on, a module in 6.1)
+MODULES = ("virtio_pci", "virtio_blk", "crc32c_generic", "ext4", "fuse")
 MIN_GUEST_MB = 100         # Debian 6.1 panics at boot below this ("deadlocked on memory")
 PROBE_MB = (128, 256)      # the two sizes the overhead line is measured at
 OVERHEAD_VERSION = 6       # bump when the guest's boot path changes what it uses
@@ -131,6 +131,16 @@ MARK = "@@VMREAL"
 
 class QemuError(RuntimeError):
     """A one-line description of what is wrong and how to fix it."""
+
+
+class PolicyFailed(QemuError):
+    """A real policy that could not be set up in the guest (one line naming its file and key);
+    the guest's kernel log and the settings read back ride along."""
+
+    def __init__(self, msg, kernel_lines=(), settings=None):
+        super().__init__(msg)
+        self.kernel_lines = list(kernel_lines)
+        self.settings = settings or {}
 
 
 # ============================================================================ availability
@@ -172,24 +182,34 @@ def runner_path(build_it: bool = False) -> Path:
         raise QemuError(str(e)) from None
 
 
-def kernel_info() -> dict | None:
-    """What ``setup()`` fetched: package, version, release, paths; None if nothing is."""
+def _kinfo_file(package: str) -> Path:
+    return KERNELS / f"{package}.json"
+
+
+def kernel_info(package: str = META_PACKAGE) -> dict | None:
+    """What ``setup()`` fetched for the Debian package ``package`` (a meta-package such as
+    ``linux-image-amd64`` or a versioned image): the versioned package, its version, release,
+    paths; None if nothing is."""
     try:
-        info = json.loads(KINFO.read_text())
+        info = json.loads(_kinfo_file(package).read_text())
     except (OSError, ValueError):
         return None
-    vml = KDIR / "boot" / f"vmlinuz-{info.get('release')}"
+    kdir = KERNELS / info.get("dir", "-")
+    vml = kdir / "boot" / f"vmlinuz-{info.get('release')}"
     if not vml.is_file() or not set(MODULES) <= set(info.get("modules_for", [])):
         return None
+    info["kdir"] = str(kdir)
+    info["requested"] = package
     info["vmlinuz"] = str(vml)
-    pvh = KDIR / "boot" / f"vmlinux-{info.get('release')}"
+    pvh = kdir / "boot" / f"vmlinux-{info.get('release')}"
     info["boot_image"] = str(pvh if pvh.is_file() else vml)
     info["boot_mode"] = "pvh" if pvh.is_file() else "bzimage"
     return info
 
 
 def extract_vmlinux(bzimage: Path, config: Path, out: Path) -> bool:
-    """Unpack the ELF ``vmlinux`` from a bzImage whose payload is xz (``CONFIG_KERNEL_XZ``)
+    """Unpack the ELF ``vmlinux`` from a bzImage whose payload is xz (``CONFIG_KERNEL_XZ``) or
+    zstd (``CONFIG_KERNEL_ZSTD``, with the host's ``zstd``)
     when the kernel can be entered through PVH (``CONFIG_PVH``): qemu then starts it directly,
     which saves the ~3 s the bzImage spends decompressing itself under TCG.  False (and the
     bzImage is used) when either does not hold."""
@@ -202,12 +222,17 @@ def extract_vmlinux(bzimage: Path, config: Path, out: Path) -> bool:
         off, length = struct.unpack_from("<II", b, 0x248)      # payload_offset, payload_length
         start = (setup_sects + 1) * 512 + off
         payload = b[start:start + length]
-        if not payload.startswith(b"\xfd7zXZ\x00"):
+        if payload.startswith(b"\xfd7zXZ\x00"):
+            elf = lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(payload)
+        elif payload.startswith(b"\x28\xb5\x2f\xfd") and shutil.which("zstd"):
+            # CONFIG_KERNEL_ZSTD (Debian 6.12): the payload's last 4 bytes are the size, not zstd
+            elf = subprocess.run(["zstd", "-dc"], input=payload[:-4], capture_output=True,
+                                 check=True).stdout
+        else:
             return False
-        elf = lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(payload)
         if not elf.startswith(b"\x7fELF"):
             return False
-    except (OSError, struct.error, lzma.LZMAError, IndexError):
+    except (OSError, struct.error, lzma.LZMAError, IndexError, subprocess.CalledProcessError):
         return False
     tmp = out.with_suffix(".tmp%d" % os.getpid())
     tmp.write_bytes(elf)
@@ -215,7 +240,7 @@ def extract_vmlinux(bzimage: Path, config: Path, out: Path) -> bool:
     return True
 
 
-def available() -> tuple[bool, str]:
+def available(package: str = META_PACKAGE) -> tuple[bool, str]:
     """(True, what will be used) when a qemu run can be made here, else (False, one line
     saying what is missing and how to fix it).  Builds and boots nothing."""
     missing = []
@@ -225,9 +250,9 @@ def available() -> tuple[bool, str]:
         missing.append("a static busybox (package busybox-static)")
     if not shutil.which("mke2fs") and not Path("/sbin/mke2fs").exists():
         missing.append("mke2fs (package e2fsprogs)")
-    if kernel_info() is None:
-        missing.append(f"the guest kernel in {_rel(KDIR)}/ (fetched from "
-                       f"{META_PACKAGE}'s dependency)")
+    if (kernel_info() if package == META_PACKAGE else kernel_info(package)) is None:
+        missing.append(f"the guest kernel {package} in {_rel(KERNELS)}/ (fetched with "
+                       f"apt-get download)")
     rp = runner_path()
     if not rp.is_file():
         missing.append(f"the runner {_rel(rp)}")
@@ -235,7 +260,7 @@ def available() -> tuple[bool, str]:
         missing.append(f"a static runner ({_rel(rp)} is dynamically linked)")
     if missing:
         return False, "missing " + ", ".join(missing) + f"; {SETUP_HINT}"
-    info = kernel_info()
+    info = kernel_info() if package == META_PACKAGE else kernel_info(package)
     return True, f"guest kernel {info['release']} ({info['boot_mode']}), accel {accel()}"
 
 
@@ -259,25 +284,51 @@ def _run(cmd, **kw) -> subprocess.CompletedProcess:
                         f"{last[-1] if last else 'exit status %d' % e.returncode}") from None
 
 
-def resolve_kernel_package() -> str:
-    """The versioned kernel package ``linux-image-amd64`` depends on, e.g.
-    ``linux-image-6.1.0-56-amd64``."""
-    out = _run(["apt-cache", "depends", META_PACKAGE]).stdout
+def resolve_kernel_package(package: str = META_PACKAGE) -> tuple[str, str]:
+    """(versioned image package, its candidate version) for ``package``: a meta-package such
+    as ``linux-image-amd64`` names the image it depends on (``apt-cache depends``); an image
+    package names itself.  Raises :class:`QemuError` when Debian has no such package."""
+    try:
+        out = _run(["apt-cache", "depends", package]).stdout
+    except QemuError:
+        raise QemuError(f"Debian has no package {package!r} (`apt-cache depends {package}` "
+                        f"failed; run `apt-get update`?)") from None
+    pkg = package
     for line in out.splitlines():
         m = re.match(r"\s*\|?Depends:\s*(linux-image-\S+)", line)
         if m and not m.group(1).startswith("<"):
-            return m.group(1)
-    raise QemuError(f"`apt-cache depends {META_PACKAGE}` names no linux-image package; "
-                    f"run `apt-get update` and {SETUP_HINT}")
+            pkg = m.group(1)
+            break
+    show = _run(["apt-cache", "show", "--no-all-versions", pkg]).stdout
+    m = re.search(r"^Version:\s*(\S+)", show, re.M)
+    if not m:
+        raise QemuError(f"`apt-cache show {pkg}` gives no version (a virtual package?)")
+    return pkg, m.group(1)
 
 
-def _fetch_deb(pkg: str) -> Path:
+def _deb_name(pkg: str, version: str) -> str:
+    return f"{pkg}_{version.replace(':', '%3a')}_amd64.deb"
+
+
+def fetch_deb(pkg: str, version: str | None = None) -> Path:
+    """``.real/debs/<pkg>_<version>_<arch>.deb``, downloaded once per version with
+    ``apt-get download`` (never installed).  Without ``version``: the newest one fetched, or
+    the candidate's."""
     DEBS.mkdir(parents=True, exist_ok=True)
-    have = sorted(DEBS.glob(f"{pkg}_*.deb"))
-    if have:
-        return have[-1]
-    _run(["apt-get", "download", pkg], cwd=DEBS)
-    have = sorted(DEBS.glob(f"{pkg}_*.deb"))
+    if version is not None:
+        for arch in ("amd64", "all"):
+            p = DEBS / _deb_name(pkg, version).replace("_amd64.deb", f"_{arch}.deb")
+            if p.exists():
+                return p
+    else:
+        have = sorted(DEBS.glob(f"{pkg}_*.deb"))
+        if have:
+            return have[-1]
+    try:
+        _run(["apt-get", "download", pkg + (f"={version}" if version else "")], cwd=DEBS)
+    except QemuError as e:
+        raise QemuError(f"Debian package {pkg!r} cannot be fetched: {e}") from None
+    have = sorted(DEBS.glob(f"{pkg}_{(version or '').replace(':', '%3a')}*.deb"))
     if not have:
         raise QemuError(f"`apt-get download {pkg}` left no .deb in {_rel(DEBS)}")
     return have[-1]
@@ -346,41 +397,38 @@ def module_closure(moddir: Path, wanted=MODULES) -> list[tuple[str, Path]]:
     return order
 
 
-def fetch_kernel(verbose=True) -> dict:
-    """Resolve, download (once) and unpack (once) the guest kernel into ``.real/kernel/``."""
+def fetch_kernel(package: str = META_PACKAGE, verbose=True, offline_ok=True) -> dict:
+    """Resolve ``package`` to its image and version, download it (once per version) and unpack
+    the image, its config and the guest's modules (once per version) into
+    ``.real/kernels/<image>_<version>/``.  Offline (apt-cache fails) the last one fetched is
+    used."""
     say = print if verbose else (lambda *a, **k: None)
-    info = kernel_info()
-    if info is not None:
-        if info["boot_mode"] != "pvh" and not info.get("pvh_checked"):
-            rel = info["release"]
-            if extract_vmlinux(Path(info["vmlinuz"]), KDIR / "boot" / f"config-{rel}",
-                               KDIR / "boot" / f"vmlinux-{rel}"):
-                say(f"qemu: unpacked vmlinux-{rel} from the bzImage (PVH entry, no decompression)")
-            raw = json.loads(KINFO.read_text())
-            raw["pvh_checked"] = True
-            KINFO.write_text(json.dumps(raw, indent=1) + "\n")
-            info = kernel_info()
-        return info
-    pkg = None
-    if KINFO.exists():                    # a changed module set: re-extract the cached .deb
-        with contextlib.suppress(OSError, ValueError):
-            pkg = json.loads(KINFO.read_text()).get("package")
-    if not pkg or not sorted(DEBS.glob(f"{pkg}_*.deb")):
-        pkg = resolve_kernel_package()
-    say(f"qemu: kernel package {pkg} (from {META_PACKAGE})")
-    deb = _fetch_deb(pkg)
+    have = kernel_info(package)
+    try:
+        pkg, version = resolve_kernel_package(package)
+    except QemuError:
+        if have is not None and offline_ok:
+            return have
+        raise
+    if have is not None and (have["package"], have["version"]) == (pkg, version):
+        return have
+    dname = f"{pkg}_{version}".replace(":", "%3a")
+    kdir = KERNELS / dname
+    say(f"qemu: kernel package {pkg} {version} (from {package})")
+    deb = fetch_deb(pkg, version)
     say(f"qemu: unpacking {_rel(deb)} (never installed on the host)")
-    REAL.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="kernel.", dir=REAL))
+    KERNELS.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="kernel.", dir=KERNELS))
+    new = None
     try:
         _run(["dpkg", "-x", str(deb), str(tmp)])
         vmls = sorted((tmp / "boot").glob("vmlinuz-*"))
         if not vmls:
-            raise QemuError(f"{deb.name} holds no /boot/vmlinuz-*")
+            raise QemuError(f"{deb.name} holds no /boot/vmlinuz-* (is {pkg} a kernel image?)")
         release = vmls[-1].name[len("vmlinuz-"):]
         moddir = tmp / "lib" / "modules" / release
         mods = module_closure(moddir)
-        new = Path(tempfile.mkdtemp(prefix="kernel.new.", dir=REAL))
+        new = Path(tempfile.mkdtemp(prefix="kernel.new.", dir=KERNELS))
         new.chmod(0o755)
         (new / "boot").mkdir()
         for p in (tmp / "boot").iterdir():
@@ -398,35 +446,43 @@ def fetch_kernel(verbose=True) -> dict:
             shutil.copy2(p, dst)
         extract_vmlinux(new / "boot" / f"vmlinuz-{release}", new / "boot" / f"config-{release}",
                         new / "boot" / f"vmlinux-{release}")
-        if KDIR.exists():
-            shutil.rmtree(KDIR)
-        new.rename(KDIR)
+        if kdir.exists():
+            shutil.rmtree(kdir)
+        new.rename(kdir)
+        new = None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        for p in REAL.glob("kernel.new.*"):
-            shutil.rmtree(p, ignore_errors=True)
-    version = _run(["dpkg-deb", "-f", str(deb), "Version"]).stdout.strip()
+        if new is not None:
+            shutil.rmtree(new, ignore_errors=True)
     info = {"package": pkg, "version": version, "release": release, "deb": deb.name,
-            "modules_for": list(MODULES), "modules": [n for n, _ in mods], "pvh_checked": True}
-    KINFO.write_text(json.dumps(info, indent=1) + "\n")
-    say(f"qemu: kernel {release} ({version}) in {_rel(KDIR)}/, modules {', '.join(info['modules'])}")
-    return kernel_info()
+            "dir": dname, "modules_for": list(MODULES), "modules": [n for n, _ in mods]}
+    f = _kinfo_file(package)
+    tmpf = f.with_suffix(".tmp%d" % os.getpid())
+    tmpf.write_text(json.dumps(info, indent=1) + "\n")
+    tmpf.replace(f)
+    say(f"qemu: kernel {release} ({version}) in {_rel(kdir)}/, modules "
+        f"{', '.join(info['modules'])}")
+    return kernel_info(package)
 
 
-def setup(verbose=True) -> dict:
-    """Everything the backend needs beyond the Debian packages: the kernel (fetched once, then
-    offline), the runner (built by :mod:`harness.real.build`), the overhead measurement for one
-    CPU and the ``-m`` of a 64 MB workload.  Raises :class:`QemuError` with one line on failure."""
+def setup(verbose=True, package: str = META_PACKAGE, cmdline: str = "",
+          extra: tuple = ()) -> dict:
+    """Everything the backend needs beyond the Debian packages: the kernel ``package`` (fetched
+    once per version, then offline), the runner (built by :mod:`harness.real.build`), the
+    overhead measurement for one CPU and the ``-m`` of a 64 MB workload.  Raises
+    :class:`QemuError` with one line on failure."""
     say = print if verbose else (lambda *a, **k: None)
-    info = fetch_kernel(verbose)
+    info = fetch_kernel(package, verbose)
     for what, ok in ((QEMU, shutil.which(QEMU)), ("busybox-static", _which_busybox())):
         if not ok:
             raise QemuError(f"{what} is missing; {SETUP_HINT} (as root, with apt)")
     runner_path(build_it=True)
     t = time.monotonic()
-    ov = overhead(1, verbose=verbose)
-    say(f"qemu: kernel overhead (1 CPU): free = {ov['a']:.4f} * m - {ov['b_kb']:.0f} KB; "
-        f"-m for 64 MB of RAM (usable {_usable_64()} KB): {guest_mb(_usable_64(), 1)} MB ({time.monotonic() - t:.1f} s)")
+    ov = overhead(1, verbose=verbose, package=package, cmdline=cmdline, extra=extra)
+    m64 = guest_mb(_usable_64(), 1, package=package, cmdline=cmdline, extra=extra)
+    say(f"qemu: {info['release']} overhead (1 CPU): free = {ov['a']:.4f} * m - "
+        f"{ov['b_kb']:.0f} KB; -m for 64 MB of RAM (usable {_usable_64()} KB): {m64} MB "
+        f"({time.monotonic() - t:.1f} s)")
     return info
 
 
@@ -494,6 +550,23 @@ if [ "$SWAP" = 1 ]; then
   i=0; while [ ! -b /dev/vdb ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
   mkswap /dev/vdb >/dev/null && swapon /dev/vdb || say error swapon /dev/vdb
 fi
+FAIL=
+setting() {  # KIND KEY PATH VALUE: a policy's sysctl or sysfs setting, written, then read back
+  if { echo "$4" > "$3"; } 2>/tmp/setting.err; then
+    say setting $1 $2 read=$(head -c 200 "$3" 2>&1 | tr '\n ' '__')
+  else
+    say error setting $1 $2 value=$4: $(head -c 200 /tmp/setting.err | tr '\n' ' '); FAIL=1
+  fi
+}
+[ -r /policy.sh ] && . /policy.sh      # the real policy: settings, WCG (a cgroup2 group)
+if [ -n "$WCG" ]; then                 # the workload's cgroup2 group (the memory controller on)
+  mount -t cgroup2 none /sys/fs/cgroup || { say error cgroup2 mount; FAIL=1; }
+  d=/sys/fs/cgroup
+  for part in $(echo $WCG | tr / ' '); do
+    echo +memory > $d/cgroup.subtree_control 2>/dev/null; d=$d/$part; mkdir -p $d
+  done
+  [ -w $d/cgroup.procs ] && say cgroup $WCG || { say error cgroup $WCG; FAIL=1; }
+fi
 T=/sys/kernel/tracing
 E=$T/events/vmscan/mm_vmscan_direct_reclaim
 tracing() {  # onsets from the kernel's own tracepoints (no polling; the first events are kept)
@@ -504,7 +577,7 @@ tracing() {  # onsets from the kernel's own tracepoints (no polling; the first e
   echo 'disable_event:vmscan:mm_vmscan_direct_reclaim_begin:1' > ${E}_end/trigger &&
   echo 1 > ${E}_end/enable && echo 1 > ${E}_begin/enable || say error tracing
 }
-tracing
+[ "$TRACE" = 0 ] || tracing
 sync; echo 3 > /proc/sys/vm/drop_caches
 section meminfo-start /proc/meminfo
 section zoneinfo-start /proc/zoneinfo
@@ -514,11 +587,27 @@ clock() {  # printk time vs CLOCK_MONOTONIC ("now at" of /proc/timer_list), shel
   echo "vmreal-clock $1 b" > /dev/kmsg
   say clock $1 mono_ns=$ns
 }
+if [ -z "$FAIL" ] && [ -x /policy-daemon ]; then   # a user-space killer, its lines into the kernel log
+  ( echo -1000 > /proc/self/oom_score_adj
+    /policy-daemon 2>&1 | while IFS= read -r l; do echo "vmreal-daemon: $l" > /dev/kmsg; done ) &
+  i=0; while [ ! -s /tmp/daemon.pid ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
+  sleep 1
+  DPID=$(cat /tmp/daemon.pid 2>/dev/null)
+  if [ -n "$DPID" ] && [ -r /proc/$DPID/status ] && ! grep -q '^State:.*Z' /proc/$DPID/status; then
+    say daemon pid=$DPID oom_score_adj=$(cat /proc/$DPID/oom_score_adj) \
+        rss_kb=$(sed -n 's/^VmRSS:[^0-9]*\([0-9]*\).*/\1/p' /proc/$DPID/status)
+  else
+    say error daemon-exited pid=$DPID; FAIL=1
+  fi
+fi
+[ -n "$FAIL" ] && say policy-failed
 clock start
-if [ "$MODE" = run ]; then
+if [ "$MODE" = run ] && [ -z "$FAIL" ]; then
   say run uptime=$(cut -d' ' -f1 /proc/uptime)
   echo "@@VMREAL-BEGIN runner" >&3
-  timeout -s TERM -k 5 $((RUN_S + 10)) /bin/vmreal run /plan /data --limit-ms $((RUN_S * 1000)) >&3 2>&3
+  R="timeout -s TERM -k 5 $((RUN_S + 10)) /bin/vmreal run /plan /data --limit-ms $((RUN_S * 1000))"
+  if [ -n "$WCG" ]; then sh -c "echo \$\$ > /sys/fs/cgroup/$WCG/cgroup.procs && exec $R" >&3 2>&3
+  else $R >&3 2>&3; fi
   rc=$?
   echo "@@VMREAL-END runner" >&3
   say runner-exit rc=$rc uptime=$(cut -d' ' -f1 /proc/uptime)
@@ -531,6 +620,13 @@ if [ "$MODE" = run ]; then
   section vmstat /proc/vmstat
   echo "@@VMREAL-BEGIN dmesg" >&3; dmesg -s 8388608 >&3; echo "@@VMREAL-END dmesg" >&3
   umount /data 2>/dev/null
+elif [ "$MODE" = run ]; then           # the policy could not be set up: its lines, no run
+  echo "@@VMREAL-BEGIN dmesg" >&3; dmesg -s 8388608 >&3; echo "@@VMREAL-END dmesg" >&3
+fi
+if [ "$MODE" = bench ]; then            # the TCG slowdown's micro-workload (harness/real/tcg.py)
+  echo "@@VMREAL-BEGIN bench" >&3
+  for i in 1 2 3; do /bin/vmreal bench >&3 2>&3; done
+  echo "@@VMREAL-END bench" >&3
 fi
 say done uptime=$(cut -d' ' -f1 /proc/uptime)
 exec 3>&-
@@ -544,18 +640,18 @@ def _busybox_applets(bb: Path) -> list[str]:
     return [a for a in out.split() if re.fullmatch(r"[A-Za-z0-9_.\[\]-]+", a)]
 
 
-def base_initramfs() -> tuple[Path, str]:
+def base_initramfs(package: str = META_PACKAGE) -> tuple[Path, str]:
     """The run-independent initramfs (cached by content) and the module load order."""
-    info = kernel_info()
+    info = kernel_info(package)
     if info is None:
-        raise QemuError(f"no guest kernel in {_rel(KDIR)}; {SETUP_HINT}")
+        raise QemuError(f"no guest kernel {package} in {_rel(KERNELS)}; {SETUP_HINT}")
     bb = _which_busybox()
     if bb is None:
         raise QemuError(f"no static busybox; {SETUP_HINT}")
     rp = runner_path()
     if not rp.is_file():
         raise QemuError(f"the runner {_rel(rp)} is not built; {SETUP_HINT}")
-    moddir = KDIR / "lib" / "modules" / info["release"]
+    moddir = Path(info["kdir"]) / "lib" / "modules" / info["release"]
     mods = module_closure(moddir)
     bb_bytes, rp_bytes = bb.read_bytes(), rp.read_bytes()
     mod_bytes = []
@@ -636,7 +732,7 @@ def data_disk(plan=None) -> Path:
         return path
     mke2fs = shutil.which("mke2fs") or "/sbin/mke2fs"
     CACHE.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="data.", dir=CACHE) as d:
+    with tempfile.TemporaryDirectory(prefix=f"data.{os.getpid()}.", dir=CACHE, ignore_cleanup_errors=True) as d:
         src = Path(d) / "files"
         src.mkdir()
         if files and callable(getattr(plan, "write_files", None)):
@@ -726,31 +822,47 @@ def accel() -> str:
 
 
 def boot(*, mem_mb: int, cpus: int, conf: dict, plan_text: str | None, disks: list[Path],
-         work: Path, wall_s: float, on_line=None) -> dict:
+         work: Path, wall_s: float, on_line=None, package: str = META_PACKAGE,
+         cmdline: str = "", extra_cpio: tuple = ()) -> dict:
     """Boot one VM and read ttyS1 until the guest powers off or ``wall_s`` passes; the VM is
-    dead when this returns or raises.  Returns the console texts and how it ended."""
-    info = kernel_info()
-    base, order = base_initramfs()
+    dead when this returns or raises.  Returns the console texts and how it ended.
+
+    ``extra_cpio``: archives appended to the initramfs after the base one (a daemon's files,
+    the policy's script).  As soon as the guest prints its first line, qemu has opened every
+    file it needs (the initrd is loaded, the drives and the snapshot overlay are open), so the
+    run's files in ``work`` are unlinked then: a ``kill -9`` of the harness later leaves no
+    image behind (qemu dies with it, ``PR_SET_PDEATHSIG``)."""
+    info = kernel_info(package)
+    if info is None:
+        raise QemuError(f"no guest kernel {package} in {_rel(KERNELS)}; {SETUP_HINT}")
+    base, order = base_initramfs(package)
     conf = dict(conf, MODULES=order)
     initrd = work / "initrd.cpio"
     with open(initrd, "wb") as f:
         with open(base, "rb") as b:
             shutil.copyfileobj(b, f)
+        for piece in extra_cpio:
+            f.write(piece)
         f.write(_run_cpio(conf, plan_text))
     console = work / "console.log"
+    console.touch()
+    append = CMDLINE + (" " + cmdline if cmdline else "")
     cmd = [shutil.which(QEMU) or QEMU, "-accel", accel(), "-machine", "pc", "-nodefaults",
            "-display", "none", "-no-reboot", "-m", str(int(mem_mb)), "-smp", str(int(cpus)),
-           "-kernel", info["boot_image"], "-initrd", str(initrd), "-append", CMDLINE,
+           "-kernel", info["boot_image"], "-initrd", str(initrd), "-append", append,
            "-serial", f"file:{console}", "-serial", "stdio", "-monitor", "none"]
     for i, d in enumerate(disks):        # the data disk (first) is read-only: writes to an overlay
         cmd += ["-drive", f"file={d},format=raw,if=virtio,cache=unsafe"
                 + (",snapshot=on" if i == 0 else "")]
     serial = bytearray()
     t0 = time.monotonic()
-    ended, p, errf = "running", None, None
+    ended, p, errf, conf_r = "running", None, None, None
+    stderr = b""
+    console_text = b""
     with _sigterm_as_exception():
         try:
-            errf = open(work / "qemu.stderr", "wb")
+            conf_r = open(console, "rb")
+            errf = open(work / "qemu.stderr", "w+b")
             p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                  stderr=errf, start_new_session=True,
                                  preexec_fn=_pdeathsig, cwd=work,
@@ -760,6 +872,7 @@ def boot(*, mem_mb: int, cpus: int, conf: dict, plan_text: str | None, disks: li
             fd = p.stdout.fileno()
             os.set_blocking(fd, False)
             pending = b""
+            unlinked = False
             while True:
                 left = wall_s - (time.monotonic() - t0)
                 if left <= 0:
@@ -775,6 +888,9 @@ def boot(*, mem_mb: int, cpus: int, conf: dict, plan_text: str | None, disks: li
                 if not chunk:
                     ended = "exited"
                     break
+                if not unlinked:
+                    _unlink_contents(work)
+                    unlinked = True
                 serial += chunk
                 if on_line is not None:
                     pending += chunk
@@ -789,14 +905,65 @@ def boot(*, mem_mb: int, cpus: int, conf: dict, plan_text: str | None, disks: li
                 _kill(p)
                 p.stdout.close()
             if errf is not None:
+                with contextlib.suppress(OSError):
+                    errf.seek(0)
+                    stderr = errf.read()
                 errf.close()
-    stderr = ""
-    with contextlib.suppress(OSError):
-        stderr = (work / "qemu.stderr").read_text("utf-8", "replace")
+            if conf_r is not None:
+                with contextlib.suppress(OSError):
+                    console_text = conf_r.read()
+                conf_r.close()
     return {"serial": serial.decode("utf-8", "replace").replace("\r", ""),
-            "console": console.read_text("utf-8", "replace") if console.exists() else "",
+            "console": console_text.decode("utf-8", "replace"),
             "ended": ended, "returncode": p.returncode if p else None,
-            "qemu_stderr": stderr.strip(), "wall_s": time.monotonic() - t0, "cmd": cmd}
+            "qemu_stderr": stderr.decode("utf-8", "replace").strip(),
+            "wall_s": time.monotonic() - t0, "cmd": cmd}
+
+
+def _unlink_contents(work: Path):
+    """Unlink every file in a run's folder (qemu keeps the ones it has open)."""
+    for f in Path(work).iterdir():
+        with contextlib.suppress(OSError):
+            if f.is_dir() and not f.is_symlink():
+                shutil.rmtree(f, ignore_errors=True)
+            else:
+                f.unlink()
+
+
+RUN_PREFIX = "qemu-run."
+
+
+def run_dir() -> tempfile.TemporaryDirectory:
+    """A run's folder ``.real/qemu/qemu-run.<pid>.<random>``, removed at the end; the folders
+    of a harness that died (``kill -9``, pid gone) are removed first."""
+    sweep_stale()
+    return tempfile.TemporaryDirectory(prefix=f"{RUN_PREFIX}{os.getpid()}.",
+                                       dir=_scratch_parent(), ignore_cleanup_errors=True)
+
+
+def sweep_stale() -> list[str]:
+    """Remove run folders (``qemu-run.<pid>.*``, ``qemu-probe.<pid>.*``) whose process is
+    gone.  Returns their names."""
+    out = []
+    if not CACHE.is_dir():
+        return out
+    for d in CACHE.iterdir():
+        parts = d.name.split(".")
+        if len(parts) < 3 or parts[0] not in ("qemu-run", "qemu-probe", "data") or not parts[1].isdigit():
+            continue
+        pid = int(parts[1])
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+            continue
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        out.append(d.name)
+    return out
 
 
 def parse_serial(text: str) -> dict:
@@ -875,9 +1042,11 @@ def _boot_failure(res: dict, mem_mb: int) -> str:
 
 
 # ============================================================================ kernel overhead
-def _probe_free_kb(mem_mb: int, cpus: int, work: Path) -> dict:
+def _probe_free_kb(mem_mb: int, cpus: int, work: Path, package: str = META_PACKAGE,
+                   cmdline: str = "", extra: tuple = ()) -> dict:
     disk = data_disk(None)
     res = boot(mem_mb=mem_mb, cpus=cpus, conf={"MODE": "measure", "SWAP": 0, "RUN_S": 0},
+               package=package, cmdline=cmdline, extra_cpio=extra,
                plan_text=None, disks=[disk], work=work, wall_s=BOOT_BUDGET_S + 60)
     par = parse_serial(res["serial"])
     mi = _meminfo(par["sections"].get("meminfo-start"))
@@ -893,24 +1062,31 @@ def _probe_free_kb(mem_mb: int, cpus: int, work: Path) -> dict:
             "release": boot_kv.get("release")}
 
 
-def _overhead_key(cpus: int) -> str:
-    info = kernel_info() or {}
-    cmd = hashlib.sha256(CMDLINE.encode()).hexdigest()[:8]
+def _overhead_key(cpus: int, package: str = META_PACKAGE, cmdline: str = "",
+                  extra: tuple = ()) -> str:
+    """The overhead's cache key: kernel, boot mode, CPUs, command line and what is added to the
+    initramfs (a daemon's files stay in the guest's rootfs: shmem the tasks cannot have)."""
+    info = kernel_info(package) or {}
+    h = hashlib.sha256((CMDLINE + (" " + cmdline if cmdline else "")).encode())
+    for piece in extra:
+        h.update(hashlib.sha256(piece).digest())
+    cmd = h.hexdigest()[:8]
     return (f"{info.get('release')}|{info.get('version')}|{info.get('boot_mode')}|smp{cpus}"
             f"|cmdline-{cmd}|v{OVERHEAD_VERSION}")
 
 
-def overhead(cpus: int = 1, verbose=False, refresh=False) -> dict:
+def overhead(cpus: int = 1, verbose=False, refresh=False, package: str = META_PACKAGE,
+             cmdline: str = "", extra: tuple = ()) -> dict:
     """The kernel's own memory use as ``free_kb = a * m_kb - b_kb``, measured by booting the
     guest at ``PROBE_MB`` (once per kernel and CPU count; cached in ``.real/overhead.json``)."""
-    key = _overhead_key(cpus)
+    key = _overhead_key(cpus, package, cmdline, extra)
     ent = _load_cache().get(key)
     if not refresh and ent and "a" in ent:
         return ent
     pts = []
-    with tempfile.TemporaryDirectory(prefix="qemu-probe.", dir=_scratch_parent()) as d:
+    with tempfile.TemporaryDirectory(prefix=f"qemu-probe.{os.getpid()}.", dir=_scratch_parent(), ignore_cleanup_errors=True) as d:
         for mb in PROBE_MB:
-            pts.append(_probe_free_kb(mb, cpus, Path(d)))
+            pts.append(_probe_free_kb(mb, cpus, Path(d), package, cmdline, extra))
             if pts[-1]["free_kb"] is None:
                 raise QemuError(f"overhead probe at -m {mb}: {pts[-1]['error']}")
             if verbose:
@@ -940,7 +1116,8 @@ def _save_cache(key: str, update) -> None:
     tmp.replace(OVERHEAD)
 
 
-def guest_mb(want_kb: int, cpus: int = 1, verbose=False) -> int:
+def guest_mb(want_kb: int, cpus: int = 1, verbose=False, package: str = META_PACKAGE,
+             cmdline: str = "", extra: tuple = ()) -> int:
     """``-m`` for a workload whose tasks should be able to get ``want_kb``
     (:func:`harness.real.plan.usable_kb`): the smallest whole MB at which the guest's usable
     memory at /init (:func:`usable_guest_kb`: free above the min watermarks) is at least
@@ -950,20 +1127,20 @@ def guest_mb(want_kb: int, cpus: int = 1, verbose=False) -> int:
     (hash tables are sized by powers of two of the memory, watermarks by its square root), so
     the guess is booted and corrected until the smallest such ``m`` is found (one to three
     boots per size and CPU count, cached in ``.real/overhead.json``)."""
-    key = _overhead_key(cpus)
+    key = _overhead_key(cpus, package, cmdline, extra)
     fits = (_load_cache().get(key) or {}).get("fits", {})
     tag = f"usable:{int(want_kb)}"
     if tag in fits:
         return fits[tag]["m_mb"]
-    ov = overhead(cpus, verbose=verbose)
+    ov = overhead(cpus, verbose=verbose, package=package, cmdline=cmdline, extra=extra)
     want = int(want_kb)
     m = max(MIN_GUEST_MB, math.ceil((want + ov["b_kb"]) / ov["a"] / 1024))
     seen: dict[int, int] = {p["m_mb"]: p.get("usable_kb") for p in ov["points"]
                             if p.get("usable_kb") is not None}
-    with tempfile.TemporaryDirectory(prefix="qemu-probe.", dir=_scratch_parent()) as d:
+    with tempfile.TemporaryDirectory(prefix=f"qemu-probe.{os.getpid()}.", dir=_scratch_parent(), ignore_cleanup_errors=True) as d:
         for _ in range(6):
             if m not in seen:
-                seen[m] = _probe_free_kb(m, cpus, Path(d))["usable_kb"]
+                seen[m] = _probe_free_kb(m, cpus, Path(d), package, cmdline, extra)["usable_kb"]
                 if verbose:
                     print(f"qemu: -m {m} -smp {cpus}: {seen[m]} KB usable at /init")
             if seen[m] is None:                  # the kernel cannot boot in this little
@@ -1027,7 +1204,50 @@ def clock_offsets(status: list[str], kernel_lines: list[str]) -> dict:
     return out
 
 
-def run(plan, workload, seed, out_dir, max_wall_s) -> tuple[list, list, dict, dict]:
+def policy_cpio(policy, usable: int) -> tuple[bytes, ...]:
+    """The archives a real policy adds to the initramfs: ``/policy.sh`` (its settings, sourced
+    by /init) and its daemon's files (:func:`harness.real.daemon.stage`)."""
+    if policy is None:
+        return ()
+    lines = ["# the real policy " + policy.name + " (" + policy.file + ")"]
+    for kind, key, path, value in policy.settings(usable):
+        lines.append(f"setting {kind} {key} {path} '{value}'")
+    if policy.workload_cgroup:
+        lines.append(f"WCG='{policy.workload_cgroup}'")
+    c = _Cpio()
+    c.file("policy.sh", ("\n".join(lines) + "\n").encode(), 0o644)
+    out = [c.finish()]
+    if policy.daemon is not None:
+        from . import daemon as D
+        try:
+            st = D.stage(policy.daemon.package, policy.daemon.command, policy.daemon.oom_score_adj)
+        except (D.DaemonError, QemuError) as e:
+            raise QemuError(f"{policy.file}: daemon.package: {e}") from None
+        out.append(Path(st["cpio"]).read_bytes())
+    return tuple(out)
+
+
+def policy_failure(policy, status: list[str]) -> str | None:
+    """One line naming the policy file and the key, from /init's ``error`` lines of a policy
+    that could not be set up (a setting the kernel refused, a daemon that exited at start)."""
+    for s_ in status:
+        parts = s_.split()
+        if parts[:2] == ["error", "setting"] and len(parts) >= 4:
+            where = f"{policy.file}: " if policy is not None else ""
+            why = " ".join(parts[5:]) or "write failed"
+            val = parts[4].removeprefix("value=").rstrip(":") if len(parts) > 4 else "?"
+            return f"{where}{parts[2]}.{parts[3]}: the kernel refused {val!r} ({why})"
+        if parts[:2] == ["error", "daemon-exited"]:
+            where = f"{policy.file}: " if policy is not None else ""
+            cmd = policy.daemon.command[0] if policy is not None and policy.daemon else "daemon"
+            return f"{where}daemon.command: {cmd} exited at start"
+        if parts[:2] == ["error", "cgroup2"] or parts[:2] == ["error", "cgroup"]:
+            where = f"{policy.file}: " if policy is not None else ""
+            return f"{where}workload_cgroup: cannot be made ({' '.join(parts[1:])})"
+    return None
+
+
+def run(plan, workload, seed, out_dir, max_wall_s, policy=None) -> tuple[list, list, dict, dict]:
     """One VM, one run.  Returns (runner_lines, kernel_lines, extra, meta):
 
     * the runner's ``VMREAL ...`` lines (CLOCK_MONOTONIC µs);
@@ -1042,22 +1262,26 @@ def run(plan, workload, seed, out_dir, max_wall_s) -> tuple[list, list, dict, di
     Raises :class:`QemuError` when the runner never started.  The VM is always dead when this
     returns or raises."""
     runner_path(build_it=True)
-    ok, why = available()
+    package = policy.kernel if policy is not None else META_PACKAGE
+    cmdline = policy.cmdline if policy is not None else ""
+    ok, why = available(package)
     if not ok:
         raise QemuError(f"qemu backend unavailable: {why}")
-    info = kernel_info()
+    info = kernel_info(package)
     mach = workload.machine
     cpus = max(1, int(getattr(mach, "cpus", 1)))
     swap_mb = int(getattr(mach, "swap_mb", 0) or 0)
     want_kb, want_terms = usable_kb(workload)
-    mem = guest_mb(want_kb, cpus)
+    extra_cpio = policy_cpio(policy, want_kb)
+    trace = True
+    mem = guest_mb(want_kb, cpus, package=package, cmdline=cmdline, extra=extra_cpio[1:])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plan_text = _plan_text(plan)
     run_s = max(1, int(math.ceil(max_wall_s)))
     wall = run_s + 15 + BOOT_BUDGET_S           # /init's TERM at +10 s, KILL 5 s later
     t0 = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="qemu-run.", dir=_scratch_parent()) as d:
+    with run_dir() as d:
         work = Path(d)
         disks = [data_disk(plan)]
         if swap_mb:
@@ -1066,9 +1290,11 @@ def run(plan, workload, seed, out_dir, max_wall_s) -> tuple[list, list, dict, di
                 f.truncate(swap_mb << 20)
         seen: dict = {}
         res = boot(mem_mb=mem, cpus=cpus,
-                   conf={"MODE": "run", "SWAP": int(bool(swap_mb)), "RUN_S": run_s},
+                   conf={"MODE": "run", "SWAP": int(bool(swap_mb)), "RUN_S": run_s,
+                         "TRACE": int(trace)},
                    plan_text=plan_text, disks=disks, work=work, wall_s=wall,
-                   on_line=lambda ln: _watch_line(ln, seen, t0))
+                   on_line=lambda ln: _watch_line(ln, seen, t0), package=package,
+                   cmdline=cmdline, extra_cpio=extra_cpio)
         serial_log = out_dir / f"{seed}.qemu-serial.log"
         console_log = out_dir / f"{seed}.qemu-console.log"
         serial_log.write_text(res["serial"])
@@ -1081,6 +1307,12 @@ def run(plan, workload, seed, out_dir, max_wall_s) -> tuple[list, list, dict, di
     mi0 = _meminfo(par["sections"].get("meminfo-start"))
     boot_kv = _status_kv(par["status"], "boot")
     exit_kv = _status_kv(par["status"], "runner-exit")
+    settings = {f"{p[1]}.{p[2]}": p[3].removeprefix("read=").replace("_", " ").strip()
+                for s_ in par["status"] if (p := s_.split()) and p[0] == "setting" and len(p) >= 4}
+    daemon_kv = _status_kv(par["status"], "daemon")
+    if "policy-failed" in st:                  # a setting refused, a daemon that exited
+        why = policy_failure(policy, par["status"]) or "the policy could not be set up"
+        raise PolicyFailed(why, kernel_lines=kernel_lines, settings=settings)
     if "run" not in st:                        # the runner never started: no result at all
         raise QemuError(f"qemu run of {getattr(workload, 'name', '?')} seed {seed} (-m {mem}): "
                         + _boot_failure(res, mem) + f"; serial log {_rel(serial_log)}")
@@ -1106,6 +1338,10 @@ def run(plan, workload, seed, out_dir, max_wall_s) -> tuple[list, list, dict, di
         "kernel_log_from_console": from_console,
         "kernel_log_complete": bool(kernel_lines) and "Linux version" in kernel_lines[0],
         "serial_log": _rel(serial_log), "console_log": _rel(console_log),
+        "settings": settings, "daemon": daemon_kv or None,
+        "daemon_name": policy.daemon.name if policy is not None and policy.daemon else None,
+        "cmdline": CMDLINE + (
+            " " + cmdline if cmdline else ""),
     }
     if status != "ok":
         meta["error"] = _boot_failure(res, mem)

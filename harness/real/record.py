@@ -43,7 +43,12 @@ from ..metrics import COLUMNS, INEFFECTIVE_US
 
 EXTRA_COLUMNS = ["backend", "kernel", "time_scale", "truncated", "max_wall_s", "end_reason",
                  "sim_equiv_s", "max_fault_s", "kills_sig9", "oom_kill_counter", "victim_names",
-                 "kill_times_s", "limit_kb", "kernel_clock_offset_us", "kmsg_lost"]
+                 "kill_times_s", "limit_kb", "kernel_clock_offset_us", "kmsg_lost",
+                 # real policies (harness/real/policies.py)
+                 "real_policy_file", "model", "kernel_package", "settings", "daemon",
+                 "kernel_kills", "daemon_kills", "first_signal", "first_signal_by",
+                 "oom_invoker", "reaped", "first_victim_exit_s", "tcg_fault_factor",
+                 "tcg_cpu_factor"]
 ALL_COLUMNS = COLUMNS + EXTRA_COLUMNS
 
 KERNEL_RE = re.compile(r"^\s*\[\s*(\d+)\.(\d+)\]\s?(.*)$")
@@ -51,6 +56,10 @@ KILLED_RE = re.compile(r"Killed process (\d+) \((.*?)\)")
 INVOKED_RE = re.compile(r"^(.*?) invoked oom-killer:")
 MARK_RE = re.compile(r"vmreal: clock (\d+)")
 PID_RE = re.compile(r"\bPID: (\d+) ")
+REAPED_RE = re.compile(r"oom_reaper: reaped process (\d+) ")
+DAEMON_PREFIX = "vmreal-daemon: "          # a daemon's lines, put into the kernel log by /init
+# earlyoom 1.7 kill.c kill_process(): 'sending SIGTERM to process 123 uid 0 "name": ...'
+DAEMON_KILL_RE = re.compile(r"sending (SIG[A-Z]+) to process (\d+)")
 
 
 def _s(us):
@@ -178,15 +187,34 @@ def make_record(plan, runner_lines, kernel_lines, meta, extra=None) -> dict:
     # kernel: kills and OOM invocations on the runner's clock
     scope_all = meta.get("kills_scope") == "all"
     kills = []                        # (t, pid, name, tid or None)
-    invoked = None
+    signals = []                      # (t, signal, by): the first signal sent to a victim
+    daemon_name = (meta.get("daemon_name") or "daemon")
+    n_daemon = 0
+    invoked = invoker = None
+    reaped = 0
     for i, (t, msg) in enumerate(kern):
         tm = t - off
+        mr = REAPED_RE.search(msg)
+        if mr and (scope_all or int(mr.group(1)) in id_of):
+            reaped += 1
+            continue
+        if msg.startswith(DAEMON_PREFIX):
+            m = DAEMON_KILL_RE.search(msg)
+            if m:
+                pid = int(m.group(2))
+                tid = id_of.get(pid)
+                if tid is not None or scope_all:
+                    kills.append((tm, pid, tasks[tid].name if tid is not None else "?", tid))
+                    signals.append((tm, m.group(1), daemon_name))
+                    n_daemon += 1
+            continue
         m = KILLED_RE.search(msg)
         if m:
             pid, name = int(m.group(1)), m.group(2)
             tid = id_of.get(pid)
             if tid is not None or scope_all:
                 kills.append((tm, pid, name, tid))
+                signals.append((tm, "SIGKILL", "kernel"))
             continue
         if invoked is None and tm >= t0 and INVOKED_RE.search(msg):
             # ours if the allocating task (dump_stack's "PID: N Comm:" line that follows) is
@@ -194,6 +222,10 @@ def make_record(plan, runner_lines, kernel_lines, meta, extra=None) -> dict:
                         for p in [PID_RE.search(m2)] if p), None)
             if scope_all or (pid is not None and pid in id_of):
                 invoked = tm
+                tid = id_of.get(pid) if pid is not None else None
+                invoker = tasks[tid].name if tid is not None else INVOKED_RE.search(msg).group(1)
+    kills.sort(key=lambda k: k[0])
+    signals.sort(key=lambda k: k[0])
 
     def exit_time_of(tid, pid):
         if tid is not None and tid in exits:
@@ -273,5 +305,12 @@ def make_record(plan, runner_lines, kernel_lines, meta, extra=None) -> dict:
         truncated=truncated, max_fault_s=_s(max_fault), kills_sig9=sig9,
         victim_names=";".join(names) or None,
         kill_times_s=";".join(f"{(k[0] - t0) / 1e6:.6f}" for k in kills) or None,
+        kernel_kills=len(kills) - n_daemon, daemon_kills=n_daemon,
+        first_signal=signals[0][1] if signals else None,
+        first_signal_by=signals[0][2] if signals else None,
+        oom_invoker=invoker, reaped=reaped,
+        first_victim_exit_s=(_s(rel(exit_time_of(kills[0][3], kills[0][1])))
+                             if kills and exit_time_of(kills[0][3], kills[0][1]) is not None
+                             else None),
     )
     return rec
