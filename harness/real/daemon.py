@@ -26,9 +26,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from . import qemu as Q
+from . import debs
 
-DAEMONS = Q.REAL / "daemons"
+DAEMONS = debs.REAL / "daemons"
 LIBDIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64", "usr/lib64", "lib",
            "usr/lib")
 LOADER = "ld-linux-x86-64.so.2"
@@ -43,10 +43,10 @@ class DaemonError(RuntimeError):
 def _unpacked(pkg: str) -> tuple[Path, str]:
     """(root of the unpacked package, version), fetching and unpacking once per version."""
     try:
-        show = Q._run(["apt-cache", "show", "--no-all-versions", pkg]).stdout
+        show = debs.run(["apt-cache", "show", "--no-all-versions", pkg]).stdout
         m = re.search(r"^Version:\s*(\S+)", show, re.M)
         version = m.group(1) if m else None
-    except Q.QemuError:
+    except debs.DebError:
         version = None
     if version is None:                       # offline, or Debian has no such package
         have = sorted(DAEMONS.glob(f"{pkg}_*/.done"))
@@ -57,11 +57,11 @@ def _unpacked(pkg: str) -> tuple[Path, str]:
     d = DAEMONS / f"{pkg}_{version}".replace(":", "%3a")
     if (d / ".done").exists():
         return d, version
-    deb = Q.fetch_deb(pkg, version)
+    deb = debs.fetch_deb(pkg, version)
     DAEMONS.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{pkg}.", dir=DAEMONS))
     try:
-        Q._run(["dpkg", "-x", str(deb), str(tmp)])
+        debs.run(["dpkg", "-x", str(deb), str(tmp)])
         (tmp / ".done").write_text(deb.name + "\n")
         if d.exists():
             shutil.rmtree(d)
@@ -73,8 +73,8 @@ def _unpacked(pkg: str) -> tuple[Path, str]:
 
 def _depends(pkg: str) -> list[str]:
     try:
-        out = Q._run(["apt-cache", "depends", "--no-recommends", "--no-suggests", pkg]).stdout
-    except Q.QemuError:
+        out = debs.run(["apt-cache", "depends", "--no-recommends", "--no-suggests", pkg]).stdout
+    except debs.DebError:
         return []
     deps = []
     for line in out.splitlines():
@@ -149,7 +149,7 @@ def stage(pkg: str, command, oom_score_adj: int, verbose=False) -> dict:
                         roots[dep] = _unpacked(dep)[0]
                         say(f"daemon {pkg}: library package {dep}")
                         nxt.append(dep)
-                    except (DaemonError, Q.QemuError):
+                    except (DaemonError, debs.DebError):
                         continue
         if not nxt:
             raise DaemonError(f"{command[0]} needs {', '.join(sorted(missing))}, which no "
@@ -166,7 +166,7 @@ def stage(pkg: str, command, oom_score_adj: int, verbose=False) -> dict:
                           for so, p in sorted(libs.items())}}
     if out.exists():
         return info
-    c = Q._Cpio()
+    c = debs.Cpio()
     dirs = set()
 
     def parents(rel):

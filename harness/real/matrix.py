@@ -76,7 +76,7 @@ def kernel_id(policy: RealPolicy) -> str | None:
 def make_cells(policies, workloads, seeds, time_scale=None, max_wall=None):
     """(cells, skipped lines): a workload that cannot be realised is one line, as is a policy
     whose kernel is not fetched."""
-    from . import default_max_wall, default_time_scale
+    from .run import default_max_wall, default_time_scale
     rh = runner_hash()
     cells, skipped = [], []
     for pol in policies:
@@ -118,7 +118,7 @@ def run_matrix(cells, *, jobs=None, cache_dir=CACHE, out_dir=None, progress=True
     from tqdm import tqdm
 
     from .. import bench
-    from . import run_real
+    from .run import run_real
     cache = Path(cache_dir)
     if cache.is_dir():
         bench._sweep_stale_tmp(cache)

@@ -85,7 +85,6 @@ import atexit
 import contextlib
 import ctypes
 import hashlib
-import io
 import json
 import lzma
 import math
@@ -94,7 +93,6 @@ import re
 import select
 import shutil
 import signal
-import stat
 import struct
 import subprocess
 import sys
@@ -103,11 +101,11 @@ import threading
 import time
 from pathlib import Path
 
+from .debs import REAL, SETUP_HINT, fetch_deb, rel as _rel, run as _run
+from .debs import Cpio as _Cpio
+from .debs import DebError as QemuError   # one error type for the backend and its packages
 from .plan import usable_kb
 
-ROOT = Path(__file__).resolve().parents[2]
-REAL = ROOT / ".real"
-DEBS = REAL / "debs"
 KERNELS = REAL / "kernels"   # <package>.json -> <versioned package>_<version>/ (boot/, lib/modules/)
 OVERHEAD = REAL / "overhead.json"
 CACHE = REAL / "qemu"
@@ -125,12 +123,7 @@ OVERHEAD_VERSION = 6       # bump when the guest's boot path changes what it use
 CMDLINE = ("console=ttyS0 loglevel=4 panic=-1 psi=1 log_buf_len=2M rdinit=/init "
            "printk.devkmsg=on")
 BOOT_BUDGET_S = 60.0       # host wall allowance for boot + epilogue on top of the run's
-SETUP_HINT = "run `make real-setup`"
 MARK = "@@VMREAL"
-
-
-class QemuError(RuntimeError):
-    """A one-line description of what is wrong and how to fix it."""
 
 
 class PolicyFailed(QemuError):
@@ -264,26 +257,7 @@ def available(package: str = META_PACKAGE) -> tuple[bool, str]:
     return True, f"guest kernel {info['release']} ({info['boot_mode']}), accel {accel()}"
 
 
-def _rel(p: Path) -> str:
-    try:
-        return str(Path(p).resolve().relative_to(ROOT))
-    except ValueError:
-        return str(p)
-
-
 # ============================================================================ setup: the kernel
-def _run(cmd, **kw) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
-    except FileNotFoundError:
-        raise QemuError(f"{cmd[0]} not found; the qemu backend needs a Debian-like system "
-                        f"with apt ({SETUP_HINT})") from None
-    except subprocess.CalledProcessError as e:
-        last = (e.stderr or e.stdout or "").strip().splitlines()
-        raise QemuError(f"`{' '.join(map(str, cmd))}` failed: "
-                        f"{last[-1] if last else 'exit status %d' % e.returncode}") from None
-
-
 def resolve_kernel_package(package: str = META_PACKAGE) -> tuple[str, str]:
     """(versioned image package, its candidate version) for ``package``: a meta-package such
     as ``linux-image-amd64`` names the image it depends on (``apt-cache depends``); an image
@@ -304,34 +278,6 @@ def resolve_kernel_package(package: str = META_PACKAGE) -> tuple[str, str]:
     if not m:
         raise QemuError(f"`apt-cache show {pkg}` gives no version (a virtual package?)")
     return pkg, m.group(1)
-
-
-def _deb_name(pkg: str, version: str) -> str:
-    return f"{pkg}_{version.replace(':', '%3a')}_amd64.deb"
-
-
-def fetch_deb(pkg: str, version: str | None = None) -> Path:
-    """``.real/debs/<pkg>_<version>_<arch>.deb``, downloaded once per version with
-    ``apt-get download`` (never installed).  Without ``version``: the newest one fetched, or
-    the candidate's."""
-    DEBS.mkdir(parents=True, exist_ok=True)
-    if version is not None:
-        for arch in ("amd64", "all"):
-            p = DEBS / _deb_name(pkg, version).replace("_amd64.deb", f"_{arch}.deb")
-            if p.exists():
-                return p
-    else:
-        have = sorted(DEBS.glob(f"{pkg}_*.deb"))
-        if have:
-            return have[-1]
-    try:
-        _run(["apt-get", "download", pkg + (f"={version}" if version else "")], cwd=DEBS)
-    except QemuError as e:
-        raise QemuError(f"Debian package {pkg!r} cannot be fetched: {e}") from None
-    have = sorted(DEBS.glob(f"{pkg}_{(version or '').replace(':', '%3a')}*.deb"))
-    if not have:
-        raise QemuError(f"`apt-get download {pkg}` left no .deb in {_rel(DEBS)}")
-    return have[-1]
 
 
 def _modinfo(path: Path) -> dict:
@@ -495,40 +441,6 @@ def _usable_64() -> int:
 
 
 # ============================================================================ the initramfs
-class _Cpio:
-    """A newc cpio archive written in memory (what the kernel unpacks into its rootfs)."""
-
-    def __init__(self):
-        self.buf = io.BytesIO()
-        self.ino = 300000
-
-    def _entry(self, name: str, mode: int, data: bytes = b"", rdev=(0, 0)):
-        self.ino += 1
-        nm = name.encode() + b"\0"
-        fields = (self.ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(nm), 0)
-        self.buf.write(b"070701" + b"".join(b"%08X" % f for f in fields) + nm)
-        self.buf.write(b"\0" * (-(110 + len(nm)) % 4))
-        self.buf.write(data)
-        self.buf.write(b"\0" * (-len(data) % 4))
-
-    def dir(self, name):
-        self._entry(name, stat.S_IFDIR | 0o755)
-
-    def file(self, name, data: bytes, mode=0o644):
-        self._entry(name, stat.S_IFREG | mode, data)
-
-    def link(self, name, target: str):
-        self._entry(name, stat.S_IFLNK | 0o777, target.encode())
-
-    def chardev(self, name, major, minor):
-        self._entry(name, stat.S_IFCHR | 0o600, rdev=(major, minor))
-
-    def finish(self) -> bytes:
-        self._entry("TRAILER!!!", 0)
-        self.buf.write(b"\0" * (-self.buf.tell() % 512))
-        return self.buf.getvalue()
-
-
 INIT = r"""#!/bin/sh
 # pid 1 of the guest (harness/real/qemu.py).  ttyS1 carries everything the host parses.
 export PATH=/bin
