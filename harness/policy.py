@@ -54,6 +54,7 @@ from __future__ import annotations
 
 from . import blocks as B
 from . import machine as M
+from . import mm as MMops
 from .engine import CMD_YIELD, CPU, SLEEP, WAITQ
 from .machine import PF_MEMALLOC, PF_MEMDIE
 
@@ -63,7 +64,8 @@ HOOKS = {
     "reset": (("k",), False),
     "boot": (("k",), False),
     "watermarks": (("k", "zl", "order", "gfp", "which"), False),
-    "alloc_pages": (("k", "req"), True),
+    "fast_path": (("k", "req"), False),
+    "memstall": (("k", "task", "enter"), False),
     "wakeup_kswapd": (("k", "cz"), False),
     "slow_path": (("k", "req"), True),
     "balance_classzone": (("k", "req"), True),
@@ -135,10 +137,12 @@ class Policy:
         return B.summed_thresholds(k, zl, order, "min")
 
     # ------------------------------------------------------------------ __alloc_pages
-    def alloc_pages(self, k, req):
-        """``__alloc_pages`` (2.4 mm/page_alloc.c): pass A at ``low``, wake kswapd, pass B at
-        ``min`` (``min>>2`` for atomic), the PF_MEMALLOC/PF_MEMDIE no-watermark branch, then
-        :meth:`slow_path`.  Returns the number of blocks obtained (0 = failure)."""
+    def fast_path(self, k, req):
+        """The passes of ``__alloc_pages`` (2.4 mm/page_alloc.c) that never sleep: pass A at
+        ``low``, wake kswapd, pass B at ``min`` (``min>>2`` for atomic), the PF_MEMALLOC /
+        PF_MEMDIE no-watermark branch.  Returns the blocks obtained, 0 for a failure that does
+        not enter the slow path (a caller that cannot sleep), or ``None``: go to
+        :meth:`slow_path` (the engine does, and measures the stall).  Not a generator."""
         zl, order, gfp, task = req.zl, req.order, req.gfp, req.task
         n = k.take(req, self.watermarks(k, zl, order, gfp, "low"))
         if n:
@@ -152,17 +156,17 @@ class Policy:
             return k.take_nowatermark(req, 1)
         if not gfp & M.GFPF_WAIT:
             return 0
-        since = task.in_alloc_since
-        if since is None:
-            task.in_alloc_since = k.now
-        k.emit("stall", task.pid, gfp, order)
-        try:
-            n = yield from self.slow_path(k, req)
-        finally:
-            if since is None:
-                task.in_alloc_since = None
-        k.emit("stall_end", task.pid, int(bool(n)))
-        return n
+        return None
+
+    def alloc_pages(self, k, req):
+        """The whole allocator as the engine runs it (:func:`harness.mm.alloc_pages`):
+        :meth:`fast_path`, then the measured :meth:`slow_path`.  Not a hook: override those."""
+        return MMops.alloc_pages(k, req)
+
+    def memstall(self, k, task, enter: bool):
+        """``psi_memstall_enter`` / ``_leave``: called by the engine when ``task`` enters
+        (``enter`` True) and leaves the slow path of a ``__GFP_WAIT`` allocation.  2.4 has no
+        pressure stall accounting: nothing."""
 
     def wakeup_kswapd(self, k, cz: int):
         z = k.zones[cz]

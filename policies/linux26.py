@@ -228,31 +228,9 @@ class Linux26(Policy):
         """ALLOC_NO_WATERMARKS for PF_MEMALLOC (reclaimers) and TIF_MEMDIE (OOM victims)."""
         return ALLOC_NO_WATERMARKS if task.flags & (PF_MEMALLOC | PF_MEMDIE) else 0
 
-    def alloc_pages(self, k, req):
-        """``__alloc_pages_nodemask``: the fast pass at ``low``, then the slow path."""
-        n = k.take(req, self.watermarks(k, req.zl, req.order, req.gfp, "low"))
-        if n:
-            return n
-        task = req.task
-        if not req.gfp & M.GFPF_WAIT:
-            return (yield from self.slow_path(k, req))
-        since = task.in_alloc_since
-        if since is None:
-            task.in_alloc_since = k.now
-            self.memstall(k, task, True)
-        k.emit("stall", task.pid, req.gfp, req.order)
-        try:
-            n = yield from self.slow_path(k, req)
-        finally:
-            if since is None:
-                task.in_alloc_since = None
-                self.memstall(k, task, False)
-        k.emit("stall_end", task.pid, int(bool(n)))
-        return n
-
-    def memstall(self, k, task, enter: bool):
-        """``psi_memstall_enter``/``_leave`` around a stall in the slow path (pressure stall
-        accounting arrived in 4.20; nothing here reads it)."""
+    def fast_path(self, k, req):
+        """``__alloc_pages_nodemask``: the fast pass at ``low``; else the slow path."""
+        return k.take(req, self.watermarks(k, req.zl, req.order, req.gfp, "low")) or None
 
     def slow_path(self, k, req):
         """``__alloc_pages_slowpath`` (2.6.36)."""

@@ -83,26 +83,24 @@ class Rmap(Policy):
                 return n
         return 0
 
-    def alloc_pages(self, k, req):
-        """``__alloc_pages`` (S5 mm/page_alloc.c)."""
-        task = req.task
-        while True:
-            n = self._fast(k, req)
+    def fast_path(self, k, req):
+        """``__alloc_pages`` (S5 mm/page_alloc.c) up to the slow path: ``try_again:``'s passes,
+        ``wakeup_kswapd``, ``pages_min`` (``pages_min/2`` for ``__GFP_HIGH``); a PF_MEMALLOC
+        task or one that cannot sleep then takes the final phase."""
+        n = self._fast(k, req)
+        if n:
+            return n
+        self.wakeup_kswapd(k, req.zl[0])
+        n = self._alloc_limit(k, req, "min")
+        if n:
+            return n
+        if req.gfp & M.GFPF_HIGH:
+            n = self._alloc_limit(k, req, "min", shift=1)
             if n:
                 return n
-            self.wakeup_kswapd(k, req.zl[0])
-            n = self._alloc_limit(k, req, "min")
-            if n:
-                return n
-            if req.gfp & M.GFPF_HIGH:
-                n = self._alloc_limit(k, req, "min", shift=1)
-                if n:
-                    return n
-            if task.flags & PF_MEMALLOC or not req.gfp & M.GFPF_WAIT:
-                return self._final_phase(k, req)
-            n = yield from self._stalled(k, req)
-            if n is not None:
-                return n
+        if req.task.flags & PF_MEMALLOC or not req.gfp & M.GFPF_WAIT:
+            return self._final_phase(k, req)
+        return None
 
     def _final_phase(self, k, req) -> int:
         """"Final phase: allocate anything we can": pages_min/4 summed, or anything for a
@@ -111,33 +109,20 @@ class Rmap(Policy):
             return k.take_nowatermark(req, 1)
         return k.take(req, B.summed_thresholds(k, req.zl, req.order, "min", shift=2), 1)
 
-    def _stalled(self, k, req):
-        """The ``__GFP_WAIT`` slow path; returns blocks, 0 for failure, or None to ``try_again``."""
+    def slow_path(self, k, req):
+        """The ``__GFP_WAIT`` slow path; returns blocks, 0 for failure, or None to ``goto
+        try_again`` (the fast passes again)."""
         task = req.task
-        since = task.in_alloc_since
-        if since is None:
-            task.in_alloc_since = k.now
-        k.emit("stall", task.pid, req.gfp, req.order)
-        try:
-            if req.order > 0:
-                n = yield from self._defragment(k, req)
-                k.emit("stall_end", task.pid, int(bool(n)))
-                return n
-            yield CMD_YIELD
-            ok, _rr = yield from self._reclaim(k, req)
-            if task.flags & PF_MEMDIE:                 # chosen by the OOM killer meanwhile
-                n = k.take_nowatermark(req, 1)
-                k.emit("stall_end", task.pid, int(bool(n)))
-                return n
-            if ok or req.gfp & M.GFPF_FS:
-                k.spin_point(task)
-                k.emit("stall_end", task.pid, 2)      # 2: back to try_again
-                return None                            # goto try_again
-            k.emit("stall_end", task.pid, 0)
-            return 0
-        finally:
-            if since is None:
-                task.in_alloc_since = None
+        if req.order > 0:
+            return (yield from self._defragment(k, req))
+        yield CMD_YIELD
+        ok, _rr = yield from self._reclaim(k, req)
+        if task.flags & PF_MEMDIE:                     # chosen by the OOM killer meanwhile
+            return k.take_nowatermark(req, 1)
+        if ok or req.gfp & M.GFPF_FS:
+            k.spin_point(task)
+            return None                                # goto try_again
+        return 0
 
     def _reclaim(self, k, req):
         task = req.task
