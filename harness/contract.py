@@ -22,6 +22,9 @@ checked without a test edit (Gymnasium's ``check_env``, scikit-learn's
   metrics or the watchdog read (:data:`MEASURED`; ``kill`` and ``reclaim`` come from the blocks
   ``B.record_kill`` / ``B.note_reclaim``, the slow path's stalls from the engine) or writes
   the watchdog's inputs (``in_alloc_since``, ``last_progress``);
+* ``replay``           which speed shortcuts of :mod:`harness.replay` the class gets: each is
+  exact (the functions it replays are those it was proven against) or the plain path (an
+  override of one of them), never a silently changed result -- informational, never fails;
 * ``select``           called directly on a machine in mid-run, ``select_bad_process`` returns
   ``(None or a live task, table)`` and ``badness`` an integer >= 0 for every task.
 """
@@ -35,7 +38,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from . import registry, runner
+from . import registry, replay, runner
 from . import workload as W
 from .engine import Kernel, Zone
 
@@ -214,6 +217,8 @@ def check_policy(cls, wls=None) -> list[tuple[str, bool, str]]:
     for w in wls:
         res.extend(_run_checks(cls, w))
     res.append(_select_check(cls, wls[0]))
+    lines = replay.describe(cls)
+    res.append(("replay", True, "; ".join(lines) if lines else "no shortcut replays its loops"))
     return res
 
 

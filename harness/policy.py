@@ -52,46 +52,98 @@ Contract:
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from . import blocks as B
 from . import machine as M
 from . import mm as MMops
 from .engine import CMD_YIELD, CPU, SLEEP, WAITQ
 from .machine import PF_MEMALLOC, PF_MEMDIE
 
-#: hook -> (arguments after ``self``, is a generator run with ``yield from``).  Discovery checks
-#: that an overriding method takes these arguments and is a generator function where marked.
-HOOKS = {
-    "reset": (("k",), False),
-    "boot": (("k",), False),
-    "watermarks": (("k", "zl", "order", "gfp", "which"), False),
-    "fast_path": (("k", "req"), False),
-    "memstall": (("k", "task", "enter"), False),
-    "wakeup_kswapd": (("k", "cz"), False),
-    "slow_path": (("k", "req"), True),
-    "balance_classzone": (("k", "req"), True),
-    "try_to_free_pages": (("k", "task", "cz", "gfp", "order"), True),
-    "kswapd": (("k", "task"), True),
-    "need_balance": (("k", "cz"), False),
-    "out_of_memory": (("k", "task"), True),
-    "badness": (("k", "p"), False),
-    "select_bad_process": (("k",), False),
-    "oom_kill": (("k", "task"), True),
+class Hook(NamedTuple):
+    """One row of a base class's hook table: what an override must take, be and give back."""
+    args: tuple          # the arguments after ``self``
+    generator: bool      # run with ``yield from`` (it yields scheduler commands)
+    returns: str         # the return value and what it means
+    when: str            # who calls it, when
+    default: str         # what the base class does
+
+
+#: the hooks of both bases (:class:`Policy` for 2.4, :class:`harness.modern.Modern` for 2.6+)
+COMMON_HOOKS = {
+    "reset": Hook(("k",), False, "nothing",
+                  "once before each run, after the machine exists, before any task",
+                  "the base's per-run state; call super().reset(k) first"),
+    "boot": Hook(("k",), False, "nothing",
+                 "once init and the kernel threads exist, before the workload's tasks start",
+                 "nothing (start a policy's own threads here with k.new_task)"),
+    "fast_path": Hook(("k", "req"), False,
+                      "blocks obtained (> 0); 0: failed, no slow path; None: enter the slow path",
+                      "first for every allocation (mm.alloc); again after a slow path "
+                      "returned None", "mainline 2.4's passes A and B"),
+    "slow_path": Hook(("k", "req"), True,
+                      "blocks (> 0); 0: failed (a user fault then kills the task, fork/read "
+                      "get -ENOMEM); None: back to fast_path (goto try_again)",
+                      "by the engine when fast_path returned None; for a __GFP_WAIT caller "
+                      "the engine measures it as a stall", "mainline 2.4's rebalance loop"),
+    "memstall": Hook(("k", "task", "enter"), False, "nothing",
+                     "by the engine when a task enters (enter=True) and leaves a memory stall: "
+                     "a __GFP_WAIT slow path, kswapd's reclaim", "nothing (no PSI)"),
+    "try_to_free_pages": Hook(("k", "task", "cz", "gfp", "order"), True,
+                              "(ok, rr): ok the kernel's return value, rr a blocks.ReclaimRound "
+                              "or None", "by the policy's slow path and by kswapd",
+                              "2.4: raises (required); 2.6+: 2.6.36 do_try_to_free_pages"),
+    "kswapd": Hook(("k", "task"), True, "never returns",
+                   "the kswapd thread's body, started at boot", "the -aa shaped loop over "
+                   "zones flagged need_balance"),
+    "need_balance": Hook(("k", "cz"), False, "bool: classzone cz still needs reclaim",
+                         "by kswapd after each reclaim round; must not change anything",
+                         "2.4: mainline's; 2.6+: a zone at or below its high watermark"),
+    "badness": Hook(("k", "p"), False, "int >= 0 points; 0 = never",
+                    "by select_bad_process; must not change anything",
+                    "2.4: badness_24; 2.6+: required"),
 }
-#: the hooks a concrete policy must end up with other than the base class's
+
+#: 2.4's hooks (:class:`Policy`): discovery checks that an overriding method takes these
+#: arguments and is a generator function where marked
+HOOKS = {
+    **COMMON_HOOKS,
+    "watermarks": Hook(("k", "zl", "order", "gfp", "which"), False,
+                       "thresholds, one per zone of zl (None skips a zone): k.take allocates "
+                       "while zone.free > threshold",
+                       "by fast_path and slow_path for pass 'low', 'min', 'atomic', 'retry', "
+                       "'high'; must not change anything", "mainline's sums over the zonelist"),
+    "wakeup_kswapd": Hook(("k", "cz"), False, "nothing", "by fast_path after pass A failed",
+                          "flag classzone cz need_balance, wake kswapd"),
+    "balance_classzone": Hook(("k", "req"), True, "(blocks, freed)",
+                              "by the default slow_path", "reclaim with PF_MEMALLOC; the "
+                              "first page freed goes to the caller"),
+    "out_of_memory": Hook(("k", "task"), True,
+                          "bool: the calling task itself was chosen (2.4's meaning)",
+                          "wherever the policy calls it (2.4: reclaim, kswapd, slow path)",
+                          "the shared rate limiter, then oom_kill"),
+    "select_bad_process": Hook(("k",), False,
+                               "(victim or None, table): table the top of the badness table "
+                               "((pid, name, points), ...)",
+                               "by oom_kill; must not change anything",
+                               "2.4: the highest badness, init eligible"),
+    "oom_kill": Hook(("k", "task"), True, "bool: task itself was killed",
+                     "by out_of_memory", "select, B.oom_kill_24, the scan's CPU, yield"),
+}
+#: the hooks a concrete 2.4 policy must end up with other than the base class's
 REQUIRED_HOOKS = ("try_to_free_pages",)
 
-class Policy:
-    """Base class.  The defaults are mainline 2.4.19's ``__alloc_pages``, kswapd and OOM killer;
-    it has no reclaim (:meth:`try_to_free_pages` raises), so a policy writes one or subclasses a
-    policy that has one.
 
-    Subclasses set, in the class body, ``name`` (unique, plain: letters, digits, ``_ . + -``;
-    used on the command line), ``description`` (one line) and ``params`` (name -> default).
-    """
+class Base:
+    """What every policy shares, 2.4 or modern: registration, parameters, the allocator's entry
+    as the engine runs it, kswapd's loop.  Subclass :class:`Policy` (2.4) or
+    :class:`harness.modern.Modern` (2.6 and later), never this."""
 
     name: str = ""
     description: str = ""
     params: dict = {}
+    HOOKS = COMMON_HOOKS
+    REQUIRED_HOOKS = ()
 
     def __init__(self, **params):
         unknown = set(params) - set(self.params)
@@ -109,9 +161,7 @@ class Policy:
     def reset(self, k):
         """Build per-run state once before each run, after the machine exists and before any
         task does (``k.zones`` and ``k.spec`` are set).  Everything a run changes belongs here,
-        not in ``__init__``.  The default keeps one shared 2.4 ``out_of_memory`` limiter (with
-        ``lastkill``); an override usually calls ``super().reset(k)`` first."""
-        self.oom_limiter = B.OOMRateLimiter(lastkill=True)
+        not in ``__init__``; an override usually calls ``super().reset(k)`` first."""
 
     def boot(self, k):
         """Called once init and the kernel threads exist (pid 1 is init), before the workload's
@@ -119,6 +169,60 @@ class Policy:
         killer daemon) with ``k.new_task(name, lambda t: gen(k, t), role="protected",
         kthread=True, daemon=True)`` (a user-space daemon: ``kthread=False`` and an ``mm``).
         Default: nothing."""
+
+    def alloc_pages(self, k, req):
+        """The whole allocator as the engine runs it (:func:`harness.mm.alloc_pages`):
+        :meth:`fast_path`, then the measured :meth:`slow_path`.  Not a hook: override those."""
+        return MMops.alloc_pages(k, req)
+
+    def memstall(self, k, task, enter: bool):
+        """``psi_memstall_enter`` / ``_leave``: called by the engine when ``task`` enters
+        (``enter`` True) and leaves a memory stall (the slow path of a ``__GFP_WAIT``
+        allocation; kswapd's reclaim).  Default: nothing (no pressure stall accounting)."""
+
+    def kswapd(self, k, task):
+        """The kswapd thread (-aa shape, S4 mm/vmscan.c ``kswapd``/``kswapd_balance_pgdat``): for
+        each zone flagged ``need_balance``, highest first, run reclaim (a memory stall for
+        :meth:`memstall`); if it fails clear the flag and sleep ``kswapd_fail_sleep`` jiffies;
+        sleep on ``kswapd_wait`` when none is flagged."""
+        task.flags |= PF_MEMALLOC
+        fail_sleep = getattr(self, "kswapd_fail_sleep", M.HZ)
+        while True:
+            flagged = [z for z in reversed(k.zones) if z.need_balance and z.size]
+            if not flagged:
+                yield (WAITQ, k.kswapd_wait, True)
+                continue
+            for z in flagged:
+                self.memstall(k, task, True)
+                try:
+                    ok, rr = yield from self.try_to_free_pages(k, task, z.idx, M.GFP_KSWAPD, 0)
+                finally:
+                    self.memstall(k, task, False)
+                if not ok:
+                    z.need_balance = 0
+                    k.changed()
+                    yield (SLEEP, k.now + fail_sleep * M.JIFFY_US)
+                    continue
+                if not self.need_balance(k, z.idx):
+                    z.need_balance = 0
+                    k.changed()
+
+
+class Policy(Base):
+    """The 2.4 base class.  The defaults are mainline 2.4.19's ``__alloc_pages``, kswapd and OOM
+    killer; it has no reclaim (:meth:`try_to_free_pages` raises), so a policy writes one or
+    subclasses a policy that has one.
+
+    Subclasses set, in the class body, ``name`` (unique, plain: letters, digits, ``_ . + -``;
+    used on the command line), ``description`` (one line) and ``params`` (name -> default).
+    """
+
+    HOOKS = HOOKS
+    REQUIRED_HOOKS = REQUIRED_HOOKS
+
+    def reset(self, k):
+        """The default keeps one shared 2.4 ``out_of_memory`` limiter (with ``lastkill``)."""
+        self.oom_limiter = B.OOMRateLimiter(lastkill=True)
 
     # ------------------------------------------------------------------ 1. watermark test
     def watermarks(self, k, zl, order: int, gfp: int, which: str):
@@ -157,16 +261,6 @@ class Policy:
         if not gfp & M.GFPF_WAIT:
             return 0
         return None
-
-    def alloc_pages(self, k, req):
-        """The whole allocator as the engine runs it (:func:`harness.mm.alloc_pages`):
-        :meth:`fast_path`, then the measured :meth:`slow_path`.  Not a hook: override those."""
-        return MMops.alloc_pages(k, req)
-
-    def memstall(self, k, task, enter: bool):
-        """``psi_memstall_enter`` / ``_leave``: called by the engine when ``task`` enters
-        (``enter`` True) and leaves the slow path of a ``__GFP_WAIT`` allocation.  2.4 has no
-        pressure stall accounting: nothing."""
 
     def wakeup_kswapd(self, k, cz: int):
         z = k.zones[cz]
@@ -231,28 +325,6 @@ class Policy:
         here.  Building blocks: ``B.aa_reclaim_round``, ``B.shrink_cache``, ``B.swap_out``,
         ``B.shrink_vfs``."""
         raise NotImplementedError
-
-    def kswapd(self, k, task):
-        """The kswapd thread (-aa shape, S4 mm/vmscan.c ``kswapd``/``kswapd_balance_pgdat``): for
-        each zone flagged ``need_balance``, highest first, run reclaim; if it fails clear the
-        flag and sleep ``kswapd_fail_sleep`` jiffies; sleep on ``kswapd_wait`` when none is flagged."""
-        task.flags |= PF_MEMALLOC
-        fail_sleep = getattr(self, "kswapd_fail_sleep", M.HZ)
-        while True:
-            flagged = [z for z in reversed(k.zones) if z.need_balance and z.size]
-            if not flagged:
-                yield (WAITQ, k.kswapd_wait, True)
-                continue
-            for z in flagged:
-                ok, rr = yield from self.try_to_free_pages(k, task, z.idx, M.GFP_KSWAPD, 0)
-                if not ok:
-                    z.need_balance = 0
-                    k.changed()
-                    yield (SLEEP, k.now + fail_sleep * M.JIFFY_US)
-                    continue
-                if not self.need_balance(k, z.idx):
-                    z.need_balance = 0
-                    k.changed()
 
     def need_balance(self, k, cz: int) -> bool:
         """``check_classzone_need_balance``: does classzone ``cz`` still need reclaim?  Must not

@@ -31,11 +31,7 @@ from harness.machine import PF_MEMALLOC, PF_MEMDIE
 from harness.policy import Policy
 
 
-def free_plus_clean(z):
-    return z.free + z.clean
-
-
-_WM = {w: attrgetter(f"pages_{w}") for w in ("min", "low", "high")}     # B.zone_wm
+_WM = {w: attrgetter(f"pages_{w}") for w in ("min", "low", "high")}     # zone->pages_X
 
 
 class Rmap(Policy):
@@ -52,11 +48,11 @@ class Rmap(Policy):
         gives a page, reclaimed from its clean list when ``direct_reclaim`` (order 0 with
         ``__GFP_WAIT``), else from the free list."""
         direct = req.order == 0 and req.gfp & M.GFPF_WAIT
-        mark = _WM[which]                                     # B.zone_wm
+        mark = _WM[which]
         zones = k.zones
         for i, zi in enumerate(req.zl):
             z = zones[zi]
-            if z.free + z.clean >= mark(z) >> shift:          # free_plus_clean
+            if z.free + z.clean >= mark(z) >> shift:          # free + inactive_clean
                 if direct and z.clean:
                     B.evict_clean(k, zi, 1, lowest=zi)
                 thr = [None] * len(req.zl)
@@ -155,7 +151,7 @@ class Rmap(Policy):
         out = 0
         for z in k.zones:
             if z.size:
-                d = z.pages_min - (z.free + z.clean)              # free_plus_clean
+                d = z.pages_min - (z.free + z.clean)              # free + inactive_clean
                 if d > 0:
                     out += d
         return out
@@ -165,7 +161,7 @@ class Rmap(Policy):
         low_any = False
         for z in k.zones:
             if z.size:
-                fc = z.free + z.clean                             # free_plus_clean
+                fc = z.free + z.clean                             # free + inactive_clean
                 high += z.pages_high - fc
                 if z.pages_low - fc > 0:
                     low_any = True

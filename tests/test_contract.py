@@ -29,7 +29,7 @@ def test_contract(name, wls):
                      "run:tiny", "determinism:tiny", "victims:tiny", "measure:tiny", "views:tiny",
                      "run:morton-make-usemem", "determinism:morton-make-usemem",
                      "victims:morton-make-usemem", "measure:morton-make-usemem",
-                     "views:morton-make-usemem", "select"]
+                     "views:morton-make-usemem", "select", "replay"]
     failed = [f"{n}: {m}" for n, ok, m in results if not ok]
     assert not failed, "\n".join(failed)
 
