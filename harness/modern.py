@@ -186,6 +186,17 @@ def swap_out_anon(k, cz: int, nr: int, written) -> int:
 #: is a generator function where marked; the guide's tables are made from this one
 HOOKS = {
     **COMMON_HOOKS,
+    "fast_path": COMMON_HOOKS["fast_path"]._replace(
+        default="__alloc_pages_nodemask's pass at low, else the slow path"),
+    "slow_path": COMMON_HOOKS["slow_path"]._replace(
+        default="**required**: __alloc_pages_slowpath of the version modelled"),
+    "try_to_free_pages": COMMON_HOOKS["try_to_free_pages"]._replace(
+        default="2.6.36 do_try_to_free_pages: priorities 12..0 of shrink_zones + shrink_slab "
+                "until SWAP_CLUSTER_MAX reclaimed"),
+    "need_balance": COMMON_HOOKS["need_balance"]._replace(
+        default="some zone from cz down at or below its high watermark"),
+    "badness": COMMON_HOOKS["badness"]._replace(
+        default="**required**: oom_badness of the version modelled"),
     "setup_watermarks": Hook(("k",), False,
                              "(wm, reserve): wm[zone] = (min, low, high), reserve[i][j] the "
                              "pages zone i keeps back from a classzone-j allocation",
@@ -225,10 +236,11 @@ HOOKS = {
     "select_bad_process": Hook(("k", "current"), False,
                                "(victim or None, table); table an Aborted to kill nobody new",
                                "by out_of_memory, told the allocating task (current; None when "
-                               "called from outside); must not change anything", "required"),
+                               "called from outside); must not change anything",
+                               "**required**"),
     "oom_kill_process": Hook(("k", "killer", "p", "table"), False,
                              "bool: a kill was delivered",
-                             "by out_of_memory with the chosen task p", "required"),
+                             "by out_of_memory with the chosen task p", "**required**"),
     "after_kill": Hook(("k", "task"), True, "nothing", "by out_of_memory after a kill",
                        "2.6.36: schedule_timeout_uninterruptible(1) unless TIF_MEMDIE"),
 }

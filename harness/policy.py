@@ -1,19 +1,22 @@
 """The policy interface: what differs between the kernels of the 2002 thread and their successors.
 
-A policy file in ``policies/`` subclasses :class:`Policy` (or an existing policy) and overrides
-some of the six hooks of ``shared/spec/policies.md``; ``docs/adding-a-policy.md`` is the guide
-with a worked example, these docstrings are the reference.
+A policy file in ``policies/`` subclasses one of two bases (or an existing policy) and overrides
+some of its hooks: :class:`Policy` here for 2.4, :class:`harness.modern.Modern` for 2.6 and
+later.  Each base declares its hooks in a ``HOOKS`` table (:class:`Hook`: arguments, generator
+or not, return value and meaning, when called, default); discovery checks a policy against its
+base's table, and ``docs/adding-a-policy.md`` prints both tables (generated from them, a test
+keeps them equal) with a worked example.  These docstrings are the reference.
 
-1. :meth:`Policy.watermarks`        the watermark test of each allocator pass
-2. :meth:`Policy.slow_path`         what the allocator does once the fast passes fail
-   (the whole allocator: :meth:`Policy.alloc_pages`)
-3. :meth:`Policy.try_to_free_pages` reclaim effort and early exit (and :meth:`Policy.kswapd`,
-   :meth:`Policy.need_balance`) -- the one **required** hook: the base one raises
-4. :meth:`Policy.out_of_memory`     when the OOM killer runs (call sites and rate limiter)
-5. :meth:`Policy.badness` / :meth:`Policy.select_bad_process`  whom it picks
-6. :meth:`Policy.oom_kill`          how the kill is delivered
+The 2.4 hooks, in the order an allocation meets them: :meth:`Policy.fast_path` (passes A and B,
+with :meth:`Policy.watermarks` and :meth:`Policy.wakeup_kswapd`), :meth:`Policy.slow_path`
+(with :meth:`Policy.balance_classzone`), :meth:`Policy.try_to_free_pages` (the one **required**
+hook: the base one raises; also run by :meth:`Base.kswapd` with :meth:`Policy.need_balance`),
+:meth:`Policy.out_of_memory`, :meth:`Policy.badness` / :meth:`Policy.select_bad_process`,
+:meth:`Policy.oom_kill`; plus :meth:`Base.reset` (per-run state), :meth:`Base.boot` (start a
+policy's own threads) and :meth:`Base.memstall` (told of every memory stall).
 
-plus :meth:`Policy.reset` (per-run state) and :meth:`Policy.boot` (start a policy's own threads).
+The allocator's entry is not a hook: the engine runs :func:`harness.mm.alloc_pages` (fast path,
+then the slow path, measured: stalls, failures and the watchdog's inputs are the engine's).
 
 Contract:
 
@@ -26,7 +29,8 @@ Contract:
 * **Generators.**  The hooks in :data:`HOOKS` marked as generators are run by the engine with
   ``yield from``: they ``yield`` scheduler commands -- ``(CPU, us, False)`` to spend kernel CPU
   time, ``CMD_YIELD``, ``(SLEEP, until_us)``, ``(DWAIT, until_us)`` (uninterruptible),
-  ``(WAITQ, queue, interruptible)``, ``(REPEAT, us, count)`` -- and ``return`` their result.  A
+  ``(WAITQ, queue, interruptible)``, ``(REPEAT, us, count)``, ``(ITER, us, is_user, fn)`` (the
+  guide lists them all) -- and ``return`` their result.  A
   generator hook that has nothing to wait for still needs a ``yield`` somewhere (``return x``
   followed by an unreachable ``yield``).
 * **Views.**  A policy reads the machine through the kernel object ``k``, read-only:
@@ -44,7 +48,8 @@ Contract:
   ``k.signal``, ``k.boost``, ``B.oom_kill_24`` / ``B.record_kill`` (kill delivery and its trace
   event), ``k.free_to_zone`` and ``k.move`` (give pages back, keeping every zone's count),
   ``k.new_task`` (a policy thread, from :meth:`boot`), ``k.changed`` / ``k.alarm`` /
-  ``k.spin_point`` (so that a loop that changes nothing is fast-forwarded), ``k.emit`` (trace).
+  ``k.spin_point`` (so that a loop that changes nothing is fast-forwarded), ``k.emit`` (a
+  trace event of its own kind: never a measured one, see ``harness.contract.MEASURED``).
 * **Names are not data.**  A policy never looks at a task's or workload's name (or ``role``) to
   decide anything; outcomes must come from mechanisms.
 * Every policy module starts with a docstring naming the tree or project version, the files and
@@ -80,34 +85,43 @@ COMMON_HOOKS = {
     "fast_path": Hook(("k", "req"), False,
                       "blocks obtained (> 0); 0: failed, no slow path; None: enter the slow path",
                       "first for every allocation (mm.alloc); again after a slow path "
-                      "returned None", "mainline 2.4's passes A and B"),
+                      "returned None", "the base's"),
     "slow_path": Hook(("k", "req"), True,
                       "blocks (> 0); 0: failed (a user fault then kills the task, fork/read "
                       "get -ENOMEM); None: back to fast_path (goto try_again)",
                       "by the engine when fast_path returned None; for a __GFP_WAIT caller "
-                      "the engine measures it as a stall", "mainline 2.4's rebalance loop"),
+                      "the engine measures it as a stall", "the base's"),
     "memstall": Hook(("k", "task", "enter"), False, "nothing",
                      "by the engine when a task enters (enter=True) and leaves a memory stall: "
                      "a __GFP_WAIT slow path, kswapd's reclaim", "nothing (no PSI)"),
     "try_to_free_pages": Hook(("k", "task", "cz", "gfp", "order"), True,
                               "(ok, rr): ok the kernel's return value, rr a blocks.ReclaimRound "
-                              "or None", "by the policy's slow path and by kswapd",
-                              "2.4: raises (required); 2.6+: 2.6.36 do_try_to_free_pages"),
+                              "or None", "by the policy's slow path and by kswapd", "the base's"),
     "kswapd": Hook(("k", "task"), True, "never returns",
                    "the kswapd thread's body, started at boot", "the -aa shaped loop over "
                    "zones flagged need_balance"),
     "need_balance": Hook(("k", "cz"), False, "bool: classzone cz still needs reclaim",
                          "by kswapd after each reclaim round; must not change anything",
-                         "2.4: mainline's; 2.6+: a zone at or below its high watermark"),
+                         "the base's"),
     "badness": Hook(("k", "p"), False, "int >= 0 points; 0 = never",
-                    "by select_bad_process; must not change anything",
-                    "2.4: badness_24; 2.6+: required"),
+                    "by select_bad_process; must not change anything", "the base's"),
 }
 
 #: 2.4's hooks (:class:`Policy`): discovery checks that an overriding method takes these
-#: arguments and is a generator function where marked
+#: arguments and is a generator function where marked; the guide's tables are made from these
 HOOKS = {
     **COMMON_HOOKS,
+    "fast_path": COMMON_HOOKS["fast_path"]._replace(
+        default="mainline 2.4: pass A at low, wake kswapd, pass B at min, PF_MEMALLOC/PF_MEMDIE "
+                "take anything, a caller that cannot sleep fails"),
+    "slow_path": COMMON_HOOKS["slow_path"]._replace(
+        default="mainline 2.4's rebalance loop (balance_classzone, retry at min; never fails "
+                "for order <= 3)"),
+    "try_to_free_pages": COMMON_HOOKS["try_to_free_pages"]._replace(
+        default="**required**: the base raises NotImplementedError"),
+    "need_balance": COMMON_HOOKS["need_balance"]._replace(
+        default="mainline's: no, once any zone is above its pages_high"),
+    "badness": COMMON_HOOKS["badness"]._replace(default="2.4.19 badness (B.badness_24)"),
     "watermarks": Hook(("k", "zl", "order", "gfp", "which"), False,
                        "thresholds, one per zone of zl (None skips a zone): k.take allocates "
                        "while zone.free > threshold",
@@ -132,6 +146,17 @@ HOOKS = {
 }
 #: the hooks a concrete 2.4 policy must end up with other than the base class's
 REQUIRED_HOOKS = ("try_to_free_pages",)
+
+
+def hook_table(hooks: dict) -> str:
+    """A hook table as the guide (``docs/adding-a-policy.md``) prints it, in Markdown; a test
+    fails when the guide's copy differs."""
+    rows = ["| hook | arguments | generator | returns | called | default |",
+            "|---|---|---|---|---|---|"]
+    for name, h in hooks.items():
+        rows.append(f"| `{name}` | `{', '.join(h.args)}` | {'yes' if h.generator else 'no'} "
+                    f"| {h.returns} | {h.when} | {h.default} |")
+    return "\n".join(rows) + "\n"
 
 
 class Base:
