@@ -323,14 +323,7 @@ class Policy(Base):
         """``balance_classzone`` (2.4 mm/page_alloc.c): reclaim with PF_MEMALLOC|PF_FREE_PAGES; the
         first page this task frees is handed straight to it if the order fits (order 0 here).
         Returns ``(blocks, freed)`` where ``freed`` is reclaim's return value."""
-        task = req.task
-        cz = req.zl[0]
-        task.flags |= PF_MEMALLOC
-        try:
-            ok, rr = yield from self.try_to_free_pages(k, task, cz, req.gfp, req.order)
-        finally:
-            if not task.flags & PF_MEMDIE:
-                task.flags &= ~PF_MEMALLOC
+        ok, rr = yield from B.memalloc_reclaim(self, k, req, memdie_keeps=True)
         if rr is not None and rr.first_zone is not None and req.order == 0:
             z = k.zones[rr.first_zone]
             if z.free >= 1:

@@ -121,14 +121,8 @@ class Rmap(Policy):
         return 0
 
     def _reclaim(self, k, req):
-        task = req.task
-        memalloc = task.flags & PF_MEMALLOC
-        task.flags |= PF_MEMALLOC
-        try:
-            return (yield from self.try_to_free_pages(k, task, req.zl[0], req.gfp, req.order))
-        finally:
-            if not memalloc and not task.flags & PF_MEMDIE:
-                task.flags &= ~PF_MEMALLOC
+        """``try_to_free_pages`` with PF_MEMALLOC (kept by an OOM victim)."""
+        return (yield from B.memalloc_reclaim(self, k, req, memdie_keeps=True))
 
     def _defragment(self, k, req):
         """Order > 0: free the zones' inactive_clean pages and retry; one ``try_to_free_pages``;
