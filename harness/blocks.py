@@ -523,17 +523,20 @@ def badness_table(table: list) -> tuple:
     return tuple(table[:5])
 
 
-def memalloc_reclaim(policy, k, req, memdie_keeps: bool):
-    """Generator: ``policy.try_to_free_pages`` for the allocating task with PF_MEMALLOC set (2.4
+def memalloc_enter(task) -> int:
+    """Set PF_MEMALLOC on a task about to reclaim for its own allocation (2.4
     ``balance_classzone``, -rmap ``__alloc_pages``, 2.6+ ``__alloc_pages_direct_reclaim``: the
-    reclaimer may dip into the reserves).  The flag is cleared afterwards unless the task had
-    it before, or (``memdie_keeps``, 2.4) has been chosen by the OOM killer meanwhile, whose
-    kill sets PF_MEMALLOC with PF_MEMDIE for good.  Returns reclaim's ``(ok, rr)``."""
-    task = req.task
+    reclaimer may dip into the reserves).  Returns whether it had it before, for
+    :func:`memalloc_exit`."""
     had = task.flags & PF_MEMALLOC
     task.flags |= PF_MEMALLOC
-    try:
-        return (yield from policy.try_to_free_pages(k, task, req.zl[0], req.gfp, req.order))
-    finally:
-        if not had and not (memdie_keeps and task.flags & PF_MEMDIE):
-            task.flags &= ~PF_MEMALLOC
+    return had
+
+
+def memalloc_exit(task, had: int, memdie_keeps: bool):
+    """After reclaim: clear PF_MEMALLOC again unless the task had it before, or
+    (``memdie_keeps``, 2.4) has been chosen by the OOM killer meanwhile, whose kill sets
+    PF_MEMALLOC with PF_MEMDIE for good.  (Two calls around a ``try``/``finally`` rather than a
+    generator wrapper: reclaim is entered tens of thousands of times a run.)"""
+    if not had and not (memdie_keeps and task.flags & PF_MEMDIE):
+        task.flags &= ~PF_MEMALLOC

@@ -353,7 +353,12 @@ class Modern(Base):
 
     def direct_reclaim(self, k, req):
         """``__alloc_pages_direct_reclaim``: reclaim with PF_MEMALLOC set."""
-        return (yield from B.memalloc_reclaim(self, k, req, memdie_keeps=False))
+        task = req.task
+        had = B.memalloc_enter(task)
+        try:
+            return (yield from self.try_to_free_pages(k, task, req.zl[0], req.gfp, req.order))
+        finally:
+            B.memalloc_exit(task, had, memdie_keeps=False)
 
     def should_reclaim_retry(self, k, req, flags, progress, loops):
         """2.6.36 ``should_alloc_retry``: always for order <= PAGE_ALLOC_COSTLY_ORDER.  Returns

@@ -323,7 +323,12 @@ class Policy(Base):
         """``balance_classzone`` (2.4 mm/page_alloc.c): reclaim with PF_MEMALLOC|PF_FREE_PAGES; the
         first page this task frees is handed straight to it if the order fits (order 0 here).
         Returns ``(blocks, freed)`` where ``freed`` is reclaim's return value."""
-        ok, rr = yield from B.memalloc_reclaim(self, k, req, memdie_keeps=True)
+        task = req.task
+        had = B.memalloc_enter(task)
+        try:
+            ok, rr = yield from self.try_to_free_pages(k, task, req.zl[0], req.gfp, req.order)
+        finally:
+            B.memalloc_exit(task, had, memdie_keeps=True)
         if rr is not None and rr.first_zone is not None and req.order == 0:
             z = k.zones[rr.first_zone]
             if z.free >= 1:

@@ -122,7 +122,12 @@ class Rmap(Policy):
 
     def _reclaim(self, k, req):
         """``try_to_free_pages`` with PF_MEMALLOC (kept by an OOM victim)."""
-        return (yield from B.memalloc_reclaim(self, k, req, memdie_keeps=True))
+        task = req.task
+        had = B.memalloc_enter(task)
+        try:
+            return (yield from self.try_to_free_pages(k, task, req.zl[0], req.gfp, req.order))
+        finally:
+            B.memalloc_exit(task, had, memdie_keeps=True)
 
     def _defragment(self, k, req):
         """Order > 0: free the zones' inactive_clean pages and retry; one ``try_to_free_pages``;
