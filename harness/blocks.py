@@ -10,7 +10,7 @@ from __future__ import annotations
 from operator import attrgetter
 
 from . import machine as M
-from .engine import CMD_YIELD, CPU, DWAIT, REPEAT
+from .engine import CPU, DWAIT, REPEAT
 from .machine import PF_MEMALLOC, PF_MEMDIE, SIGKILL, SIGTERM
 
 # ============================================================================ 1. watermark tests
@@ -18,10 +18,6 @@ from .machine import PF_MEMALLOC, PF_MEMDIE, SIGKILL, SIGTERM
 WM_INDEX = {"min": 0, "low": 1, "high": 2}
 _WM_GET = {"min": attrgetter("pages_min"), "low": attrgetter("pages_low"),
            "high": attrgetter("pages_high")}
-
-
-def zone_wm(z, which: str) -> int:
-    return (z.pages_min, z.pages_low, z.pages_high)[WM_INDEX[which]]
 
 
 def summed_thresholds(k, zl, order: int, which: str, shift: int = 0):
@@ -515,5 +511,32 @@ def oom_kill_24(k, killer, victim, table):
     return killer.flags & PF_MEMDIE != 0
 
 
-def oom_yield():
-    yield CMD_YIELD
+class Aborted(tuple):
+    """The badness table of a scan that ``select_bad_process`` gave up (2.6+ ``ERR_PTR(-1UL)``):
+    a victim is still on its way out, so nobody new is killed."""
+
+
+def badness_table(table: list) -> tuple:
+    """The tail of every 2.6+ ``select_bad_process``: the top five ``(pid, name, points)`` rows,
+    most points first (ties in task-list order), for the ``kill`` trace event."""
+    table.sort(key=lambda r: -r[2])
+    return tuple(table[:5])
+
+
+def memalloc_enter(task) -> int:
+    """Set PF_MEMALLOC on a task about to reclaim for its own allocation (2.4
+    ``balance_classzone``, -rmap ``__alloc_pages``, 2.6+ ``__alloc_pages_direct_reclaim``: the
+    reclaimer may dip into the reserves).  Returns whether it had it before, for
+    :func:`memalloc_exit`."""
+    had = task.flags & PF_MEMALLOC
+    task.flags |= PF_MEMALLOC
+    return had
+
+
+def memalloc_exit(task, had: int, memdie_keeps: bool):
+    """After reclaim: clear PF_MEMALLOC again unless the task had it before, or
+    (``memdie_keeps``, 2.4) has been chosen by the OOM killer meanwhile, whose kill sets
+    PF_MEMALLOC with PF_MEMDIE for good.  (Two calls around a ``try``/``finally`` rather than a
+    generator wrapper: reclaim is entered tens of thousands of times a run.)"""
+    if not had and not (memdie_keeps and task.flags & PF_MEMDIE):
+        task.flags &= ~PF_MEMALLOC

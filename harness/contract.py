@@ -18,24 +18,40 @@ checked without a test edit (Gymnasium's ``check_env``, scikit-learn's
 * ``victims:<w>``      every task the policy names in a ``kill`` event is alive at that moment;
 * ``views:<w>``        the hooks that only choose (``watermarks``, ``need_balance``,
   ``badness``, ``select_bad_process``) leave the zones, the tasks and swap as they found them;
+* ``measure:<w>``      the policy measures nothing itself: no policy code emits an event the
+  metrics or the watchdog read (:data:`MEASURED`; ``kill`` and ``reclaim`` come from the blocks
+  ``B.record_kill`` / ``B.note_reclaim``, the slow path's stalls from the engine) or writes
+  the watchdog's inputs (``in_alloc_since``, ``last_progress``);
+* ``replay``           which speed shortcuts of :mod:`harness.replay` the class gets: each is
+  exact (the functions it replays are those it was proven against) or the plain path (an
+  override of one of them), never a silently changed result -- informational, never fails;
 * ``select``           called directly on a machine in mid-run, ``select_bad_process`` returns
   ``(None or a live task, table)`` and ``badness`` an integer >= 0 for every task.
 """
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import pickle
+import re
+import sys
 import traceback
 from pathlib import Path
 
-from . import registry, runner
+from . import registry, replay, runner
 from . import workload as W
-from .engine import Zone
+from .engine import Kernel, Zone
 
 CANONICAL = "morton-make-usemem"
 TINY = "tiny"
 CANONICAL_LIMIT_S = 40.0
 CHOOSING_HOOKS = ("watermarks", "need_balance", "badness", "select_bad_process")
+#: trace event kinds that the metrics (harness.metrics) and the watchdog's verdict are made of:
+#: only the engine and the harness's blocks emit them
+MEASURED = frozenset(("stall", "stall_end", "alloc_fail", "fault_kill", "enomem", "exit", "kill",
+                      "reclaim", "watchdog", "time_limit", "ff"))
+HARNESS_DIR = str(Path(__file__).resolve().parent)
+_WATCHDOG_INPUT = re.compile(r"\.(in_alloc_since|last_progress)\s*=[^=]|\bk\.progress\(")
 
 
 def _where(e: BaseException) -> str:
@@ -120,6 +136,49 @@ def _victims_alive(k) -> tuple[bool, str]:
     return True, f"{n} kill(s), every victim alive when named"
 
 
+class EmitGuard:
+    """While active, records the first measured event (:data:`MEASURED`) that code outside
+    ``harness/`` -- a policy -- emits itself: (kind, file, line)."""
+
+    def __init__(self):
+        self.first = None
+
+    def __enter__(self):
+        plain = self.plain = Kernel.emit
+        guard = self
+
+        def emit(k, kind, *fields):
+            if kind in MEASURED and guard.first is None:
+                fr = sys._getframe(1)
+                if not fr.f_code.co_filename.startswith(HARNESS_DIR):
+                    guard.first = (kind, fr.f_code.co_filename, fr.f_lineno)
+            plain(k, kind, *fields)
+        Kernel.emit = emit
+        return self
+
+    def __exit__(self, *exc):
+        Kernel.emit = self.plain
+        return False
+
+
+def watchdog_writes(cls) -> list[str]:
+    """``file:line`` of every line in the policy's own source files (not harness/) that writes
+    the watchdog's inputs."""
+    out, seen = [], set()
+    for c in cls.__mro__:
+        try:
+            path = inspect.getsourcefile(c)
+        except TypeError:
+            continue
+        if not path or path in seen or str(Path(path).resolve()).startswith(HARNESS_DIR):
+            continue
+        seen.add(path)
+        for i, line in enumerate(Path(path).read_text().splitlines(), 1):
+            if _WATCHDOG_INPUT.search(line.split("#")[0]):
+                out.append(f"{registry._show(Path(path))}:{i}")
+    return out
+
+
 def check_policy(cls, wls=None) -> list[tuple[str, bool, str]]:
     """Run the whole suite on one policy class."""
     res = []
@@ -158,6 +217,8 @@ def check_policy(cls, wls=None) -> list[tuple[str, bool, str]]:
     for w in wls:
         res.extend(_run_checks(cls, w))
     res.append(_select_check(cls, wls[0]))
+    lines = replay.describe(cls)
+    res.append(("replay", True, "; ".join(lines) if lines else "no shortcut replays its loops"))
     return res
 
 
@@ -166,7 +227,8 @@ def _run_checks(cls, w) -> list[tuple[str, bool, str]]:
     p = cls()
     guard = ViewGuard(p)
     try:
-        k = runner.simulate(p, w, 0, debug=True)
+        with EmitGuard() as emits:
+            k = runner.simulate(p, w, 0, debug=True)
     except Exception as e:  # noqa: BLE001
         return [(f"run:{w.name}", False, _err(e))]
     out.append((f"run:{w.name}", True, f"{k.now / 1e6:.1f} s simulated, ended by {k.finished}, "
@@ -189,6 +251,20 @@ def _run_checks(cls, w) -> list[tuple[str, bool, str]]:
                         f"{reused[:12]})"))
     ok, msg = _victims_alive(k)
     out.append((f"victims:{w.name}", ok, msg))
+    writes = watchdog_writes(cls)
+    if emits.first is not None:
+        kind, path, line = emits.first
+        out.append((f"measure:{w.name}", False,
+                    f"the policy emits the measured event {kind!r} itself "
+                    f"({registry._show(Path(path))}:{line}); the engine records stalls and "
+                    "failures, B.record_kill and B.note_reclaim kills and reclaim"))
+    elif writes:
+        out.append((f"measure:{w.name}", False,
+                    f"the policy writes the watchdog's inputs ({', '.join(writes[:3])}); the "
+                    "engine keeps in_alloc_since and last_progress"))
+    else:
+        out.append((f"measure:{w.name}", True, "no measured event or watchdog input written by "
+                                              "the policy"))
     if guard.first is None:
         calls = ", ".join(f"{h} x{n}" for h, n in guard.calls.items() if n)
         out.append((f"views:{w.name}", True, f"nothing changed by {calls or 'no choosing hook call'}"))

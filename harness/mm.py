@@ -12,6 +12,7 @@ from .engine import CMD_YIELD, CPU, DWAIT, ITER, SLEEP, AllocReq
 
 ENOMEM = -12
 _ZONEMASK = M.GFP_ZONEMASK
+_WAIT = M.GFPF_WAIT
 PTES_PER_PAGE = 1024       # i386 without PAE: one page-table page maps 4 MB
 READAHEAD_PAGES = 64       # pages read in one disk request (2.4's max read-ahead is 31-127)
 
@@ -21,14 +22,64 @@ class Killed(Exception):
 
 
 def alloc(k, task, gfp: int, order: int, n: int, user: bool):
-    """Allocate up to ``n`` blocks through the policy; returns the finished AllocReq (pages in got)."""
+    """Allocate up to ``n`` blocks through the policy; returns the finished AllocReq (pages in got).
+    The policy's :meth:`fast_path` first (a plain call: most allocations end there), then, if it
+    says so, the measured slow path (:func:`alloc_pages`)."""
     req = AllocReq(task, gfp, order, n, k.zonelists.get(gfp & _ZONEMASK) or k.zonelist(gfp), user)
-    blocks = yield from k.policy.alloc_pages(k, req)
+    blocks = k.policy.fast_path(k, req)
+    if blocks is None:
+        blocks = yield from slow_path(k, req)
     if blocks and user:
         k.last_progress = k.now              # k.progress()
     if not blocks:
         k.emit("alloc_fail", task.pid, gfp, order)
     return req
+
+
+def alloc_pages(k, req):
+    """Generator: the allocator's entry (``__alloc_pages``), as the engine runs it for every
+    allocation: the policy's :meth:`fast_path` (the passes that never sleep), and while that says
+    "the slow path" (``None``) the measured :func:`slow_path`.  Returns the blocks obtained."""
+    blocks = k.policy.fast_path(k, req)
+    if blocks is None:
+        blocks = yield from slow_path(k, req)
+    return blocks
+
+
+def slow_path(k, req):
+    """Generator: the policy's :meth:`slow_path`, measured, as often as it answers ``None``
+    ("goto try_again": back to the fast passes, as -rmap's ``__alloc_pages`` does).
+
+    The measurement is the engine's, never the policy's: for a ``__GFP_WAIT`` caller each call
+    of the slow path is a stall -- the ``stall`` event (pid, gfp, order) when it starts and
+    ``stall_end`` (pid, 1 = got memory, 0 = failed, 2 = back to the fast passes) when it
+    returns; ``task.in_alloc_since`` (the watchdog's input: who is waiting for memory, since
+    when) is set for the outermost one; and the policy's :meth:`memstall` (pressure stall
+    accounting, a kernel mechanism some policies model) is told when the task enters and leaves
+    it.  A caller that cannot sleep goes through the slow path unmeasured (it cannot stall)."""
+    policy = k.policy
+    task = req.task
+    while True:
+        if not req.gfp & _WAIT:
+            blocks = yield from policy.slow_path(k, req)
+        else:
+            since = task.in_alloc_since
+            if since is None:
+                task.in_alloc_since = k.now
+                policy.memstall(k, task, True)
+            k.emit("stall", task.pid, req.gfp, req.order)
+            try:
+                blocks = yield from policy.slow_path(k, req)
+            finally:
+                if since is None:
+                    task.in_alloc_since = None
+                    policy.memstall(k, task, False)
+            k.emit("stall_end", task.pid, 2 if blocks is None else int(bool(blocks)))
+        if blocks is not None:
+            return blocks
+        blocks = policy.fast_path(k, req)
+        if blocks is not None:
+            return blocks
 
 
 def fault_kill(k, task):

@@ -1,19 +1,22 @@
 """The policy interface: what differs between the kernels of the 2002 thread and their successors.
 
-A policy file in ``policies/`` subclasses :class:`Policy` (or an existing policy) and overrides
-some of the six hooks of ``shared/spec/policies.md``; ``docs/adding-a-policy.md`` is the guide
-with a worked example, these docstrings are the reference.
+A policy file in ``policies/`` subclasses one of two bases (or an existing policy) and overrides
+some of its hooks: :class:`Policy` here for 2.4, :class:`harness.modern.Modern` for 2.6 and
+later.  Each base declares its hooks in a ``HOOKS`` table (:class:`Hook`: arguments, generator
+or not, return value and meaning, when called, default); discovery checks a policy against its
+base's table, and ``docs/adding-a-policy.md`` prints both tables (generated from them, a test
+keeps them equal) with a worked example.  These docstrings are the reference.
 
-1. :meth:`Policy.watermarks`        the watermark test of each allocator pass
-2. :meth:`Policy.slow_path`         what the allocator does once the fast passes fail
-   (the whole allocator: :meth:`Policy.alloc_pages`)
-3. :meth:`Policy.try_to_free_pages` reclaim effort and early exit (and :meth:`Policy.kswapd`,
-   :meth:`Policy.need_balance`) -- the one **required** hook: the base one raises
-4. :meth:`Policy.out_of_memory`     when the OOM killer runs (call sites and rate limiter)
-5. :meth:`Policy.badness` / :meth:`Policy.select_bad_process`  whom it picks
-6. :meth:`Policy.oom_kill`          how the kill is delivered
+The 2.4 hooks, in the order an allocation meets them: :meth:`Policy.fast_path` (passes A and B,
+with :meth:`Policy.watermarks` and :meth:`Policy.wakeup_kswapd`), :meth:`Policy.slow_path`
+(with :meth:`Policy.balance_classzone`), :meth:`Policy.try_to_free_pages` (the one **required**
+hook: the base one raises; also run by :meth:`Base.kswapd` with :meth:`Policy.need_balance`),
+:meth:`Policy.out_of_memory`, :meth:`Policy.badness` / :meth:`Policy.select_bad_process`,
+:meth:`Policy.oom_kill`; plus :meth:`Base.reset` (per-run state), :meth:`Base.boot` (start a
+policy's own threads) and :meth:`Base.memstall` (told of every memory stall).
 
-plus :meth:`Policy.reset` (per-run state) and :meth:`Policy.boot` (start a policy's own threads).
+The allocator's entry is not a hook: the engine runs :func:`harness.mm.alloc_pages` (fast path,
+then the slow path, measured: stalls, failures and the watchdog's inputs are the engine's).
 
 Contract:
 
@@ -26,7 +29,8 @@ Contract:
 * **Generators.**  The hooks in :data:`HOOKS` marked as generators are run by the engine with
   ``yield from``: they ``yield`` scheduler commands -- ``(CPU, us, False)`` to spend kernel CPU
   time, ``CMD_YIELD``, ``(SLEEP, until_us)``, ``(DWAIT, until_us)`` (uninterruptible),
-  ``(WAITQ, queue, interruptible)``, ``(REPEAT, us, count)`` -- and ``return`` their result.  A
+  ``(WAITQ, queue, interruptible)``, ``(REPEAT, us, count)``, ``(ITER, us, is_user, fn)`` (the
+  guide lists them all) -- and ``return`` their result.  A
   generator hook that has nothing to wait for still needs a ``yield`` somewhere (``return x``
   followed by an unreachable ``yield``).
 * **Views.**  A policy reads the machine through the kernel object ``k``, read-only:
@@ -44,7 +48,8 @@ Contract:
   ``k.signal``, ``k.boost``, ``B.oom_kill_24`` / ``B.record_kill`` (kill delivery and its trace
   event), ``k.free_to_zone`` and ``k.move`` (give pages back, keeping every zone's count),
   ``k.new_task`` (a policy thread, from :meth:`boot`), ``k.changed`` / ``k.alarm`` /
-  ``k.spin_point`` (so that a loop that changes nothing is fast-forwarded), ``k.emit`` (trace).
+  ``k.spin_point`` (so that a loop that changes nothing is fast-forwarded), ``k.emit`` (a
+  trace event of its own kind: never a measured one, see ``harness.contract.MEASURED``).
 * **Names are not data.**  A policy never looks at a task's or workload's name (or ``role``) to
   decide anything; outcomes must come from mechanisms.
 * Every policy module starts with a docstring naming the tree or project version, the files and
@@ -52,44 +57,118 @@ Contract:
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from . import blocks as B
 from . import machine as M
+from . import mm as MMops
 from .engine import CMD_YIELD, CPU, SLEEP, WAITQ
 from .machine import PF_MEMALLOC, PF_MEMDIE
 
-#: hook -> (arguments after ``self``, is a generator run with ``yield from``).  Discovery checks
-#: that an overriding method takes these arguments and is a generator function where marked.
-HOOKS = {
-    "reset": (("k",), False),
-    "boot": (("k",), False),
-    "watermarks": (("k", "zl", "order", "gfp", "which"), False),
-    "alloc_pages": (("k", "req"), True),
-    "wakeup_kswapd": (("k", "cz"), False),
-    "slow_path": (("k", "req"), True),
-    "balance_classzone": (("k", "req"), True),
-    "try_to_free_pages": (("k", "task", "cz", "gfp", "order"), True),
-    "kswapd": (("k", "task"), True),
-    "need_balance": (("k", "cz"), False),
-    "out_of_memory": (("k", "task"), True),
-    "badness": (("k", "p"), False),
-    "select_bad_process": (("k",), False),
-    "oom_kill": (("k", "task"), True),
+class Hook(NamedTuple):
+    """One row of a base class's hook table: what an override must take, be and give back."""
+    args: tuple          # the arguments after ``self``
+    generator: bool      # run with ``yield from`` (it yields scheduler commands)
+    returns: str         # the return value and what it means
+    when: str            # who calls it, when
+    default: str         # what the base class does
+
+
+#: the hooks of both bases (:class:`Policy` for 2.4, :class:`harness.modern.Modern` for 2.6+)
+COMMON_HOOKS = {
+    "reset": Hook(("k",), False, "nothing",
+                  "once before each run, after the machine exists, before any task",
+                  "the base's per-run state; call super().reset(k) first"),
+    "boot": Hook(("k",), False, "nothing",
+                 "once init and the kernel threads exist, before the workload's tasks start",
+                 "nothing (start a policy's own threads here with k.new_task)"),
+    "fast_path": Hook(("k", "req"), False,
+                      "blocks obtained (> 0); 0: failed, no slow path; None: enter the slow path",
+                      "first for every allocation (mm.alloc); again after a slow path "
+                      "returned None", "the base's"),
+    "slow_path": Hook(("k", "req"), True,
+                      "blocks (> 0); 0: failed (a user fault then kills the task, fork/read "
+                      "get -ENOMEM); None: back to fast_path (goto try_again)",
+                      "by the engine when fast_path returned None; for a __GFP_WAIT caller "
+                      "the engine measures it as a stall", "the base's"),
+    "memstall": Hook(("k", "task", "enter"), False, "nothing",
+                     "by the engine when a task enters (enter=True) and leaves a memory stall: "
+                     "a __GFP_WAIT slow path, kswapd's reclaim", "nothing (no PSI)"),
+    "try_to_free_pages": Hook(("k", "task", "cz", "gfp", "order"), True,
+                              "(ok, rr): ok the kernel's return value, rr a blocks.ReclaimRound "
+                              "or None", "by the policy's slow path and by kswapd", "the base's"),
+    "kswapd": Hook(("k", "task"), True, "never returns",
+                   "the kswapd thread's body, started at boot", "the -aa shaped loop over "
+                   "zones flagged need_balance"),
+    "need_balance": Hook(("k", "cz"), False, "bool: classzone cz still needs reclaim",
+                         "by kswapd after each reclaim round; must not change anything",
+                         "the base's"),
+    "badness": Hook(("k", "p"), False, "int >= 0 points; 0 = never",
+                    "by select_bad_process; must not change anything", "the base's"),
 }
-#: the hooks a concrete policy must end up with other than the base class's
+
+#: 2.4's hooks (:class:`Policy`): discovery checks that an overriding method takes these
+#: arguments and is a generator function where marked; the guide's tables are made from these
+HOOKS = {
+    **COMMON_HOOKS,
+    "fast_path": COMMON_HOOKS["fast_path"]._replace(
+        default="mainline 2.4: pass A at low, wake kswapd, pass B at min, PF_MEMALLOC/PF_MEMDIE "
+                "take anything, a caller that cannot sleep fails"),
+    "slow_path": COMMON_HOOKS["slow_path"]._replace(
+        default="mainline 2.4's rebalance loop (balance_classzone, retry at min; never fails "
+                "for order <= 3)"),
+    "try_to_free_pages": COMMON_HOOKS["try_to_free_pages"]._replace(
+        default="**required**: the base raises NotImplementedError"),
+    "need_balance": COMMON_HOOKS["need_balance"]._replace(
+        default="mainline's: no, once any zone is above its pages_high"),
+    "badness": COMMON_HOOKS["badness"]._replace(default="2.4.19 badness (B.badness_24)"),
+    "watermarks": Hook(("k", "zl", "order", "gfp", "which"), False,
+                       "thresholds, one per zone of zl (None skips a zone): k.take allocates "
+                       "while zone.free > threshold",
+                       "by fast_path and slow_path for pass 'low', 'min', 'atomic', 'retry', "
+                       "'high'; must not change anything", "mainline's sums over the zonelist"),
+    "wakeup_kswapd": Hook(("k", "cz"), False, "nothing", "by fast_path after pass A failed",
+                          "flag classzone cz need_balance, wake kswapd"),
+    "balance_classzone": Hook(("k", "req"), True, "(blocks, freed)",
+                              "by the default slow_path", "reclaim with PF_MEMALLOC; the "
+                              "first page freed goes to the caller"),
+    "out_of_memory": Hook(("k", "task"), True,
+                          "bool: the calling task itself was chosen (2.4's meaning)",
+                          "wherever the policy calls it (2.4: reclaim, kswapd, slow path)",
+                          "the shared rate limiter, then oom_kill"),
+    "select_bad_process": Hook(("k",), False,
+                               "(victim or None, table): table the top of the badness table "
+                               "((pid, name, points), ...)",
+                               "by oom_kill; must not change anything",
+                               "2.4: the highest badness, init eligible"),
+    "oom_kill": Hook(("k", "task"), True, "bool: task itself was killed",
+                     "by out_of_memory", "select, B.oom_kill_24, the scan's CPU, yield"),
+}
+#: the hooks a concrete 2.4 policy must end up with other than the base class's
 REQUIRED_HOOKS = ("try_to_free_pages",)
 
-class Policy:
-    """Base class.  The defaults are mainline 2.4.19's ``__alloc_pages``, kswapd and OOM killer;
-    it has no reclaim (:meth:`try_to_free_pages` raises), so a policy writes one or subclasses a
-    policy that has one.
 
-    Subclasses set, in the class body, ``name`` (unique, plain: letters, digits, ``_ . + -``;
-    used on the command line), ``description`` (one line) and ``params`` (name -> default).
-    """
+def hook_table(hooks: dict) -> str:
+    """A hook table as the guide (``docs/adding-a-policy.md``) prints it, in Markdown; a test
+    fails when the guide's copy differs."""
+    rows = ["| hook | arguments | generator | returns | called | default |",
+            "|---|---|---|---|---|---|"]
+    for name, h in hooks.items():
+        rows.append(f"| `{name}` | `{', '.join(h.args)}` | {'yes' if h.generator else 'no'} "
+                    f"| {h.returns} | {h.when} | {h.default} |")
+    return "\n".join(rows) + "\n"
+
+
+class Base:
+    """What every policy shares, 2.4 or modern: registration, parameters, the allocator's entry
+    as the engine runs it, kswapd's loop.  Subclass :class:`Policy` (2.4) or
+    :class:`harness.modern.Modern` (2.6 and later), never this."""
 
     name: str = ""
     description: str = ""
     params: dict = {}
+    HOOKS = COMMON_HOOKS
+    REQUIRED_HOOKS = ()
 
     def __init__(self, **params):
         unknown = set(params) - set(self.params)
@@ -107,9 +186,7 @@ class Policy:
     def reset(self, k):
         """Build per-run state once before each run, after the machine exists and before any
         task does (``k.zones`` and ``k.spec`` are set).  Everything a run changes belongs here,
-        not in ``__init__``.  The default keeps one shared 2.4 ``out_of_memory`` limiter (with
-        ``lastkill``); an override usually calls ``super().reset(k)`` first."""
-        self.oom_limiter = B.OOMRateLimiter(lastkill=True)
+        not in ``__init__``; an override usually calls ``super().reset(k)`` first."""
 
     def boot(self, k):
         """Called once init and the kernel threads exist (pid 1 is init), before the workload's
@@ -117,6 +194,60 @@ class Policy:
         killer daemon) with ``k.new_task(name, lambda t: gen(k, t), role="protected",
         kthread=True, daemon=True)`` (a user-space daemon: ``kthread=False`` and an ``mm``).
         Default: nothing."""
+
+    def alloc_pages(self, k, req):
+        """The whole allocator as the engine runs it (:func:`harness.mm.alloc_pages`):
+        :meth:`fast_path`, then the measured :meth:`slow_path`.  Not a hook: override those."""
+        return MMops.alloc_pages(k, req)
+
+    def memstall(self, k, task, enter: bool):
+        """``psi_memstall_enter`` / ``_leave``: called by the engine when ``task`` enters
+        (``enter`` True) and leaves a memory stall (the slow path of a ``__GFP_WAIT``
+        allocation; kswapd's reclaim).  Default: nothing (no pressure stall accounting)."""
+
+    def kswapd(self, k, task):
+        """The kswapd thread (-aa shape, S4 mm/vmscan.c ``kswapd``/``kswapd_balance_pgdat``): for
+        each zone flagged ``need_balance``, highest first, run reclaim (a memory stall for
+        :meth:`memstall`); if it fails clear the flag and sleep ``kswapd_fail_sleep`` jiffies;
+        sleep on ``kswapd_wait`` when none is flagged."""
+        task.flags |= PF_MEMALLOC
+        fail_sleep = getattr(self, "kswapd_fail_sleep", M.HZ)
+        while True:
+            flagged = [z for z in reversed(k.zones) if z.need_balance and z.size]
+            if not flagged:
+                yield (WAITQ, k.kswapd_wait, True)
+                continue
+            for z in flagged:
+                self.memstall(k, task, True)
+                try:
+                    ok, rr = yield from self.try_to_free_pages(k, task, z.idx, M.GFP_KSWAPD, 0)
+                finally:
+                    self.memstall(k, task, False)
+                if not ok:
+                    z.need_balance = 0
+                    k.changed()
+                    yield (SLEEP, k.now + fail_sleep * M.JIFFY_US)
+                    continue
+                if not self.need_balance(k, z.idx):
+                    z.need_balance = 0
+                    k.changed()
+
+
+class Policy(Base):
+    """The 2.4 base class.  The defaults are mainline 2.4.19's ``__alloc_pages``, kswapd and OOM
+    killer; it has no reclaim (:meth:`try_to_free_pages` raises), so a policy writes one or
+    subclasses a policy that has one.
+
+    Subclasses set, in the class body, ``name`` (unique, plain: letters, digits, ``_ . + -``;
+    used on the command line), ``description`` (one line) and ``params`` (name -> default).
+    """
+
+    HOOKS = HOOKS
+    REQUIRED_HOOKS = REQUIRED_HOOKS
+
+    def reset(self, k):
+        """The default keeps one shared 2.4 ``out_of_memory`` limiter (with ``lastkill``)."""
+        self.oom_limiter = B.OOMRateLimiter(lastkill=True)
 
     # ------------------------------------------------------------------ 1. watermark test
     def watermarks(self, k, zl, order: int, gfp: int, which: str):
@@ -135,10 +266,12 @@ class Policy:
         return B.summed_thresholds(k, zl, order, "min")
 
     # ------------------------------------------------------------------ __alloc_pages
-    def alloc_pages(self, k, req):
-        """``__alloc_pages`` (2.4 mm/page_alloc.c): pass A at ``low``, wake kswapd, pass B at
-        ``min`` (``min>>2`` for atomic), the PF_MEMALLOC/PF_MEMDIE no-watermark branch, then
-        :meth:`slow_path`.  Returns the number of blocks obtained (0 = failure)."""
+    def fast_path(self, k, req):
+        """The passes of ``__alloc_pages`` (2.4 mm/page_alloc.c) that never sleep: pass A at
+        ``low``, wake kswapd, pass B at ``min`` (``min>>2`` for atomic), the PF_MEMALLOC /
+        PF_MEMDIE no-watermark branch.  Returns the blocks obtained, 0 for a failure that does
+        not enter the slow path (a caller that cannot sleep), or ``None``: go to
+        :meth:`slow_path` (the engine does, and measures the stall).  Not a generator."""
         zl, order, gfp, task = req.zl, req.order, req.gfp, req.task
         n = k.take(req, self.watermarks(k, zl, order, gfp, "low"))
         if n:
@@ -152,17 +285,7 @@ class Policy:
             return k.take_nowatermark(req, 1)
         if not gfp & M.GFPF_WAIT:
             return 0
-        since = task.in_alloc_since
-        if since is None:
-            task.in_alloc_since = k.now
-        k.emit("stall", task.pid, gfp, order)
-        try:
-            n = yield from self.slow_path(k, req)
-        finally:
-            if since is None:
-                task.in_alloc_since = None
-        k.emit("stall_end", task.pid, int(bool(n)))
-        return n
+        return None
 
     def wakeup_kswapd(self, k, cz: int):
         z = k.zones[cz]
@@ -201,13 +324,11 @@ class Policy:
         first page this task frees is handed straight to it if the order fits (order 0 here).
         Returns ``(blocks, freed)`` where ``freed`` is reclaim's return value."""
         task = req.task
-        cz = req.zl[0]
-        task.flags |= PF_MEMALLOC
+        had = B.memalloc_enter(task)
         try:
-            ok, rr = yield from self.try_to_free_pages(k, task, cz, req.gfp, req.order)
+            ok, rr = yield from self.try_to_free_pages(k, task, req.zl[0], req.gfp, req.order)
         finally:
-            if not task.flags & PF_MEMDIE:
-                task.flags &= ~PF_MEMALLOC
+            B.memalloc_exit(task, had, memdie_keeps=True)
         if rr is not None and rr.first_zone is not None and req.order == 0:
             z = k.zones[rr.first_zone]
             if z.free >= 1:
@@ -227,28 +348,6 @@ class Policy:
         here.  Building blocks: ``B.aa_reclaim_round``, ``B.shrink_cache``, ``B.swap_out``,
         ``B.shrink_vfs``."""
         raise NotImplementedError
-
-    def kswapd(self, k, task):
-        """The kswapd thread (-aa shape, S4 mm/vmscan.c ``kswapd``/``kswapd_balance_pgdat``): for
-        each zone flagged ``need_balance``, highest first, run reclaim; if it fails clear the
-        flag and sleep ``kswapd_fail_sleep`` jiffies; sleep on ``kswapd_wait`` when none is flagged."""
-        task.flags |= PF_MEMALLOC
-        fail_sleep = getattr(self, "kswapd_fail_sleep", M.HZ)
-        while True:
-            flagged = [z for z in reversed(k.zones) if z.need_balance and z.size]
-            if not flagged:
-                yield (WAITQ, k.kswapd_wait, True)
-                continue
-            for z in flagged:
-                ok, rr = yield from self.try_to_free_pages(k, task, z.idx, M.GFP_KSWAPD, 0)
-                if not ok:
-                    z.need_balance = 0
-                    k.changed()
-                    yield (SLEEP, k.now + fail_sleep * M.JIFFY_US)
-                    continue
-                if not self.need_balance(k, z.idx):
-                    z.need_balance = 0
-                    k.changed()
 
     def need_balance(self, k, cz: int) -> bool:
         """``check_classzone_need_balance``: does classzone ``cz`` still need reclaim?  Must not

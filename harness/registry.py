@@ -28,7 +28,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from .policy import HOOKS, Policy
+from .policy import Base, Policy
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY_DIR = ROOT / "policies"
@@ -142,13 +142,19 @@ def check_class(cls) -> list[tuple[int, str]]:
       command line and names result files;  ``description``: a string;
     * ``params``: a dict from identifiers to default values (``__init__`` stores each as an
       attribute of that name, so a name may not hide a hook or attribute of the class);
-    * the required hook: ``try_to_free_pages`` must not be the base class's, which raises
-      ``NotImplementedError`` -- every allocator that reaches reclaim calls it;
+    * it subclasses one of the two bases, :class:`harness.policy.Policy` (2.4) or
+      :class:`harness.modern.Modern` (2.6 and later), and is checked against that base's
+      ``HOOKS`` table;
+    * the base's required hooks (``REQUIRED_HOOKS``; 2.4: ``try_to_free_pages``) are not the
+      base class's, which raise ``NotImplementedError``;
     * every hook it overrides takes the base hook's arguments, and the hooks the engine drives
-      with ``yield from`` (:data:`harness.policy.HOOKS`) are generator functions.
+      with ``yield from`` are generator functions;
+    * it does not override ``alloc_pages``, the engine's measured allocator entry.
     """
     errs = []
     here = _line(cls)
+    base = base_of(cls)
+    hooks = base.HOOKS
     name = cls.__dict__.get("name")
     if not isinstance(name, str) or not NAME_RE.match(name):
         errs.append((here, f"class {cls.__name__}: name must be a plain non-empty string "
@@ -164,16 +170,22 @@ def check_class(cls) -> list[tuple[int, str]]:
             if not isinstance(key, str) or not key.isidentifier():
                 errs.append((here, f"class {cls.__name__}: parameter name {key!r} is not an "
                                    "identifier"))
-            elif key in HOOKS or key in ("name", "description", "params", "get_params"):
+            elif key in hooks or key in ("name", "description", "params", "get_params"):
                 errs.append((here, f"class {cls.__name__}: parameter {key!r} would hide the "
                                    f"attribute of that name"))
-    if getattr(cls, "try_to_free_pages", None) is Policy.try_to_free_pages:
-        errs.append((here, f"class {cls.__name__}: required hook try_to_free_pages is missing "
-                           "(the base one raises NotImplementedError); subclass a policy "
-                           "that has one or write it"))
-    for hook, (args, is_gen) in HOOKS.items():
+    for hook in base.REQUIRED_HOOKS:
+        if getattr(cls, hook, None) is getattr(base, hook):
+            errs.append((here, f"class {cls.__name__}: required hook {hook} is missing "
+                               "(the base one raises NotImplementedError); subclass a policy "
+                               "that has one or write it"))
+    if getattr(cls, "alloc_pages", None) is not Base.alloc_pages:
+        fn = cls.alloc_pages
+        errs.append((fn.__code__.co_firstlineno if hasattr(fn, "__code__") else here,
+                     f"class {cls.__name__}: alloc_pages is the engine's (it measures the slow "
+                     "path); override fast_path and slow_path instead"))
+    for hook, (args, is_gen, *_doc) in hooks.items():
         fn = getattr(cls, hook, None)
-        if fn is getattr(Policy, hook, None):
+        if fn is getattr(base, hook, None):
             continue
         line = fn.__code__.co_firstlineno if hasattr(fn, "__code__") else here
         if not callable(fn):
@@ -194,6 +206,12 @@ def check_class(cls) -> list[tuple[int, str]]:
     return errs
 
 
+def base_of(cls):
+    """The base class whose ``HOOKS`` table ``cls`` is checked against: the nearest class of
+    its MRO that declares one (:class:`harness.policy.Policy` or :class:`harness.modern.Modern`)."""
+    return next(c for c in cls.__mro__ if "HOOKS" in c.__dict__)
+
+
 def _file_policies(mod, path: Path):
     """(policy classes, (line, reason) errors) defined by one loaded module."""
     modname = mod.__name__
@@ -201,12 +219,12 @@ def _file_policies(mod, path: Path):
     mine.sort(key=_line)
     out, errs = [], []
     for cls in mine:
-        if not issubclass(cls, Policy):
-            hooks = [h for h in HOOKS if h in cls.__dict__]
+        if not issubclass(cls, Base) or base_of(cls) is Base:
+            hooks = [h for h in Policy.HOOKS if h in cls.__dict__]
             if isinstance(cls.__dict__.get("name"), str) and hooks:
                 errs.append((_line(cls), f"class {cls.__name__} has a name and hooks "
                                          f"({', '.join(hooks)}) but does not subclass "
-                                         "harness.policy.Policy"))
+                                         "harness.policy.Policy or harness.modern.Modern"))
             continue
         if "name" not in cls.__dict__ or not cls.__dict__["name"]:
             if any(o is not cls and issubclass(o, cls) for o in mine):
@@ -220,7 +238,8 @@ def _file_policies(mod, path: Path):
             continue
         out.append(cls)
     if not out and not errs:
-        errs.append((1, "defines no policy (a harness.policy.Policy subclass with a name)"))
+        errs.append((1, "defines no policy (a harness.policy.Policy or harness.modern.Modern "
+                       "subclass with a name)"))
     return out, errs
 
 

@@ -10,8 +10,6 @@ from . import metrics, registry
 from . import workload as W
 from .engine import Kernel
 
-ENGINE_VERSION = "0.1"
-
 
 class UnknownWorkload(Exception):
     pass

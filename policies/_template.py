@@ -10,7 +10,10 @@ Departures: <what this model leaves out or does differently, and why>.
 
 How to use this file: copy it to ``policies/<name>.py`` -- a file whose name starts with ``_``
 is never loaded, this one included -- set ``name``, ``description`` and ``params``, keep the
-hooks you change and delete the others (the defaults are in ``harness/policy.py``).  Then::
+hooks you change and delete the others (the defaults are in ``harness/policy.py``; for a 2.6+
+kernel subclass ``harness.modern.Modern`` or ``policies.oom_reaper.OomReaper`` instead, see the
+guide's second hook table).  The engine measures stalls and failures: never emit ``stall`` or
+``alloc_fail`` events or write ``in_alloc_since`` yourself.  Then::
 
     python -m harness check policies/<name>.py
     python -m harness run --policy <name> --workload tiny
@@ -45,7 +48,8 @@ class Template(Policy):
     #     return super().watermarks(k, zl, order, gfp, which)
 
     # ---------------------------------------------------------------- 2. slow path
-    # A generator: after passes A and B failed for a __GFP_WAIT caller; return blocks or 0.
+    # A generator, run by the engine when fast_path (passes A and B) returns None; return
+    # blocks, 0 for failure, or None to go back to fast_path (goto try_again).
     #
     # def slow_path(self, k, req):
     #     n = yield from super().slow_path(k, req)

@@ -103,6 +103,8 @@ class PsiUserspace(OomReaper):
 
     # ------------------------------------------------------------------ PSI (kernel side)
     def memstall(self, k, task, enter):
+        """``psi_memstall_enter``/``_leave``: the engine calls it around every stall in the
+        slow path and around kswapd's reclaim (``balance_pgdat`` in psi_memstall)."""
         if enter:
             self.stalled.add(task.pid)
             if not self.sampling:
@@ -110,19 +112,6 @@ class PsiUserspace(OomReaper):
                 k.at(k.now + M.JIFFY_US - k.now % M.JIFFY_US, self._psi_tick, k)
         else:
             self.stalled.discard(task.pid)
-
-    #: the override below differs from 4.15's for kswapd only, never in the allocator's retry loop
-    FAST_RETRY_SAME = ("try_to_free_pages",)
-
-    def try_to_free_pages(self, k, task, cz, gfp, order):
-        """kswapd's reclaim counts as a memory stall (``balance_pgdat`` in psi_memstall)."""
-        if task is not k.kswapd:
-            return (yield from super().try_to_free_pages(k, task, cz, gfp, order))
-        self.memstall(k, task, True)
-        try:
-            return (yield from super().try_to_free_pages(k, task, cz, gfp, order))
-        finally:
-            self.memstall(k, task, False)
 
     def _psi_tick(self, k):
         """One jiffy of the stall clock: "some" if a task stalls, "full" if no other runs."""

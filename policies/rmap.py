@@ -31,11 +31,7 @@ from harness.machine import PF_MEMALLOC, PF_MEMDIE
 from harness.policy import Policy
 
 
-def free_plus_clean(z):
-    return z.free + z.clean
-
-
-_WM = {w: attrgetter(f"pages_{w}") for w in ("min", "low", "high")}     # B.zone_wm
+_WM = {w: attrgetter(f"pages_{w}") for w in ("min", "low", "high")}     # zone->pages_X
 
 
 class Rmap(Policy):
@@ -52,11 +48,11 @@ class Rmap(Policy):
         gives a page, reclaimed from its clean list when ``direct_reclaim`` (order 0 with
         ``__GFP_WAIT``), else from the free list."""
         direct = req.order == 0 and req.gfp & M.GFPF_WAIT
-        mark = _WM[which]                                     # B.zone_wm
+        mark = _WM[which]
         zones = k.zones
         for i, zi in enumerate(req.zl):
             z = zones[zi]
-            if z.free + z.clean >= mark(z) >> shift:          # free_plus_clean
+            if z.free + z.clean >= mark(z) >> shift:          # free + inactive_clean
                 if direct and z.clean:
                     B.evict_clean(k, zi, 1, lowest=zi)
                 thr = [None] * len(req.zl)
@@ -83,26 +79,24 @@ class Rmap(Policy):
                 return n
         return 0
 
-    def alloc_pages(self, k, req):
-        """``__alloc_pages`` (S5 mm/page_alloc.c)."""
-        task = req.task
-        while True:
-            n = self._fast(k, req)
+    def fast_path(self, k, req):
+        """``__alloc_pages`` (S5 mm/page_alloc.c) up to the slow path: ``try_again:``'s passes,
+        ``wakeup_kswapd``, ``pages_min`` (``pages_min/2`` for ``__GFP_HIGH``); a PF_MEMALLOC
+        task or one that cannot sleep then takes the final phase."""
+        n = self._fast(k, req)
+        if n:
+            return n
+        self.wakeup_kswapd(k, req.zl[0])
+        n = self._alloc_limit(k, req, "min")
+        if n:
+            return n
+        if req.gfp & M.GFPF_HIGH:
+            n = self._alloc_limit(k, req, "min", shift=1)
             if n:
                 return n
-            self.wakeup_kswapd(k, req.zl[0])
-            n = self._alloc_limit(k, req, "min")
-            if n:
-                return n
-            if req.gfp & M.GFPF_HIGH:
-                n = self._alloc_limit(k, req, "min", shift=1)
-                if n:
-                    return n
-            if task.flags & PF_MEMALLOC or not req.gfp & M.GFPF_WAIT:
-                return self._final_phase(k, req)
-            n = yield from self._stalled(k, req)
-            if n is not None:
-                return n
+        if req.task.flags & PF_MEMALLOC or not req.gfp & M.GFPF_WAIT:
+            return self._final_phase(k, req)
+        return None
 
     def _final_phase(self, k, req) -> int:
         """"Final phase: allocate anything we can": pages_min/4 summed, or anything for a
@@ -111,43 +105,29 @@ class Rmap(Policy):
             return k.take_nowatermark(req, 1)
         return k.take(req, B.summed_thresholds(k, req.zl, req.order, "min", shift=2), 1)
 
-    def _stalled(self, k, req):
-        """The ``__GFP_WAIT`` slow path; returns blocks, 0 for failure, or None to ``try_again``."""
+    def slow_path(self, k, req):
+        """The ``__GFP_WAIT`` slow path; returns blocks, 0 for failure, or None to ``goto
+        try_again`` (the fast passes again)."""
         task = req.task
-        since = task.in_alloc_since
-        if since is None:
-            task.in_alloc_since = k.now
-        k.emit("stall", task.pid, req.gfp, req.order)
-        try:
-            if req.order > 0:
-                n = yield from self._defragment(k, req)
-                k.emit("stall_end", task.pid, int(bool(n)))
-                return n
-            yield CMD_YIELD
-            ok, _rr = yield from self._reclaim(k, req)
-            if task.flags & PF_MEMDIE:                 # chosen by the OOM killer meanwhile
-                n = k.take_nowatermark(req, 1)
-                k.emit("stall_end", task.pid, int(bool(n)))
-                return n
-            if ok or req.gfp & M.GFPF_FS:
-                k.spin_point(task)
-                k.emit("stall_end", task.pid, 2)      # 2: back to try_again
-                return None                            # goto try_again
-            k.emit("stall_end", task.pid, 0)
-            return 0
-        finally:
-            if since is None:
-                task.in_alloc_since = None
+        if req.order > 0:
+            return (yield from self._defragment(k, req))
+        yield CMD_YIELD
+        ok, _rr = yield from self._reclaim(k, req)
+        if task.flags & PF_MEMDIE:                     # chosen by the OOM killer meanwhile
+            return k.take_nowatermark(req, 1)
+        if ok or req.gfp & M.GFPF_FS:
+            k.spin_point(task)
+            return None                                # goto try_again
+        return 0
 
     def _reclaim(self, k, req):
+        """``try_to_free_pages`` with PF_MEMALLOC (kept by an OOM victim)."""
         task = req.task
-        memalloc = task.flags & PF_MEMALLOC
-        task.flags |= PF_MEMALLOC
+        had = B.memalloc_enter(task)
         try:
             return (yield from self.try_to_free_pages(k, task, req.zl[0], req.gfp, req.order))
         finally:
-            if not memalloc and not task.flags & PF_MEMDIE:
-                task.flags &= ~PF_MEMALLOC
+            B.memalloc_exit(task, had, memdie_keeps=True)
 
     def _defragment(self, k, req):
         """Order > 0: free the zones' inactive_clean pages and retry; one ``try_to_free_pages``;
@@ -170,7 +150,7 @@ class Rmap(Policy):
         out = 0
         for z in k.zones:
             if z.size:
-                d = z.pages_min - (z.free + z.clean)              # free_plus_clean
+                d = z.pages_min - (z.free + z.clean)              # free + inactive_clean
                 if d > 0:
                     out += d
         return out
@@ -180,7 +160,7 @@ class Rmap(Policy):
         low_any = False
         for z in k.zones:
             if z.size:
-                fc = z.free + z.clean                             # free_plus_clean
+                fc = z.free + z.clean                             # free + inactive_clean
                 high += z.pages_high - fc
                 if z.pages_low - fc > 0:
                     low_any = True

@@ -26,9 +26,10 @@ def test_contract(name, wls):
     results = contract.check_policy(POLICIES[name], wls)
     names = [r[0] for r in results]
     assert names == ["construct", "params", "pickle",
-                     "run:tiny", "determinism:tiny", "victims:tiny", "views:tiny",
+                     "run:tiny", "determinism:tiny", "victims:tiny", "measure:tiny", "views:tiny",
                      "run:morton-make-usemem", "determinism:morton-make-usemem",
-                     "victims:morton-make-usemem", "views:morton-make-usemem", "select"]
+                     "victims:morton-make-usemem", "measure:morton-make-usemem",
+                     "views:morton-make-usemem", "select", "replay"]
     failed = [f"{n}: {m}" for n, ok, m in results if not ok]
     assert not failed, "\n".join(failed)
 

@@ -1,9 +1,11 @@
-"""The engine's and the policies' shortcuts change no result: each is checked against the plain
-code it stands for, on a run that exercises it thousands of times.
+"""The engine's shortcuts and those of ``harness.replay`` change no result: each is checked
+against the plain code it stands for, on a run that exercises it thousands of times.
 
-* oom_reaper / psi_userspace ``noop_retries`` (no-op reclaim retries made by the engine through
-  an ``ITER`` command, many at a time) and the inline badness scan: against a subclass that
-  overrides the methods they reproduce, which gets the plain retry loop and ``badness`` calls.
+* ``harness.replay``'s ``noop_round`` (a reclaim round that can free nothing, as arithmetic),
+  ``noop_retries`` (no-op reclaim retries made by the engine through an ``ITER`` command, many
+  at a time), ``select_415`` / ``select_26`` (the badness scan inline), for every policy that
+  declares them: against a subclass that overrides a method each replays, which gets the plain
+  code -- and ``replay.status`` says so.
 * ``ITER``'s ``many`` (several iterations in one call): against the same run in debug mode,
   where the engine makes every iteration through ``fn`` (and checks page conservation after
   each step).
@@ -12,7 +14,7 @@ import tomllib
 
 import pytest
 
-from harness import registry, runner
+from harness import registry, replay, runner
 from harness import workload as W
 
 
@@ -29,10 +31,11 @@ def small_fork_bomb():
 
 
 def plain_subclass(cls):
-    """``cls`` with every shortcut's guard tripped: overrides that behave the same."""
+    """``cls`` with an override of a function every shortcut replays (behaving the same): the
+    plain reclaim round, retry loop and ``badness`` calls."""
     class Plain(cls):
-        def noop_round(self, k, cz, file_pages):
-            return super().noop_round(k, cz, file_pages)
+        def file_lru(self, k, cz):
+            return super().file_lru(k, cz)
 
         def badness(self, k, p):
             return super().badness(k, p)
@@ -46,19 +49,23 @@ def record(policy, w, debug=False):
     return rec, k
 
 
-@pytest.mark.parametrize("name", ["oom_reaper", "psi_userspace"])
-def test_noop_retries_and_inline_badness_equal_the_plain_loop(name):
+@pytest.mark.parametrize("name", ["oom_reaper", "psi_userspace", "kill_allocating",
+                                  "linux26"])
+def test_replays_equal_the_plain_code(name):
     cls = registry.get_policy(name)
     w = small_fork_bomb()
-    fast_policy = cls()
-    plain_policy = plain_subclass(cls)()
-    fast, kf = record(fast_policy, w)
-    plain, kp = record(plain_policy, w)
-    assert fast_policy.fast_retries and fast_policy.inline_badness and fast_policy.inline_noop_round
-    assert not (plain_policy.fast_retries or plain_policy.inline_badness
-                or plain_policy.inline_noop_round)
-    reclaims = sum(1 for ev in kf.trace if ev[1] == "reclaim")
-    assert fast["kills"] > 20 and reclaims > 10_000      # the shortcuts were exercised
+    plain_cls = plain_subclass(cls)
+    declared = replay.describe(cls)
+    assert declared and all(": exact" in line or "overrides select_bad_process" in line
+                            for line in declared)
+    assert all(": plain path" in line for line in replay.describe(plain_cls))
+    fast, kf = record(cls(), w)
+    plain, kp = record(plain_cls(), w)
+    if name != "linux26":
+        reclaims = sum(1 for ev in kf.trace if ev[1] == "reclaim")
+        assert fast["kills"] > 20 and reclaims > 5_000   # the shortcuts were exercised
+    else:
+        assert fast["kills"] > 0
     assert fast == plain                                  # trace hash and events included
 
 

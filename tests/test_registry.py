@@ -150,7 +150,7 @@ def test_cli_run_and_check_through_policy_dir(extra):
     r = cli("check", str(extra / "two.py"))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "two_a (" in r.stdout and "two_b (" in r.stdout
-    assert r.stdout.count("12/12 checks passed") == 2
+    assert r.stdout.count("15/15 checks passed") == 2
 
 
 def test_the_matrix_runs_and_lists_what_was_skipped(extra, tmp_path):
@@ -176,4 +176,4 @@ def test_the_template_is_skipped_but_checkable():
     assert "template" not in registry.discover()[0]
     r = cli("check", "policies/_template.py")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "template (policies/_template.py): 12/12 checks passed" in r.stdout
+    assert "template (policies/_template.py): 15/15 checks passed" in r.stdout
