@@ -33,8 +33,8 @@ from .engine import X, Zone
 
 #: zone samples (100 ms of simulated time each) between two zone-level checks during a run
 ZONE_EVERY = 10
-#: zone samples between two full checks (owners and dead tasks) during a run
-FULL_EVERY = 100
+#: zone samples between two full checks (owners and dead tasks: O(tasks), ~0.1-1 ms) during a run
+FULL_EVERY = 1000
 
 _KINDS = attrgetter(*Zone.KINDS)
 
