@@ -151,7 +151,8 @@ def print_summary(rec: dict, k, out=sys.stdout):
 
 # ---------------------------------------------------------------------------- run
 def cmd_run(args) -> int:
-    from .bench import RunTimeout, wall_limit, where_raised
+    from .bench import RunTimeout, wall_limit
+    from .isolate import where_raised
     params = dict(args.param or [])
     _check_params(args.policy, params, _dirs(args))
     w = runner.resolve_workload(args.workload)
@@ -167,9 +168,7 @@ def cmd_run(args) -> int:
         print("memory: the run ran out of memory", file=sys.stderr)
         return 1
     except Exception as e:  # noqa: BLE001 - a broken policy (or parameter): one line, where
-        own = registry.policy_file(registry.get_policy(args.policy, _dirs(args)))
-        print(f"error: {_cut(f'{type(e).__name__}: {e}')}{where_raised(e, own)}",
-              file=sys.stderr)
+        print(f"error: {_cut(f'{type(e).__name__}: {e}')}{where_raised(e)}", file=sys.stderr)
         return 1
     if rec["status"] != "ok":                  # invalid: it broke a law of the machine
         if args.json:
@@ -365,7 +364,7 @@ def cmd_bench(args) -> int:
 def cmd_check(args) -> int:
     """The contract suite on the policies of each ``.py`` file named, strict validation of each
     ``.toml`` workload file; exit 1 if anything fails."""
-    from . import contract
+    from . import isolate
     failed = 0
     for f in args.files:
         if Path(f).suffix == ".toml":           # a workload file: strict validation
@@ -379,7 +378,7 @@ def cmd_check(args) -> int:
                                            f"{len(w.tasks)} task specs)" for w in ws))
             continue
         t0 = time.perf_counter()
-        errors, results = contract.check_file(Path(f), args.policy_dir or ())
+        errors, results = isolate.check_file(Path(f), args.policy_dir or (), args.timeout)
         for e in errors:
             print(f"error: {e}", file=sys.stderr)
         failed += len(errors)
@@ -549,6 +548,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="the contract suite on a policy file, or validate a workload file")
     c.add_argument("files", nargs="+", metavar="FILE", help="policy file(s), e.g. policies/aa.py")
     c.add_argument("--policy-dir", action="append", type=_folder, metavar="DIR", help=pdir_help)
+    c.add_argument("--timeout", type=SECONDS, default=120.0,
+                   help="wall seconds each part of the suite may take, in its own process "
+                        "(default 120)")
     c.set_defaults(func=cmd_check)
 
     rp = sub.add_parser("report", help="(re)write summary.md, index.html and plots of a results folder")

@@ -30,13 +30,13 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import metrics, registry, runner
 from . import workload as W
 from .engine import RunTimeout
+from .isolate import where_raised
 from .pool import Pool
 
 # the sources that decide a run's result; bench/report/plot/CLI changes keep the cache valid
@@ -219,13 +219,6 @@ def _load_workload(cell: Cell):
     return w
 
 
-def _policy_file(cell: Cell):
-    try:
-        return registry.policy_file(runner._policy_class(cell.policy, Path(cell.policy_dir)))
-    except Exception:  # noqa: BLE001 - only to place an error message
-        return None
-
-
 def run_cell(cell: Cell, cache_dir: str | None, timeout_s: float) -> dict:
     """Make one cell's run in a worker; never raises.  A run that raises is ``error``, one over
     its wall-time limit ``timeout``, one that breaks a law of the machine ``invalid``, one over
@@ -248,7 +241,7 @@ def run_cell(cell: Cell, cache_dir: str | None, timeout_s: float) -> dict:
         rec = _failed(cell, "memory", "MemoryError: the run went over the worker's memory limit "
                                       "(bench --memory-mb)")
     except Exception as e:  # noqa: BLE001 - a broken policy must not sink the matrix
-        rec = _failed(cell, "error", f"{type(e).__name__}: {e}{where_raised(e, _policy_file(cell))}")
+        rec = _failed(cell, "error", f"{type(e).__name__}: {e}{where_raised(e)}")
     if cache_dir and rec["status"] == "ok":
         _write_atomic(_cache_path(Path(cache_dir), cell.key), json.dumps(dict(rec, _key=cell.key)))
     rec["_cached"] = False
@@ -257,25 +250,6 @@ def run_cell(cell: Cell, cache_dir: str | None, timeout_s: float) -> dict:
     if view is not None and rec["status"] == "ok":
         rec["_timeline"] = view
     return rec
-
-
-def where_raised(e: BaseException, own_file=None) -> str:
-    """`` (file:line)`` of the frame an exception is best blamed on: the deepest frame in the
-    policy's own file, else the deepest outside the harness and the Python installation (a
-    policy file of any folder), else the deepest."""
-    tb = traceback.extract_tb(e.__traceback__)
-    if not tb:
-        return ""
-    here = str(Path(__file__).resolve().parent) + os.sep
-    lib = tuple({os.path.realpath(p) + os.sep for p in (sys.prefix, sys.base_prefix,
-                                                        sys.exec_prefix)})
-    own = str(Path(own_file).resolve()) if own_file else None
-    frames = list(reversed(tb))
-    fr = (next((f for f in frames if own and os.path.realpath(f.filename) == own), None)
-          or next((f for f in frames if not os.path.realpath(f.filename).startswith((here, *lib))
-                   and not f.filename.startswith("<")), None)
-          or frames[0])
-    return f" ({fr.filename}:{fr.lineno})"
 
 
 def _failed(cell: Cell, status: str, msg: str) -> dict:
