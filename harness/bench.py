@@ -418,13 +418,14 @@ def _dask_client(n_jobs: int, scheduler: str | None):
     return Client(cluster), cluster
 
 
-def _results(backend, todo, n_jobs, scheduler, cache_dir, timeout_s, memory_mb):
-    """Yield each cell's record as it finishes.  A cell whose worker died is ``crashed`` (with
-    the exit code or signal) and the rest goes on."""
+def _results(todo, n_jobs, dask, cache_dir, timeout_s, memory_mb):
+    """Yield each cell's record as it finishes, on the process pool or on ``dask`` (a client
+    and its cluster, from :func:`_dask_client`).  A cell whose worker died is ``crashed``
+    (with the exit code or signal) and the rest goes on."""
     args = (str(cache_dir) if cache_dir else None, timeout_s)
-    if backend == "dask":
+    if dask is not None:
         from dask.distributed import as_completed
-        client, cluster = _dask_client(n_jobs, scheduler)
+        client, cluster = dask
         try:
             futs = {client.submit(run_cell, c, *args, pure=False): c for c in todo}
             for fut in as_completed(futs):
@@ -492,13 +493,14 @@ def run_matrix(cells, *, jobs=None, backend="process", scheduler=None, cache_dir
         size[c.key] = size.get(c.key, 0) + 1
     failures = 0
     peak_rss = 0.0
+    n_jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
+    dask = _dask_client(n_jobs, scheduler) if backend == "dask" and todo else None
     bar = tqdm(total=len(cells), initial=n_cached, desc="bench", unit="run",
                disable=not progress, file=sys.stderr, dynamic_ncols=True,
                mininterval=0.1 if sys.stderr.isatty() else 15)   # a log file: a line per 15 s
     bar.set_postfix(cached=n_cached, failed=0)
     if todo:
-        n_jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo)))
-        for rec in _results(backend, todo, n_jobs, scheduler, cache_dir, timeout_s, memory_mb):
+        for rec in _results(todo, n_jobs, dask, cache_dir, timeout_s, memory_mb):
             records[rec["_key"]] = rec
             n = size[rec["_key"]]
             failures += n * (rec["status"] != "ok")

@@ -131,8 +131,8 @@ def check_dead(k):
 def check_all(k):
     """Every law: the end-of-run check."""
     check_zones(k)
-    check_owners(k)
     check_dead(k)
+    check_owners(k)
 
 
 class Periodic:

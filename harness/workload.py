@@ -39,6 +39,8 @@ class WorkloadError(ValueError):
 
     def __init__(self, path, key, msg):
         self.path, self.key, self.msg = str(path), key, msg
+        if len(key) > 80:
+            key = key[:77] + "..."
         where = f"{self.path}: {key}: " if key else f"{self.path}: "
         line = " ".join((where + msg).split())
         if len(line) > MAX_ERROR_CHARS:
@@ -53,7 +55,7 @@ class WorkloadError(ValueError):
 MAX_FILE_BYTES = 1 << 20      # a workload file is written by hand: 1 MiB is far beyond any
 MAX_DEPTH = 32                # tables and arrays nested at most this deep
 MAX_SWEEP_POINTS = 256        # points of one [sweep] grid
-DAY_S = 86_400.0              # the longest simulated time any key can ask for
+DAY_S = 86_400                # the longest simulated time any key can ask for
 RAM_MAX_MB = 64 * 1024        # i386 2.4 with HIGHMEM/PAE addresses 64 GB (36-bit physical)
 SWAP_MAX_MB = 64 * 1024       # one 2.4 i386 swap area: 24-bit page offset in a swap entry
 NR_CPUS = 32                  # 2.4 include/linux/threads.h: NR_CPUS for CONFIG_SMP
@@ -113,9 +115,14 @@ STEP_RANGE = {"compute_ms": "step.ms", "sleep_s": "step.s", "dwait_s": "step.s",
               "touch_mb": "step.mb"}
 
 
+def _num(v) -> str:
+    """A bound as written: an integer whole, a float by ``%g``."""
+    return str(v) if isinstance(v, int) else f"{v:g}"
+
+
 def _fmt_range(name) -> str:
     lo, hi = RANGES[name]
-    return f"{lo:g}..{hi:g}"
+    return f"{_num(lo)}..{_num(hi)}"
 
 
 def _check_range(path, key, v, name):
@@ -193,7 +200,7 @@ def _check_type(path, key, val, typ):
 def _unknown(path, key, name, allowed):
     near = difflib.get_close_matches(name, list(allowed), n=1)
     hint = f" (did you mean '{near[0]}'?)" if near else f" (expected one of: {', '.join(sorted(allowed))})"
-    raise WorkloadError(path, key, f"unknown key '{name}'{hint}")
+    raise WorkloadError(path, key, f"unknown key {_short(name, 40)}{hint}")
 
 
 def _check_table(path, prefix, table, schema, required=()):
@@ -216,8 +223,9 @@ def _check_num(path, key, v, positive=False, rng=None):
             if k not in DIST_KEYS:
                 _unknown(path, f"{key}.{k}", k, DIST_KEYS)
         d = v.get("dist")
-        if d not in DISTS:
-            raise WorkloadError(path, f"{key}.dist", f"expected one of {sorted(DISTS)}, got {d!r}")
+        if not isinstance(d, str) or d not in DISTS:
+            raise WorkloadError(path, f"{key}.dist", f"expected one of {sorted(DISTS)}, got "
+                                f"{_short(d, 30)}")
         for need in DISTS[d]:
             if need not in v:
                 raise WorkloadError(path, f"{key}.{need}", f"missing for dist = \"{d}\"")
