@@ -119,13 +119,18 @@ def check_dead(k):
     for t in k.tasks:
         if t.state != X:
             continue
-        if t.mm is not None or any(t.kmem) or t.ts_zone is not None:
-            what = ("its mm" if t.mm is not None else
-                    f"{sum(t.kmem)} kernel pages" if any(t.kmem) else "its task_struct")
-            zone = (k.zones[t.ts_zone].name if t.ts_zone is not None and t.mm is None
-                    and not any(t.kmem) else "any")
-            raise LawBroken("every dead task's memory returned", k.now, zone,
-                            f"pid {t.pid} ({t.name}) is dead and still holds {what}")
+        if t.mm is not None:
+            held = [n + m for n, m in zip(t.mm.anon, t.mm.pt)]
+            what = "its mm"
+        elif any(t.kmem):
+            held, what = t.kmem, f"{sum(t.kmem)} kernel pages"
+        elif t.ts_zone is not None:
+            held, what = [int(i == t.ts_zone) for i in range(3)], "its task_struct"
+        else:
+            continue
+        zone = next((k.zones[i].name for i, n in enumerate(held) if n), "none")
+        raise LawBroken("every dead task's memory returned", k.now, zone,
+                        f"pid {t.pid} ({t.name}) is dead and still holds {what}")
 
 
 def check_all(k):
