@@ -513,10 +513,11 @@ def build_parser() -> argparse.ArgumentParser:
     li.add_argument("--policy-dir", action="append", type=_folder, metavar="DIR", help=pdir_help)
 
     q = sub.add_parser("quick", help="a few seeds of a few policies x workloads, in parallel")
-    q.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    q.add_argument("--seeds", type=_number(1, MAX_SEEDS, int, "a number of seeds"), default=3,
+                   help="seeds 0..N-1 (default 3)")
     q.add_argument("--policies", help=f"comma-separated (default {','.join(QUICK_POLICIES)})")
     q.add_argument("--workloads", help=f"comma-separated (default {','.join(QUICK_WORKLOADS)})")
-    q.add_argument("--jobs", type=int, default=None, help="worker processes (default: all CPUs)")
+    q.add_argument("--jobs", type=COUNT, default=None, help="worker processes (default: all CPUs)")
     q.set_defaults(func=cmd_quick)
     q.add_argument("--policy-dir", action="append", type=_folder, metavar="DIR", help=pdir_help)
 
@@ -583,6 +584,10 @@ def main(argv=None) -> int:
         from . import bench as B
         if isinstance(e, (B.OutputError, B.SchedulerError)):
             print(f"error: {_cut(e, 290)}", file=sys.stderr)
+            return 2
+        if type(e).__name__ == "EmptyDataError":      # pandas: `report` on an empty runs.csv
+            print(f"error: {getattr(args, 'dir', 'the results')}: runs.csv is empty (no runs "
+                  "to report; run a bench first)", file=sys.stderr)
             return 2
         raise
     except KeyboardInterrupt:

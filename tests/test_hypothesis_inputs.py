@@ -152,13 +152,14 @@ def test_every_generated_file_loads_or_is_one_short_line(tmp_path_factory, data)
 
 
 @settings(max_examples=500, **SETTINGS)
-@given(mutated(values=numeric, n=4))
-def test_every_accepted_file_runs_to_its_end_under_a_wall_bound(tmp_path_factory, d):
+@given(mutated(values=numeric, n=4),
+       st.sampled_from(["aa", "mainline", "rmap", "linux26", "oom_reaper", "psi_userspace"]))
+def test_every_accepted_file_runs_to_its_end_under_a_wall_bound(tmp_path_factory, d, policy):
     path = tmp_path_factory.mktemp("w") / "gen.toml"
     path.write_text(to_toml(d))
     ws = loads_or_one_line(path)
     for w in ws or ():
-        cell = BN.Cell("aa", w.name, str(path), 0, str(registry.POLICY_DIR), "k")
+        cell = BN.Cell(policy, w.name, str(path), 0, str(registry.POLICY_DIR), "k")
         rec = BN.run_cell(cell, None, 1.0)
         assert rec["status"] in ("ok", "invalid", "timeout"), rec["error"]
         event(f"run {rec['status']}")

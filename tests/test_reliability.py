@@ -542,3 +542,17 @@ def test_an_unreachable_dask_scheduler_is_one_line_quickly(tmp_path):
     assert r.returncode == 2, r.stderr
     assert "cannot reach the dask scheduler at tcp://127.0.0.1:9" in r.stderr.strip().splitlines()[-1]
     assert "Traceback" not in r.stderr
+
+
+def test_report_on_an_empty_runs_csv_is_one_line(tmp_path, capsys):
+    (tmp_path / "runs.csv").write_text("")
+    assert main(["report", str(tmp_path)]) == 2
+    assert "runs.csv is empty" in one_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("args", [["--seeds", "-1"], ["--jobs", "0"], ["--seeds", "x"]])
+def test_a_bad_quick_argument_is_one_line(args, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["quick", *args])
+    assert e.value.code == 2
+    assert "error: argument" in one_line(capsys.readouterr().err)
