@@ -301,8 +301,10 @@ ram_mb = 64
 name = "t"
 script = [ { touch_mb = 1 }, { compute_ms = 10 } ]
 '''
-SWEEP_6 = GOOD + "[sweep]\n" + "\n".join(
-    f'"machine.k{i}" = [{", ".join(str(v) for v in range(10))}]' for i in range(6))
+SWEEP_6 = GOOD + "[sweep]\n" + "\n".join(      # 10**6 points, each a valid workload
+    f'"{k}" = [{", ".join(str(v) for v in range(lo, lo + 10))}]'
+    for k, lo in (("machine.ram_mb", 32), ("machine.swap_mb", 0), ("machine.cpus", 1),
+                  ("run.seeds", 1), ("run.watchdog_s", 10), ("run.time_limit_s", 100)))
 BAD_FILES = {
     # defect 4: each gave a traceback in check, list and bench
     "non_utf8": (b'name = "ok\xff"\n', "not UTF-8: byte 0xff at offset 10"),
@@ -311,6 +313,8 @@ BAD_FILES = {
     "inf": (GOOD.replace("touch_mb = 1", "touch_mb = inf").encode(), "expected a finite number"),
     "nan": (GOOD.replace("compute_ms = 10", "compute_ms = nan").encode(), "expected a finite"),
     "list_for_number": (GOOD.replace("ram_mb = 64", "ram_mb = [64]").encode(), "machine.ram_mb"),
+    "list_for_dist": (GOOD.replace("touch_mb = 1", 'touch_mb = { dist = ["uniform"], lo = 0, '
+                                   'hi = 1 }').encode(), "dist: expected one of"),
     "sweep_10e6_points": (SWEEP_6.encode(), "more than 256 points"),
     "sweep_10e6_values": ((GOOD + '[sweep]\n"make.jobs" = [' + ",".join(["1"] * 10**6) + "]")
                           .encode(), "more than a workload file may have"),
