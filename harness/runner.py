@@ -80,8 +80,13 @@ def simulate(policy, w: W.Workload, seed: int, *, debug=False, trace=True,
         k.run(wall_timeout_s)
     except laws.LawBroken:
         raise
-    except Exception:
-        laws.check_instant(k)                 # a broken law explains a failure best: raise it
+    except Exception as e:
+        try:
+            laws.check_instant(k)             # a broken law explains a failure best: raise it
+        except laws.LawBroken as law:
+            raise law from e
+        except Exception:  # noqa: BLE001 - a machine too broken to read: the error stands
+            pass
         raise
     if debug:
         k.check_pages()

@@ -216,7 +216,7 @@ def _check_table(path, prefix, table, schema, required=()):
 
 def _check_num(path, key, v, positive=False, rng=None):
     """A number or a distribution table; never negative; within ``RANGES[rng]`` (a
-    distribution: each of its values but ``sd`` and ``sigma``)."""
+    distribution: each of its values; ``sigma`` within ``dist.sigma``)."""
     _check_type(path, key, v, (int, float, dict))
     if isinstance(v, dict):
         for k in v:
@@ -234,12 +234,8 @@ def _check_num(path, key, v, positive=False, rng=None):
                 _check_type(path, f"{key}.{k}", x, (int, float))
                 if x < 0:
                     raise WorkloadError(path, f"{key}.{k}", f"must not be negative, got {x}")
-                if rng and k not in ("sd", "sigma"):
-                    _check_range(path, f"{key}.{k}", x, rng)
-                elif k == "sigma":
-                    _check_range(path, f"{key}.{k}", x, "dist.sigma")
-                elif rng:
-                    _check_range(path, f"{key}.{k}", x, rng)
+                if k == "sigma" or rng:
+                    _check_range(path, f"{key}.{k}", x, "dist.sigma" if k == "sigma" else rng)
         if d == "uniform" and v["lo"] > v["hi"]:
             raise WorkloadError(path, f"{key}.lo", f"lo {v['lo']} > hi {v['hi']}")
         if positive and not any(x > 0 for k, x in v.items() if k != "dist"):
