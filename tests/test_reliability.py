@@ -72,6 +72,16 @@ class Naps(AA):
         return (yield from super().try_to_free_pages(k, task, cz, gfp, order))
 
 
+class Spins(AA):
+    name = "spins"
+    description = "never returns from reclaim (a plain Python loop)"
+
+    def try_to_free_pages(self, k, task, cz, gfp, order):
+        while True:
+            pass
+        yield
+
+
 class Hog(AA):
     name = "hog"
     description = "allocates a gigabyte of host memory in reclaim"
@@ -398,7 +408,7 @@ def test_run_has_a_wall_time_limit(tmp_path):
     """Defect 5: ``run`` had no wall-time limit."""
     proj = hostile_project(tmp_path)
     t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "harness", "run", "--policy", "naps", "--workload",
+    r = subprocess.run([sys.executable, "-m", "harness", "run", "--policy", "spins", "--workload",
                         "dstate-victim", "--timeout", "1"], cwd=proj, capture_output=True,
                        text=True, env=dict(ENV, PYTHONPATH=str(proj)), timeout=120)
     assert time.perf_counter() - t0 < 30
