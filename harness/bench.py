@@ -41,7 +41,7 @@ from .pool import Pool
 
 # the sources that decide a run's result; bench/report/plot/CLI changes keep the cache valid
 ENGINE_SOURCES = ("engine.py", "mm.py", "blocks.py", "policy.py", "machine.py", "workload.py",
-                  "metrics.py", "runner.py", "registry.py")
+                  "metrics.py", "runner.py", "registry.py", "laws.py")
 DEFAULT_TIMEOUT_S = 300.0
 
 
