@@ -143,10 +143,20 @@ def _write_atomic(path: Path, text: str):
     os.replace(tmp, path)
 
 
+def _zombie(pid: int) -> bool:
+    """A process that has exited and not been reaped yet (Linux ``/proc``; elsewhere False)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def _sweep_stale_tmp(cache_dir: Path) -> int:
     """Remove the temporary files of cache writes whose process is gone (a bench killed with
     ``kill -9`` in the middle of :func:`_write_atomic`): never a result, only litter.  A live
-    writer's files (another bench on the same cache) are left alone.  Returns how many."""
+    writer's files (another bench on the same cache) are left alone; a writer that exited but
+    is not reaped yet counts as gone.  Run when a matrix starts and when it ends (a writer
+    killed just before, still dying in an fsync, is gone by then).  Returns how many."""
     n = 0
     for f in Path(cache_dir).glob("??/.*.tmp"):
         try:
@@ -155,7 +165,8 @@ def _sweep_stale_tmp(cache_dir: Path) -> int:
             continue
         try:
             os.kill(pid, 0)
-            continue                       # its writer is alive
+            if not _zombie(pid):
+                continue                   # its writer is alive
         except ProcessLookupError:
             pass
         except PermissionError:
@@ -508,6 +519,8 @@ def run_matrix(cells, *, jobs=None, backend="process", scheduler=None, cache_dir
             bar.set_postfix(cached=n_cached, failed=failures, refresh=False)
             bar.update(n)                   # (drawn at most every mininterval)
     bar.close()
+    if cache_dir and Path(cache_dir).is_dir():
+        _sweep_stale_tmp(Path(cache_dir))  # again: a writer killed just before we started
     if stats is not None:
         stats.update(computed=len(todo), cached=n_cached, shared=n_todo - len(todo),
                      failed=failures, peak_worker_rss_mb=round(peak_rss, 1),
