@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import math
 import os
 import sys
 import time
@@ -58,13 +59,48 @@ def _dirs(args) -> list[Path]:
     return registry.policy_dirs(getattr(args, "policy_dir", None))
 
 
+def _cut(text: str, n: int = 240) -> str:
+    """One line of at most ``n`` characters."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[:n - 3] + "..."
+
+
+def _same_shape(default, value) -> bool:
+    """``value`` has the type of the parameter's default (an int may stand for a float; a
+    tuple or list has the default's length and, element by element, its types)."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    if isinstance(default, int):
+        return isinstance(value, int)
+    if isinstance(default, (tuple, list)):
+        return (isinstance(value, (tuple, list)) and len(value) == len(default)
+                and all(_same_shape(d, v) for d, v in zip(default, value)))
+    if default is None:
+        return True
+    return isinstance(value, type(default))
+
+
 def _check_params(policy_name: str, params: dict, dirs=None):
+    """Every ``--param`` names a parameter of the policy and has its default's type; the
+    policy is constructible with them."""
     cls = registry.get_policy(policy_name, dirs)
     unknown = sorted(set(params) - set(cls.params))
     if unknown:
         known = ", ".join(f"{k}={v!r}" for k, v in cls.params.items()) or "none"
-        raise UsageError(f"policy {policy_name!r} has no parameter(s) {', '.join(unknown)}; "
-                         f"known: {known}")
+        raise UsageError(_cut(f"policy {policy_name!r} has no parameter(s) {', '.join(unknown)}; "
+                              f"known: {known}", 290))
+    for key, value in params.items():
+        default = cls.params[key]
+        if not _same_shape(default, value):
+            raise UsageError(_cut(f"--param {key}={value!r}: {policy_name} expects a value like "
+                                  f"its default {default!r}", 290))
+    try:
+        cls(**params)
+    except Exception as e:  # noqa: BLE001 - the policy refuses the values: one line
+        raise UsageError(_cut(f"policy {policy_name!r} does not take {params}: "
+                              f"{type(e).__name__}: {e}", 290)) from None
 
 
 def _fmt(x, unit=" s", nd=3):
@@ -114,11 +150,30 @@ def print_summary(rec: dict, k, out=sys.stdout):
 
 # ---------------------------------------------------------------------------- run
 def cmd_run(args) -> int:
+    from .bench import RunTimeout, wall_limit
+    from .isolate import where_raised
     params = dict(args.param or [])
     _check_params(args.policy, params, _dirs(args))
     w = runner.resolve_workload(args.workload)
-    rec, k = runner.run_one(args.policy, w, args.seed, params or None, debug=args.debug,
-                            keep_kernel=True, policy_dir=_dirs(args))
+    try:
+        with wall_limit(args.timeout * 1.2 + 1):
+            rec, k = runner.run_one(args.policy, w, args.seed, params or None, debug=args.debug,
+                                    keep_kernel=True, policy_dir=_dirs(args),
+                                    wall_timeout_s=args.timeout)
+    except RunTimeout as e:
+        print(f"timeout: {e} (--timeout {args.timeout:g})", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("memory: the run ran out of memory", file=sys.stderr)
+        return 1
+    except Exception as e:  # noqa: BLE001 - a broken policy (or parameter): one line, where
+        print(f"error: {_cut(f'{type(e).__name__}: {e}')}{where_raised(e)}", file=sys.stderr)
+        return 1
+    if rec["status"] != "ok":                  # invalid: it broke a law of the machine
+        if args.json:
+            print(json.dumps(rec, default=str))
+        print(f"{rec['status']}: {rec['error']}", file=sys.stderr)
+        return 1
     if args.trace:
         runner.write_trace(k, args.trace)
     if args.plot:
@@ -204,15 +259,40 @@ def cmd_quick(args) -> int:
 
 
 # ---------------------------------------------------------------------------- bench
+MAX_SEEDS = 10_000          # seeds of one matrix (each one a run per cell)
+MAX_SEED = 2**31 - 1
+
+
 def _seed_list(text: str) -> list[int]:
+    """``0,3,5-9``: seeds >= 0, ranges ``a-b`` with a <= b, at most ``MAX_SEEDS`` in all, each
+    once (in the order given)."""
     out = []
     for part in _csv(text):
-        if "-" in part:
-            a, b = part.split("-", 1)
-            out.extend(range(int(a), int(b) + 1))
-        else:
-            out.append(int(part))
-    return out
+        a, sep, b = part.partition("-")
+        try:
+            lo = int(a)
+            hi = int(b) if sep else lo
+        except ValueError:
+            raise UsageError(_cut(f"--seed-list: {part!r} is not a seed or a range such as 5-9 "
+                                  "(seeds are integers >= 0)")) from None
+        if not 0 <= lo <= hi <= MAX_SEED:
+            raise UsageError(_cut(f"--seed-list: {part!r}: seeds go from 0 to {MAX_SEED}, a "
+                                  "range from low to high"))
+        if hi - lo + 1 + len(out) > MAX_SEEDS:
+            raise UsageError(f"--seed-list: more than {MAX_SEEDS} seeds")
+        out.extend(range(lo, hi + 1))
+    return list(dict.fromkeys(out))
+
+
+def _names(flag: str, text: str | None) -> list[str] | None:
+    """A comma-separated list option; given but empty (``--policies ""``) is an error."""
+    if text is None:
+        return None
+    names = _csv(text)
+    if not names:
+        raise UsageError(f"{flag} {text!r} names nothing; give names separated by commas, or "
+                         f"leave {flag} out for all")
+    return list(dict.fromkeys(names))
 
 
 def _check_baseline(baseline, policies, dirs):
@@ -245,24 +325,22 @@ def _print_headline(out: Path, secs: float | None = None) -> None:
 
 def cmd_bench(args) -> int:
     from . import bench as B
-    seeds = _seed_list(args.seed_list) if args.seed_list else range(args.seeds)
+    seeds = _seed_list(args.seed_list) if args.seed_list is not None else range(args.seeds)
     if not seeds:
         raise UsageError("no seeds: give --seeds N (N >= 1) or --seed-list 0-19")
-    if args.jobs is not None and args.jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
     if args.scheduler and args.backend != "dask":
         raise UsageError("--scheduler goes with --backend dask")
-    policies = _csv(args.policies) if args.policies else None
+    policies = _names("--policies", args.policies)
     if args.no_report and args.baseline:
         raise UsageError("--baseline goes with a report (drop --no-report)")
     _check_baseline(args.baseline, policies, _dirs(args))
     res = B.bench(policies=policies,
-                  workloads=_csv(args.workloads) if args.workloads else None,
+                  workloads=_names("--workloads", args.workloads),
                   seeds=seeds, jobs=args.jobs, backend=args.backend,
                   scheduler=args.scheduler, out_root=args.out,
                   use_cache=not args.no_cache, timeout_s=args.timeout,
                   report=not args.no_report, log=lambda m: print(m, file=sys.stderr),
-                  policy_dirs=args.policy_dir or ())
+                  policy_dirs=args.policy_dir or (), memory_mb=args.memory_mb)
     if not args.no_report:
         from . import results
         t0 = time.perf_counter()
@@ -270,13 +348,16 @@ def cmd_bench(args) -> int:
                       timeline_views=res.views, n_jobs=args.jobs, baseline=args.baseline)
         if not args.quiet:
             _print_headline(res.out, time.perf_counter() - t0)
+    sys.stdout.flush()
+    # the last line: the runs by status (exit status 0 only when every one is ok)
+    print(f"{len(res.df)} runs: {B.status_counts(res.df.status)}", file=sys.stderr)
     return 1 if res.failed else 0
 
 
 def cmd_check(args) -> int:
     """The contract suite on the policies of each ``.py`` file named, strict validation of each
     ``.toml`` workload file; exit 1 if anything fails."""
-    from . import contract
+    from . import isolate
     failed = 0
     for f in args.files:
         if Path(f).suffix == ".toml":           # a workload file: strict validation
@@ -290,7 +371,7 @@ def cmd_check(args) -> int:
                                            f"{len(w.tasks)} task specs)" for w in ws))
             continue
         t0 = time.perf_counter()
-        errors, results = contract.check_file(Path(f), args.policy_dir or ())
+        errors, results = isolate.check_file(Path(f), args.policy_dir or (), args.timeout)
         for e in errors:
             print(f"error: {e}", file=sys.stderr)
         failed += len(errors)
@@ -371,59 +452,105 @@ def cmd_perf_summary(args) -> int:
 
 
 # ---------------------------------------------------------------------------- main
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line (``prog: error: what; see --help``), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {_cut(message, 240)} (see {self.prog} --help)\n")
+
+
+def _number(lo, hi, kind=float, what="a number"):
+    """An argparse type: ``kind`` in [lo, hi], finite."""
+    def parse(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if isinstance(v, float) and not math.isfinite(v) or not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"expected {what} from {lo:g} to {hi:g}, got {text!r}")
+        return v
+    return parse
+
+
+def _folder(text):
+    p = Path(text)
+    if not p.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a folder")
+    return p
+
+
+SECONDS = _number(0.001, 86_400.0, float, "wall seconds")
+COUNT = _number(1, 256, int, "a whole number")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m harness",
+    from .bench import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S
+    ap = _Parser(prog="python -m harness",
                                  description="vmbench: Linux 2.4 VM / OOM-killer policies, simulated")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="{run,list,quick,bench,check,report,describe,perf-summary,real,real-setup}")
 
     r = sub.add_parser("run", help="run one cell and print its summary or record")
     r.add_argument("--policy", required=True, help="policy name (see `list`)")
     r.add_argument("--workload", required=True, help="workload name or path to a .toml file")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=_number(0, MAX_SEED, int, "a seed"), default=0)
     r.add_argument("--param", action="append", type=parse_param, metavar="KEY=VALUE",
                    help="policy parameter (Python literal, else string); repeatable")
     r.add_argument("--json", action="store_true", help="print the record as one JSON object")
     r.add_argument("--trace", metavar="FILE", help="write the event trace as JSON lines")
     r.add_argument("--plot", metavar="FILE", help="write the run's timeline as a PNG")
     r.add_argument("--debug", action="store_true", help="check page conservation after every step")
+    r.add_argument("--timeout", type=SECONDS, default=DEFAULT_TIMEOUT_S,
+                   help=f"wall seconds the run may take (default {DEFAULT_TIMEOUT_S:g})")
     r.set_defaults(func=cmd_run)
     pdir_help = "another folder of policy files, scanned after policies/ (repeatable)"
-    r.add_argument("--policy-dir", action="append", type=Path, metavar="DIR", help=pdir_help)
+    r.add_argument("--policy-dir", action="append", type=_folder, metavar="DIR", help=pdir_help)
 
     li = sub.add_parser("list", help="list policies and workloads")
     li.set_defaults(func=cmd_list)
-    li.add_argument("--policy-dir", action="append", type=Path, metavar="DIR", help=pdir_help)
+    li.add_argument("--policy-dir", action="append", type=_folder, metavar="DIR", help=pdir_help)
 
     q = sub.add_parser("quick", help="a few seeds of a few policies x workloads, in parallel")
-    q.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    q.add_argument("--seeds", type=_number(1, MAX_SEEDS, int, "a number of seeds"), default=3,
+                   help="seeds 0..N-1 (default 3)")
     q.add_argument("--policies", help=f"comma-separated (default {','.join(QUICK_POLICIES)})")
     q.add_argument("--workloads", help=f"comma-separated (default {','.join(QUICK_WORKLOADS)})")
-    q.add_argument("--jobs", type=int, default=None, help="worker processes (default: all CPUs)")
+    q.add_argument("--jobs", type=COUNT, default=None, help="worker processes (default: all CPUs)")
     q.set_defaults(func=cmd_quick)
-    q.add_argument("--policy-dir", action="append", type=Path, metavar="DIR", help=pdir_help)
+    q.add_argument("--policy-dir", action="append", type=_folder, metavar="DIR", help=pdir_help)
 
     b = sub.add_parser("bench", help="the policy x workload x seed matrix, cached, with a report")
     b.add_argument("--policies", help="comma-separated (default: every policy in policies/)")
     b.add_argument("--workloads", help="comma-separated (default: every workload in workloads/)")
-    b.add_argument("--seeds", type=int, default=20, help="seeds 0..N-1 (default 20)")
+    b.add_argument("--seeds", type=_number(1, MAX_SEEDS, int, "a number of seeds"), default=20,
+                   help="seeds 0..N-1 (default 20)")
     b.add_argument("--seed-list", help="explicit seeds, e.g. 0,3,5-9")
-    b.add_argument("--jobs", type=int, default=None, help="worker processes (default: all CPUs)")
-    b.add_argument("--backend", choices=("loky", "dask"), default="loky")
+    b.add_argument("--jobs", type=COUNT, default=None, help="worker processes (default: all CPUs)")
+    b.add_argument("--backend", choices=("process", "loky", "dask"), default="process",
+                   help="process: a pool of worker processes on this machine (loky: the same, "
+                        "its former name); dask: dask.distributed")
     b.add_argument("--scheduler", help="dask scheduler address, e.g. tcp://10.0.0.5:8786 "
                                        "(default with --backend dask: a LocalCluster on 127.0.0.1)")
     b.add_argument("--out", type=Path, default=None, help="results root (default results/)")
     b.add_argument("--no-cache", action="store_true", help="recompute every run")
-    b.add_argument("--timeout", type=float, default=300.0, help="wall seconds per run (default 300)")
+    b.add_argument("--timeout", type=SECONDS, default=DEFAULT_TIMEOUT_S,
+                   help=f"wall seconds per run (default {DEFAULT_TIMEOUT_S:g})")
+    b.add_argument("--memory-mb", type=_number(0, 2**20, int, "megabytes"),
+                   default=DEFAULT_MEMORY_MB,
+                   help=f"address space of each worker process, MB (default {DEFAULT_MEMORY_MB}; "
+                        "0: no limit); a run over it is status memory")
     b.add_argument("--no-report", action="store_true", help="runs.csv and meta.json only")
     b.add_argument("--quiet", action="store_true", help="do not print the headline at the end")
     b.add_argument("--baseline", metavar="POLICY", help="the policy the report compares every "
                    "other with (default: mainline when it was run, else the first policy)")
     b.set_defaults(func=cmd_bench)
-    b.add_argument("--policy-dir", action="append", type=Path, metavar="DIR", help=pdir_help)
+    b.add_argument("--policy-dir", action="append", type=_folder, metavar="DIR", help=pdir_help)
 
     c = sub.add_parser("check", help="the contract suite on a policy file, or validate a workload file")
     c.add_argument("files", nargs="+", metavar="FILE", help="policy file(s), e.g. policies/aa.py")
-    c.add_argument("--policy-dir", action="append", type=Path, metavar="DIR", help=pdir_help)
+    c.add_argument("--policy-dir", action="append", type=_folder, metavar="DIR", help=pdir_help)
+    c.add_argument("--timeout", type=SECONDS, default=120.0,
+                   help="wall seconds each part of the suite may take, in its own process "
+                        "(default 120)")
     c.set_defaults(func=cmd_check)
 
     rp = sub.add_parser("report", help="(re)write summary.md, index.html and plots of a results folder")
@@ -452,8 +579,18 @@ def main(argv=None) -> int:
         sys.stdout.flush()
         return rc
     except (UsageError, *USAGE_ERRORS) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_cut(e, 290)}", file=sys.stderr)
         return 2
+    except Exception as e:
+        from . import bench as B
+        if isinstance(e, (B.OutputError, B.SchedulerError)):
+            print(f"error: {_cut(e, 290)}", file=sys.stderr)
+            return 2
+        if type(e).__name__ == "EmptyDataError":      # pandas: `report` on an empty runs.csv
+            print(f"error: {getattr(args, 'dir', 'the results')}: runs.csv is empty (no runs "
+                  "to report; run a bench first)", file=sys.stderr)
+            return 2
+        raise
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:                 # `... | head`: stop quietly, as other tools do

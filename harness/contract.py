@@ -35,12 +35,12 @@ import inspect
 import pickle
 import re
 import sys
-import traceback
 from pathlib import Path
 
 from . import registry, replay, runner
 from . import workload as W
 from .engine import Kernel, Zone
+from .isolate import where_raised
 
 CANONICAL = "morton-make-usemem"
 TINY = "tiny"
@@ -55,10 +55,7 @@ _WATCHDOG_INPUT = re.compile(r"\.(in_alloc_since|last_progress)\s*=[^=]|\bk\.pro
 
 
 def _where(e: BaseException) -> str:
-    tb = traceback.extract_tb(e.__traceback__)
-    fr = next((f for f in reversed(tb) if "/policies/" in f.filename or "vmbench_ext" in f.filename),
-              tb[-1] if tb else None)
-    return f" ({fr.filename}:{fr.lineno})" if fr else ""
+    return where_raised(e)
 
 
 def _err(e: BaseException) -> str:
@@ -179,8 +176,35 @@ def watchdog_writes(cls) -> list[str]:
     return out
 
 
+def check_parts(cls, wls=None) -> list:
+    """The suite as parts that can each run on their own (:mod:`harness.isolate` runs each in
+    a child process): ``(name, function returning its results)``."""
+    wls = wls if wls is not None else workloads()
+    parts = [("construct", lambda: _basic_checks(cls))]
+    parts += [(f"run:{w.name}", (lambda w: lambda: _run_checks(cls, w))(w)) for w in wls]
+    parts.append(("select", lambda: [_select_check(cls, wls[0])]))
+    parts.append(("replay", lambda: [_replay_line(cls)]))
+    return parts
+
+
+def _replay_line(cls) -> tuple[str, bool, str]:
+    lines = replay.describe(cls)
+    return ("replay", True, "; ".join(lines) if lines else "no shortcut replays its loops")
+
+
 def check_policy(cls, wls=None) -> list[tuple[str, bool, str]]:
     """Run the whole suite on one policy class."""
+    res = []
+    for _name, part in check_parts(cls, wls):
+        out = part()
+        res.extend(out)
+        if out and out[0][0] == "construct" and not out[0][1]:
+            break                               # nothing else can run
+    return res
+
+
+def _basic_checks(cls) -> list[tuple[str, bool, str]]:
+    """construct, params, pickle."""
     res = []
     try:
         p = cls()
@@ -212,13 +236,6 @@ def check_policy(cls, wls=None) -> list[tuple[str, bool, str]]:
                     else "the round trip changed the parameters"))
     except Exception as e:  # noqa: BLE001
         res.append(("pickle", False, _err(e)))
-
-    wls = wls if wls is not None else workloads()
-    for w in wls:
-        res.extend(_run_checks(cls, w))
-    res.append(_select_check(cls, wls[0]))
-    lines = replay.describe(cls)
-    res.append(("replay", True, "; ".join(lines) if lines else "no shortcut replays its loops"))
     return res
 
 
@@ -303,11 +320,22 @@ def check_file(path, extra_dirs=()) -> tuple[list, list]:
     """The suite on every policy a file defines (a file starting with ``_``, such as the
     template, is loaded too when named here).  Returns (one-line errors of the file, [(policy
     name, results)]); a name that another file of the registry already uses is an error."""
+    errors, ok = file_classes(path, extra_dirs)
+    if not ok:
+        return errors, []
+    wls = workloads()
+    return errors, [(c.name, check_policy(c, wls)) for c in ok]
+
+
+def file_classes(path, extra_dirs=()) -> tuple[list, list]:
+    """(one-line errors of the file, the policy classes it defines that the suite can run)."""
     path = Path(path)
     target = path.resolve()
     dirs = registry.policy_dirs(extra_dirs)
     if not target.exists():
         return [f"{path}:0: no such file"], []
+    if target.suffix != ".py" or not target.is_file():
+        return [f"{path}:0: not a policy file (a .py file) or a workload file (a .toml file)"], []
     if target.parent not in [d.resolve() for d in dirs]:
         dirs.append(target.parent)
     found, _others = registry.discover(*dirs)
@@ -321,5 +349,4 @@ def check_file(path, extra_dirs=()) -> tuple[list, list]:
                           f"{registry._line(other)})")
             continue
         ok.append(c)
-    wls = workloads()
-    return errors, [(c.name, check_policy(c, wls)) for c in ok]
+    return errors, ok

@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from . import metrics, registry
+from . import laws, metrics, registry
 from . import workload as W
 from .engine import Kernel
 
@@ -71,22 +71,50 @@ def simulate(policy, w: W.Workload, seed: int, *, debug=False, trace=True,
     k = Kernel(w.machine, policy, seed, debug=debug, trace=trace,
                watchdog_s=w.watchdog_s, time_limit_s=w.time_limit_s)
     k.workload_name = w.name
-    policy.reset(k)
-    W.Builder(k, w).start()
-    k.run(wall_timeout_s)
+    k.on_sample = laws.Periodic()             # the machine's laws at intervals (harness.laws)
+    try:
+        policy.reset(k)
+        W.Builder(k, w).start()
+        k.run(wall_timeout_s)
+    except laws.LawBroken:
+        raise
+    except Exception as e:
+        try:
+            laws.check_instant(k)             # a broken law explains a failure best: raise it
+        except laws.LawBroken as law:
+            raise law from e
+        except Exception:  # noqa: BLE001 - a machine too broken to read: the error stands
+            pass
+        raise
     if debug:
         k.check_pages()
+    laws.check_all(k)
     return k
+
+
+def invalid_record(policy_name: str, workload_name: str, seed: int, e: laws.LawBroken) -> dict:
+    """The record of a run that broke a law: status ``invalid``, the law, time and zone in
+    ``error``, no metric (nothing of it may enter a statistic)."""
+    rec = dict.fromkeys(metrics.COLUMNS)
+    rec.update(policy=policy_name, workload=workload_name, seed=seed, status="invalid",
+               error=str(e))
+    return rec
 
 
 def run_one(policy_name: str, workload, seed: int, params=None, *, debug=False,
             policy_dir=registry.POLICY_DIR, keep_kernel=False, wall_timeout_s=None):
-    """One run; the record has every column of ``metrics.COLUMNS``."""
+    """One run; the record has every column of ``metrics.COLUMNS``.  A run that breaks a law
+    of the machine (:mod:`harness.laws`) gives an ``invalid`` record (and no kernel)."""
     w = workload if isinstance(workload, W.Workload) else resolve_workload(workload)
     cls = _policy_class(policy_name, policy_dir)
     policy = cls(**(params or {}))
     t0 = time.perf_counter()
-    k = simulate(policy, w, seed, debug=debug, wall_timeout_s=wall_timeout_s)
+    try:
+        k = simulate(policy, w, seed, debug=debug, wall_timeout_s=wall_timeout_s)
+    except laws.LawBroken as e:
+        rec = invalid_record(policy_name, w.name, seed, e)
+        rec["wall_s"] = round(time.perf_counter() - t0, 4)
+        return (rec, None) if keep_kernel else rec
     rec = {"policy": policy_name, "workload": w.name, "seed": seed}
     rec.update(metrics.compute(k))
     rec["wall_s"] = round(time.perf_counter() - t0, 4)

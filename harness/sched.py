@@ -279,6 +279,9 @@ class Scheduler:
         z = self.zones
         self.samples.append((self.now, z[0].free, z[1].free, z[2].free))
         self.next_sample = self.now - self.now % self.sample_us + self.sample_us
+        hook = self.__dict__.get("on_sample")     # harness.laws.Periodic, set by the runner
+        if hook is not None:
+            hook(self)
 
     def run(self, wall_timeout_s: float | None = None):
         """The event loop: dispatch, advance to the next event, fire it; until the run ends.

@@ -23,13 +23,112 @@ ROLES = ("culprit", "bystander", "protected")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
+#: the longest error line (a huge key or value is cut, never echoed whole)
+MAX_ERROR_CHARS = 290
+
+
+def _short(v, n=60) -> str:
+    """``repr(v)`` cut to ``n`` characters."""
+    r = repr(v)
+    return r if len(r) <= n else r[:n - 3] + "..."
+
+
 class WorkloadError(ValueError):
-    """A workload file is invalid.  ``str(e)`` is one line: ``file: key: problem``."""
+    """A workload file is invalid.  ``str(e)`` is one line of at most ``MAX_ERROR_CHARS``:
+    ``file: key: problem``."""
 
     def __init__(self, path, key, msg):
         self.path, self.key, self.msg = str(path), key, msg
+        if len(key) > 80:
+            key = key[:77] + "..."
         where = f"{self.path}: {key}: " if key else f"{self.path}: "
-        super().__init__(where + msg)
+        line = " ".join((where + msg).split())
+        if len(line) > MAX_ERROR_CHARS:
+            line = line[:MAX_ERROR_CHARS - 3] + "..."
+        super().__init__(line)
+
+
+# ---------------------------------------------------------------------------- ranges
+# Every numeric key has a range that follows from the modelled machine, a 2.4 i386 box
+# (docs/workload-ranges.md lists them with their reasons).  A value outside is one line naming
+# the file, the key, the value and the range.
+MAX_FILE_BYTES = 1 << 20      # a workload file is written by hand: 1 MiB is far beyond any
+MAX_DEPTH = 32                # tables and arrays nested at most this deep
+MAX_SWEEP_POINTS = 256        # points of one [sweep] grid
+DAY_S = 86_400                # the longest simulated time any key can ask for
+RAM_MAX_MB = 64 * 1024        # i386 2.4 with HIGHMEM/PAE addresses 64 GB (36-bit physical)
+SWAP_MAX_MB = 64 * 1024       # one 2.4 i386 swap area: 24-bit page offset in a swap entry
+NR_CPUS = 32                  # 2.4 include/linux/threads.h: NR_CPUS for CONFIG_SMP
+PID_MAX = 0x8000              # 2.4 include/linux/threads.h: PID_MAX, tasks the machine holds
+USER_VM_KB = 3 * 1024 * 1024  # i386 TASK_SIZE: 3 GB of user address space per process
+FILE_MAX_MB = 2 * 1024 * 1024  # ext2 on 2.4 with 4 KiB blocks: 2 TB files
+SIZE_MAX_MB = RAM_MAX_MB + SWAP_MAX_MB   # anonymous memory a script can ask for at once
+RANGES = {
+    # key: (lowest, highest) -- inclusive
+    "machine.ram_mb": (17, RAM_MAX_MB),       # DMA's 16 MB and at least one MB of ZONE_NORMAL
+    "machine.swap_mb": (0, SWAP_MAX_MB),
+    "machine.cpus": (1, NR_CPUS),
+    "machine.reserved_kb": (0, RAM_MAX_MB * 1024),
+    "machine.boot_slab_kb": (0, RAM_MAX_MB * 1024),
+    "machine.dcache_kb": (0, RAM_MAX_MB * 1024),
+    "costs.timeslice_us": (M.JIFFY_US, 1_000_000),       # 2.4 timeslices are whole ticks
+    "costs.disk_request_us": (1, 1_000_000),
+    "costs.disk_page_us": (1, 1_000_000),
+    "costs.per_item_us": (0.01, 1_000_000),              # every other cost: above zero
+    "run.time_limit_s": (1, DAY_S),
+    "run.watchdog_s": (1, DAY_S),             # at least ten zone samples of 100 ms
+    "run.seeds": (1, 10_000),
+    "file.size_mb": (0, FILE_MAX_MB),
+    "file.size_kb": (0, FILE_MAX_MB * 1024),
+    "program.kb": (0, USER_VM_KB),
+    "task.count": (1, PID_MAX),
+    "task.uid": (0, 65_535),
+    "task.nice": (-20, 19),
+    "task.oom_score_adj": (-1000, 1000),
+    "task.start_s": (0, DAY_S),
+    "task.age_s": (0, 100 * 365 * DAY_S),
+    "task.cpu_s": (0, 100 * 365 * DAY_S),
+    "make.jobs": (0, PID_MAX),
+    "make.directories": (1, 100_000),
+    "make.files_per_dir": (0, 100_000),
+    "irq.order": (0, 9),                      # MAX_ORDER 10 on 2.4
+    "irq.pages": (1, 1024),
+    "irq.interval_ms": (0.1, DAY_S * 1000),   # at most 10 000 interrupts a second
+    "irq.hold_ms": (0, DAY_S * 1000),
+    "irq.start_s": (0, DAY_S),
+    "step.ms": (0, DAY_S * 1000),             # compute_ms, grow.cpu_ms
+    "step.s": (0, DAY_S),                     # sleep_s, dwait_s, kernel_spin_s, hold_s
+    "step.mb": (0, SIZE_MAX_MB),              # mmap_mb, munmap_mb, touch_mb, grow.mb
+    "step.io_mb": (0, FILE_MAX_MB),           # read / write / dwait_io mb
+    "step.io_kb": (0, FILE_MAX_MB * 1024),
+    "step.us_per_page": (0.01, 1_000_000),
+    "step.phases": (1, 10_000),
+    "step.spawn_count": (0, PID_MAX),
+    "step.kalloc_order": (0, 9),
+    "step.kalloc_count": (0, 1_000_000),
+    "step.loop": (0, 10**9),                  # 0 = forever
+    "step.exit": (0, 255),
+    "dist.sigma": (0, 10),
+}
+STEP_RANGE = {"compute_ms": "step.ms", "sleep_s": "step.s", "dwait_s": "step.s",
+              "kernel_spin_s": "step.s", "mmap_mb": "step.mb", "munmap_mb": "step.mb",
+              "touch_mb": "step.mb"}
+
+
+def _num(v) -> str:
+    """A bound as written: an integer whole, a float by ``%g``."""
+    return str(v) if isinstance(v, int) else f"{v:g}"
+
+
+def _fmt_range(name) -> str:
+    lo, hi = RANGES[name]
+    return f"{_num(lo)}..{_num(hi)}"
+
+
+def _check_range(path, key, v, name):
+    lo, hi = RANGES[name]
+    if not lo <= v <= hi:
+        raise WorkloadError(path, key, f"{_short(v, 30)} is out of range {_fmt_range(name)}")
 
 
 # ---------------------------------------------------------------------------- schema
@@ -93,13 +192,15 @@ def _check_type(path, key, val, typ):
                                        (typ if isinstance(typ, tuple) else (typ,)))
     if not ok:
         raise WorkloadError(path, key, f"expected {_type_name(typ)}, got {type(val).__name__} "
-                                       f"{val!r}")
+                                       f"{_short(val)}")
+    if isinstance(val, float) and not math.isfinite(val):
+        raise WorkloadError(path, key, f"expected a finite number, got {val}")
 
 
 def _unknown(path, key, name, allowed):
     near = difflib.get_close_matches(name, list(allowed), n=1)
     hint = f" (did you mean '{near[0]}'?)" if near else f" (expected one of: {', '.join(sorted(allowed))})"
-    raise WorkloadError(path, key, f"unknown key '{name}'{hint}")
+    raise WorkloadError(path, key, f"unknown key {_short(name, 40)}{hint}")
 
 
 def _check_table(path, prefix, table, schema, required=()):
@@ -113,15 +214,18 @@ def _check_table(path, prefix, table, schema, required=()):
             raise WorkloadError(path, f"{prefix}.{r}" if prefix else r, "missing required key")
 
 
-def _check_num(path, key, v, positive=False):
-    """A number or a distribution table; never negative."""
+def _check_num(path, key, v, positive=False, rng=None):
+    """A number or a distribution table; never negative; within ``RANGES[rng]`` (a
+    distribution: each of its values; ``sigma`` within ``dist.sigma``)."""
+    _check_type(path, key, v, (int, float, dict))
     if isinstance(v, dict):
         for k in v:
             if k not in DIST_KEYS:
                 _unknown(path, f"{key}.{k}", k, DIST_KEYS)
         d = v.get("dist")
-        if d not in DISTS:
-            raise WorkloadError(path, f"{key}.dist", f"expected one of {sorted(DISTS)}, got {d!r}")
+        if not isinstance(d, str) or d not in DISTS:
+            raise WorkloadError(path, f"{key}.dist", f"expected one of {sorted(DISTS)}, got "
+                                f"{_short(d, 30)}")
         for need in DISTS[d]:
             if need not in v:
                 raise WorkloadError(path, f"{key}.{need}", f"missing for dist = \"{d}\"")
@@ -130,12 +234,44 @@ def _check_num(path, key, v, positive=False):
                 _check_type(path, f"{key}.{k}", x, (int, float))
                 if x < 0:
                     raise WorkloadError(path, f"{key}.{k}", f"must not be negative, got {x}")
+                if k == "sigma" or rng:
+                    _check_range(path, f"{key}.{k}", x, "dist.sigma" if k == "sigma" else rng)
         if d == "uniform" and v["lo"] > v["hi"]:
             raise WorkloadError(path, f"{key}.lo", f"lo {v['lo']} > hi {v['hi']}")
+        if positive and not any(x > 0 for k, x in v.items() if k != "dist"):
+            raise WorkloadError(path, key, "must be positive: every value of the distribution is 0")
         return
-    _check_type(path, key, v, (int, float))
-    if v < 0 or (positive and v == 0) or (isinstance(v, float) and math.isnan(v)):
+    if v < 0 or (positive and v == 0):
         raise WorkloadError(path, key, f"must be {'positive' if positive else 'non-negative'}, got {v}")
+    if rng:
+        _check_range(path, key, v, rng)
+
+
+def _surely_zero(v) -> bool:
+    """A value (or distribution) that can only be 0."""
+    if isinstance(v, dict):
+        return v.get("max", 1) == 0 or not any(x > 0 for k, x in v.items()
+                                               if k not in ("dist", "sd", "sigma", "min"))
+    return v == 0
+
+
+def _takes_time(step) -> bool:
+    """A step that surely moves simulated time on (or ends the script): what a loop needs, or
+    it would spin at one instant without end."""
+    for kind in ("compute_ms", "sleep_s", "dwait_s", "kernel_spin_s", "touch_mb"):
+        if kind in step:
+            return not _surely_zero(step[kind])
+    if "mmap_mb" in step or "spawn" in step or "exit" in step:
+        return True                                # mmap costs CPU, fork costs CPU
+    if "grow" in step:
+        return not (_surely_zero(step["grow"]["mb"]) and _surely_zero(step["grow"]["cpu_ms"]))
+    if "read" in step or "write" in step or "dwait_io" in step:
+        return not (_surely_zero(step.get("mb", 0)) and _surely_zero(step.get("kb", 0)))
+    if "kalloc" in step:
+        return "hold_s" in step and not _surely_zero(step["hold_s"])
+    if "loop" in step:
+        return any(_takes_time(s) for s in step["steps"])
+    return False
 
 
 def _check_script(path, prefix, script, templates):
@@ -156,24 +292,26 @@ def _check_script(path, prefix, script, templates):
         val = step[kind]
         _check_type(path, f"{key}.{kind}", val, typ)
         if typ is NUM:
-            _check_num(path, f"{key}.{kind}", val)
+            _check_num(path, f"{key}.{kind}", val, rng=STEP_RANGE[kind])
+        if kind == "exit":
+            _check_range(path, f"{key}.exit", val, "step.exit")
         if kind == "grow":
             _check_table(path, f"{key}.grow", val, GROW_KEYS, required=("mb", "cpu_ms"))
-            _check_num(path, f"{key}.grow.mb", val["mb"])
-            _check_num(path, f"{key}.grow.cpu_ms", val["cpu_ms"])
-            if val.get("phases", 1) < 1:
-                raise WorkloadError(path, f"{key}.grow.phases", "must be at least 1")
+            _check_num(path, f"{key}.grow.mb", val["mb"], rng="step.mb")
+            _check_num(path, f"{key}.grow.cpu_ms", val["cpu_ms"], rng="step.ms")
+            _check_range(path, f"{key}.grow.phases", val.get("phases", 1), "step.phases")
         if kind in ("read", "write", "dwait_io"):
             if not ("mb" in step or "kb" in step):
                 raise WorkloadError(path, f"{key}.kb", f"{kind} needs mb or kb")
             for u in ("mb", "kb"):
                 if u in step:
-                    _check_num(path, f"{key}.{u}", step[u])
+                    _check_num(path, f"{key}.{u}", step[u], rng=f"step.io_{u}")
         if kind in ("read", "write") and step.get("on_fail", "exit") not in ("exit", "continue"):
             raise WorkloadError(path, f"{key}.on_fail", "expected \"exit\" (the program gives up "
                                 "on -ENOMEM) or \"continue\" (it ignores the error)")
         if kind == "touch_mb" and "us_per_page" in step:
-            _check_num(path, f"{key}.us_per_page", step["us_per_page"])
+            _check_num(path, f"{key}.us_per_page", step["us_per_page"], positive=True,
+                       rng="step.us_per_page")
         if kind == "spawn":
             if val not in templates:
                 raise WorkloadError(path, f"{key}.spawn", f"no template '{val}' "
@@ -181,6 +319,8 @@ def _check_script(path, prefix, script, templates):
             for o, t in (("wait", bool), ("count", int)):
                 if o in step:
                     _check_type(path, f"{key}.{o}", step[o], t)
+            if "count" in step:
+                _check_range(path, f"{key}.count", step["count"], "step.spawn_count")
         if kind == "kalloc":
             if val not in M.GFP_NAMES:
                 near = difflib.get_close_matches(val, list(M.GFP_NAMES), n=1)
@@ -189,18 +329,22 @@ def _check_script(path, prefix, script, templates):
             for o in ("order", "count"):
                 if o in step:
                     _check_type(path, f"{key}.{o}", step[o], int)
-                    if not 0 <= step[o] <= (9 if o == "order" else 10**6):
-                        raise WorkloadError(path, f"{key}.{o}", f"out of range: {step[o]}")
+                    _check_range(path, f"{key}.{o}", step[o], f"step.kalloc_{o}")
             if "hold_s" in step:
-                _check_num(path, f"{key}.hold_s", step["hold_s"])
+                _check_num(path, f"{key}.hold_s", step["hold_s"], rng="step.s")
             if "on_fail" in step and step["on_fail"] not in ("retry", "exit", "continue"):
                 raise WorkloadError(path, f"{key}.on_fail", "expected retry, exit or continue")
         if kind == "loop":
             if val < 0:
                 raise WorkloadError(path, f"{key}.loop", "must be >= 0 (0 = forever)")
+            _check_range(path, f"{key}.loop", val, "step.loop")
             if "steps" not in step or not isinstance(step["steps"], list) or not step["steps"]:
                 raise WorkloadError(path, f"{key}.steps", "a loop needs a non-empty steps list")
             _check_script(path, f"{key}.steps", step["steps"], templates)
+            if not any(_takes_time(x) for x in step["steps"]):
+                raise WorkloadError(path, f"{key}.steps", "no step of the loop surely takes "
+                                    "time, so it would spin at one instant: give it one such as "
+                                    "{ compute_ms = 1 } or { sleep_s = 1 }")
 
 
 @dataclass
@@ -246,18 +390,56 @@ def sim_hash(w: Workload) -> str:
 def load_all(path) -> list[Workload]:
     """Every workload a file defines: one, or one per point of its ``[sweep]`` grid."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise WorkloadError(path, "", f"cannot read: {e.strerror}") from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise WorkloadError(path, "", f"TOML syntax error: {e}") from None
+    raw = _read_toml(path)
     raw = _resolve_extends(raw, path, set())
     if "sweep" not in raw:
         return [from_dict(raw, path)]
     return [from_dict(point, path, sweep_point=values) for point, values in _sweep(raw, path)]
+
+
+def _read_toml(path: Path, where=None) -> dict:
+    """A workload file's tables: at most ``MAX_FILE_BYTES``, UTF-8 (an error names the byte
+    offset), TOML, nested at most ``MAX_DEPTH`` deep.  ``where``: the file an error is reported
+    against (the one that ``extends`` this one)."""
+    shown = where or path
+    pre = "" if where is None else f"{path}: "
+    try:
+        if not path.is_file():
+            raise WorkloadError(shown, "", f"{pre}no such workload file" if path.exists() is False
+                                else f"{pre}not a regular file")
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise WorkloadError(shown, "", f"{pre}{size} bytes, more than a workload file may "
+                                f"have ({MAX_FILE_BYTES})")
+        data = path.read_bytes()[:MAX_FILE_BYTES + 1]
+    except OSError as e:
+        raise WorkloadError(shown, "", f"{pre}cannot read: {e.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise WorkloadError(shown, "", f"{pre}not UTF-8: byte 0x{data[e.start]:02x} at offset "
+                            f"{e.start}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise WorkloadError(shown, "", f"{pre}TOML syntax error: {e}") from None
+    except RecursionError:
+        raise WorkloadError(shown, "", f"{pre}nested deeper than {MAX_DEPTH} levels") from None
+    _check_depth(shown, raw)
+    return raw
+
+
+def _check_depth(path, raw):
+    """Tables and arrays nested at most ``MAX_DEPTH`` deep (walked without recursion)."""
+    stack = [(raw, 1, "")]
+    while stack:
+        node, depth, key = stack.pop()
+        if depth > MAX_DEPTH:
+            raise WorkloadError(path, key[:80], f"nested deeper than {MAX_DEPTH} levels")
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for k, v in items:
+            if isinstance(v, (dict, list)):
+                stack.append((v, depth + 1, f"{key}.{k}" if isinstance(k, str) else f"{key}[{k}]"))
 
 
 def load(path, name: str | None = None) -> Workload:
@@ -281,9 +463,18 @@ def _sweep(raw: dict, path):
     if not grid:
         raise WorkloadError(path, "sweep", "an empty grid: give at least one key with values")
     keys = []
+    points = 1
     for key, vals in grid.items():
         if not isinstance(vals, list) or not vals:
             raise WorkloadError(path, f"sweep.{key}", "expected a non-empty list of values")
+        points *= len(vals)
+        if points > MAX_SWEEP_POINTS:
+            raise WorkloadError(path, f"sweep.{key}", f"the grid has more than "
+                                f"{MAX_SWEEP_POINTS} points ({len(vals)} values here)")
+        for v in vals:
+            if isinstance(v, (dict, list)):
+                raise WorkloadError(path, f"sweep.{key}", f"a sweep value is a number, a string "
+                                    f"or true/false, got {_short(v, 30)}")
         parts = key.split(".")
         if parts[0] not in ("machine", "make", "run") or len(parts) < 2:
             raise WorkloadError(path, f"sweep.{key}", "a sweep sets machine.*, make.* or run.* "
@@ -326,12 +517,11 @@ def _resolve_extends(raw: dict, path: Path, seen: set) -> dict:
     base_path = path.parent / f"{base_name}.toml"
     if base_path.resolve() in seen or base_path.resolve() == path.resolve():
         raise WorkloadError(path, "extends", f"circular extends through {base_name!r}")
-    try:
-        base = tomllib.loads(base_path.read_text())
-    except OSError:
-        raise WorkloadError(path, "extends", f"no workload file {base_path}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise WorkloadError(path, "extends", f"{base_path}: TOML syntax error: {e}") from None
+    if not base_path.exists():
+        raise WorkloadError(path, "extends", f"no workload file {base_path}")
+    base = _read_toml(base_path, where=path)
+    if len(seen) >= MAX_DEPTH:
+        raise WorkloadError(path, "extends", f"a chain of more than {MAX_DEPTH} extends")
     base = _resolve_extends(base, base_path, seen | {path.resolve()})
     merged = _merge({k: v for k, v in base.items() if k not in ("provenance", "question", "thread")},
                     {k: v for k, v in raw.items() if k != "extends"})
@@ -350,35 +540,55 @@ def from_dict(raw: dict, path="<dict>", sweep_point=None) -> Workload:
             raise WorkloadError(path, f"machine.{k}", f"must not be negative, got {mach[k]}")
     if mach.get("cpus", 1) < 1:
         raise WorkloadError(path, "machine.cpus", f"need at least one CPU, got {mach.get('cpus')}")
+    if mach["ram_mb"] <= 16:
+        raise WorkloadError(path, "machine.ram_mb", f"{mach['ram_mb']} MB leaves no ZONE_NORMAL "
+                            "(i386 needs more than 16 MB)")
+    for k, v in mach.items():
+        if k != "costs":
+            _check_range(path, f"machine.{k}", v, f"machine.{k}")
     costs = mach.get("costs", {})
     for k, v in costs.items():
         if k not in M.Costs.names():
             _unknown(path, f"machine.costs.{k}", k, M.Costs.names())
         _check_type(path, f"machine.costs.{k}", v, (int, float))
+        _check_range(path, f"machine.costs.{k}", v,
+                     f"costs.{k}" if f"costs.{k}" in RANGES else "costs.per_item_us")
+    if isinstance(costs.get("timeslice_us"), float) or isinstance(costs.get("disk_request_us"), float) \
+            or isinstance(costs.get("disk_page_us"), float):
+        bad = next(k for k in ("timeslice_us", "disk_request_us", "disk_page_us")
+                   if isinstance(costs.get(k), float))
+        raise WorkloadError(path, f"machine.costs.{bad}", "expected an integer (microseconds)")
     spec = M.MachineSpec(**{k: v for k, v in mach.items() if k != "costs"},
                          costs=M.Costs().with_overrides(costs))
-    sizes = M.zone_sizes(spec.ram_pages)
-    if sizes[M.ZONE_NORMAL] == 0:
-        raise WorkloadError(path, "machine.ram_mb", f"{spec.ram_mb} MB leaves no ZONE_NORMAL "
-                            "(i386 needs more than 16 MB)")
+    short = _boot_shortfall(spec)
+    if short:
+        kind, pages = short
+        raise WorkloadError(path, f"machine.{kind}", f"the boot allocations do not fit in "
+                            f"{spec.ram_mb} MB: {pages} pages ({pages * 4} KB) short")
     run = raw.get("run", {})
     _check_table(path, "run", run, RUN_KEYS)
     for k in ("time_limit_s", "watchdog_s"):
         if k in run and run[k] <= 0:
             raise WorkloadError(path, f"run.{k}", f"must be positive, got {run[k]}")
+    for k, v in run.items():
+        _check_range(path, f"run.{k}", v, f"run.{k}")
     files = {}
     for i, f in enumerate(raw.get("file", [])):
+        _check_type(path, f"file[{i}]", f, dict)
         _check_table(path, f"file[{i}]", f, FILE_KEYS, required=("name",))
+        for k in ("size_mb", "size_kb"):
+            if k in f:
+                _check_range(path, f"file[{i}].{k}", f[k], f"file.{k}")
         size = f.get("size_mb", 0) * 1024 + f.get("size_kb", 0)
-        if size < 0:
-            raise WorkloadError(path, f"file[{i}].size_mb", "must not be negative")
         files[f["name"]] = int(size * 1024 // M.PAGE_SIZE)
     programs = {}
     for i, p in enumerate(raw.get("program", [])):
+        _check_type(path, f"program[{i}]", p, dict)
         _check_table(path, f"program[{i}]", p, PROGRAM_KEYS, required=("name",))
         for k in ("text_kb", "ws_kb", "vm_kb"):
             if p.get(k, 0) < 0:
                 raise WorkloadError(path, f"program[{i}].{k}", "must not be negative")
+            _check_range(path, f"program[{i}].{k}", p.get(k, 0), "program.kb")
         if p["name"] in programs:
             raise WorkloadError(path, f"program[{i}].name", f"duplicate program {p['name']!r}")
         programs[p["name"]] = p
@@ -402,9 +612,12 @@ def from_dict(raw: dict, path="<dict>", sweep_point=None) -> Workload:
         if not -1000 <= t.get("oom_score_adj", 0) <= 1000:
             raise WorkloadError(path, f"{prefix}.oom_score_adj", "expected -1000..1000")
         if "start_s" in t:
-            _check_num(path, f"{prefix}.start_s", t["start_s"])
+            _check_num(path, f"{prefix}.start_s", t["start_s"], rng="task.start_s")
         if t.get("count", 1) < 1:
             raise WorkloadError(path, f"{prefix}.count", "must be at least 1")
+        for k in ("count", "uid", "euid", "age_s", "cpu_s"):
+            if k in t:
+                _check_range(path, f"{prefix}.{k}", t[k], "task.uid" if k == "euid" else f"task.{k}")
         _check_script(path, f"{prefix}.script", t.get("script", []), templates)
         roles[t["name"]] = t.get("role", "bystander")
 
@@ -433,7 +646,12 @@ def from_dict(raw: dict, path="<dict>", sweep_point=None) -> Workload:
             raise WorkloadError(path, "make.jobs", "must be >= 0 (0 = unlimited, as make -j)")
         if make["directories"] < 1:
             raise WorkloadError(path, "make.directories", "must be at least 1")
-        _check_num(path, "make.files_per_dir", make.get("files_per_dir", 10))
+        _check_num(path, "make.files_per_dir", make.get("files_per_dir", 10),
+                   rng="make.files_per_dir")
+        for k, rname in (("jobs", "make.jobs"), ("directories", "make.directories"),
+                         ("uid", "task.uid"), ("start_s", "task.start_s")):
+            if k in make:
+                _check_range(path, f"make.{k}", make[k], rname)
         roles[make.get("name", "make")] = make.get("role", "bystander")
     init = raw.get("init", {})
     _check_table(path, "init", init, INIT_KEYS)
@@ -450,11 +668,15 @@ def from_dict(raw: dict, path="<dict>", sweep_point=None) -> Workload:
         if M.GFP_NAMES[gfp] & M.GFPF_WAIT:
             raise WorkloadError(path, f"irq[{i}].gfp", f"{gfp} may sleep; interrupts cannot "
                                 "(use GFP_ATOMIC)")
-        _check_num(path, f"irq[{i}].interval_ms", q["interval_ms"], positive=True)
+        _check_num(path, f"irq[{i}].interval_ms", q["interval_ms"], positive=True,
+                   rng="irq.interval_ms")
         if "hold_ms" in q:
-            _check_num(path, f"irq[{i}].hold_ms", q["hold_ms"])
+            _check_num(path, f"irq[{i}].hold_ms", q["hold_ms"], rng="irq.hold_ms")
         if not 0 <= q.get("order", 0) <= 9 or q.get("pages", 1) < 1:
             raise WorkloadError(path, f"irq[{i}].order", "order 0..9 and pages >= 1")
+        for k in ("order", "pages", "start_s"):
+            if k in q:
+                _check_range(path, f"irq[{i}].{k}", q[k], f"irq.{k}")
     for n in ("init",):
         roles.setdefault(n, "protected")
     # feasibility: one task larger than RAM + swap can never run
@@ -471,6 +693,28 @@ def from_dict(raw: dict, path="<dict>", sweep_point=None) -> Workload:
                     files=files, programs=programs, tasks=tasks, templates=templates,
                     make=make, raw=raw, roles=roles, init_script=init.get("script", []),
                     irqs=irqs, sweep_point=dict(sweep_point or {}))
+
+
+def _boot_shortfall(spec):
+    """What ``Kernel._reserve_boot`` would lack: (machine key, pages short) or None.  The
+    kernel image and mem_map take any free page, zone by zone from DMA up; the boot slab and
+    dcache only pages above each zone's ``pages_high``."""
+    sizes = M.zone_sizes(spec.ram_pages)
+    free = list(sizes)
+    high = [M.zone_watermarks(i, n)[2] if n else 0 for i, n in enumerate(sizes)]
+    for key, kind, kb in (("reserved_kb", "reserved", spec.reserved_kb),
+                          ("boot_slab_kb", "slab", spec.boot_slab_kb),
+                          ("dcache_kb", "dcache", spec.dcache_kb)):
+        n = kb * 1024 // M.PAGE_SIZE
+        for i in range(3):
+            if n <= 0:
+                break
+            take = max(0, min(n, free[i] - (high[i] if kind != "reserved" else 0)))
+            free[i] -= take
+            n -= take
+        if n > 0:
+            return key, n
+    return None
 
 
 def _min_value(v):

@@ -168,13 +168,13 @@ def test_a_raising_and_a_looping_policy_do_not_sink_the_matrix(tmp_path):
     assert by["aa"].outcome.notna().all()
 
 
-def test_dask_localcluster_gives_the_loky_values(tmp_path):
+def test_dask_localcluster_gives_the_process_pools_values(tmp_path):
     pytest.importorskip("dask.distributed")
     kw = dict(policies=["mainline", "morton"], workloads=["dstate-victim"], seeds=range(2),
               report=False, progress=False, log=lambda m: None, use_cache=False)
-    _, loky = BN.bench(**kw, out_root=tmp_path / "loky", backend="loky", jobs=2)
+    _, pool = BN.bench(**kw, out_root=tmp_path / "pool", backend="process", jobs=2)
     _, dask = BN.bench(**kw, out_root=tmp_path / "dask", backend="dask", jobs=2)
-    pd.testing.assert_frame_equal(values(dask / "runs.csv"), values(loky / "runs.csv"))
+    pd.testing.assert_frame_equal(values(dask / "runs.csv"), values(pool / "runs.csv"))
 
 
 def test_a_cache_write_cut_short_is_swept_but_not_a_live_one(tmp_path):

@@ -1,0 +1,158 @@
+"""The machine's laws: what every run must obey, whatever its policy does.
+
+A policy (or a bug in the engine) that breaks one of these has not made a result: the run gets
+status ``invalid`` with the law, the simulated time and the zone, is counted as failed and is
+left out of every statistic (``shared/spec/metrics.md``: only ``status == "ok"`` rows are
+aggregated).  The laws are those the 2.4 page allocator keeps by construction
+(``mm/page_alloc.c``: a page is on exactly one free list or owned by exactly one user, and
+``zone->free_pages`` counts the free lists; ``mm/swapfile.c``: ``nr_swap_pages`` counts the
+free slots of the swap areas; ``kernel/exit.c do_exit`` -> ``exit_mm``/``__exit_mm`` and
+``free_task_struct``: a dead task owns nothing):
+
+* **no negative count**: ``free`` and every per-use count of a zone are >= 0;
+* **free never above the zone size**;
+* **page conservation per zone**: ``free`` + the pages of every use == the zone's size, and
+  each use's count equals the sum over its owners (mm's anonymous pages, page tables and swap
+  cache; the files' page cache; tasks' kernel allocations and task_structs);
+* **swap within its size**: 0 <= free swap slots <= the swap size;
+* **every dead task's memory returned**: a task in state X has no mm, no kernel pages and no
+  task_struct pages.
+
+:func:`check_instant` holds at any moment, even inside a step (the cheap zone-level laws
+without conservation, which an allocation in flight breaks for an instant); :func:`check_zones`
+holds between engine steps; :func:`check_all` adds the owners and the dead tasks and is run at
+the end of every run.  :class:`Periodic` is the engine's sampling hook (``Kernel.on_sample``):
+:func:`check_zones` every ``ZONE_EVERY`` zone samples (one sample every 100 simulated ms) and
+:func:`check_all` every ``FULL_EVERY``.
+"""
+from __future__ import annotations
+
+from operator import attrgetter
+
+from .engine import X, Zone
+
+#: zone samples (100 ms of simulated time each) between two zone-level checks during a run
+ZONE_EVERY = 10
+#: zone samples between two full checks (owners and dead tasks: O(tasks), ~0.1-1 ms) during a run
+FULL_EVERY = 1000
+
+_KINDS = attrgetter(*Zone.KINDS)
+
+
+class LawBroken(Exception):
+    """A run broke a law of the machine: ``law``, simulated time ``t_us``, ``zone``, detail."""
+
+    def __init__(self, law: str, t_us, zone: str, detail: str):
+        self.law, self.t_us, self.zone, self.detail = law, t_us, zone, detail
+        super().__init__(f"law broken: {law}, at t={t_us / 1e6:.6f} s, zone {zone}: {detail}")
+
+
+def _instant(k, conserve: bool):
+    now = k.now
+    for z in k.zones:
+        free = z.free
+        counts = _KINDS(z)
+        if free < 0 or min(counts) < 0:
+            bad = "free" if free < 0 else next(n for n, v in zip(Zone.KINDS, counts) if v < 0)
+            raise LawBroken("no negative count", now, z.name,
+                            f"{bad} = {free if bad == 'free' else getattr(z, bad)}")
+        if free > z.size:
+            raise LawBroken("free never above the zone size", now, z.name,
+                            f"free {free} > size {z.size}")
+        if conserve:
+            used = sum(counts)
+            if free + used != z.size:
+                raise LawBroken("page conservation", now, z.name,
+                                f"free {free} + used {used} != size {z.size}")
+    swap = k.nr_swap_pages
+    if not 0 <= swap <= k.swap_total:
+        raise LawBroken("swap within its size", now, "swap",
+                        f"{swap} free slots, swap size {k.swap_total}")
+
+
+def check_instant(k):
+    """The laws that hold at every instant: no negative count, free <= size, swap in range."""
+    _instant(k, False)
+
+
+def check_zones(k):
+    """:func:`check_instant` and page conservation per zone (between engine steps): O(zones)."""
+    _instant(k, True)
+
+
+def check_owners(k):
+    """Each use's count of each zone equals the sum over its owners (the live tasks' mms, kernel
+    allocations and task_structs, the files' page cache); O(tasks + files)."""
+    per = [dict.fromkeys(Zone.KINDS, 0) for _ in k.zones]
+    seen = set()
+    for t in k.live.values():
+        if t.ts_zone is not None:
+            per[t.ts_zone]["ts"] += 2
+        kmem = t.kmem
+        mm = t.mm
+        for zi in range(3):
+            per[zi]["kmem"] += kmem[zi]
+        if mm is None or id(mm) in seen:
+            continue
+        seen.add(id(mm))
+        for zi in range(3):
+            per[zi]["anon"] += mm.anon[zi]
+            per[zi]["pt"] += mm.pt[zi]
+            per[zi]["swapc"] += mm.swapc[zi]
+    for f in k.files.values():
+        for zi in range(3):
+            per[zi]["clean"] += f.clean[zi]
+            per[zi]["mapped"] += f.mapped[zi]
+            per[zi]["dirty"] += f.dirty[zi]
+            per[zi]["wb"] += f.wb[zi]
+    for z in k.zones:
+        want = per[z.idx]
+        for kind in ("anon", "clean", "mapped", "dirty", "wb", "swapc", "pt", "ts", "kmem"):
+            have = getattr(z, kind)
+            if have != want[kind]:
+                raise LawBroken("page conservation", k.now, z.name,
+                                f"{kind}: the zone counts {have}, its owners hold {want[kind]}")
+
+
+def check_dead(k):
+    """Every dead task's memory returned: no mm, no kernel pages, no task_struct."""
+    for t in k.tasks:
+        if t.state != X:
+            continue
+        if t.mm is not None:
+            held = [n + m for n, m in zip(t.mm.anon, t.mm.pt)]
+            what = "its mm"
+        elif any(t.kmem):
+            held, what = t.kmem, f"{sum(t.kmem)} kernel pages"
+        elif t.ts_zone is not None:
+            held, what = [int(i == t.ts_zone) for i in range(3)], "its task_struct"
+        else:
+            continue
+        zone = next((k.zones[i].name for i, n in enumerate(held) if n), "none")
+        raise LawBroken("every dead task's memory returned", k.now, zone,
+                        f"pid {t.pid} ({t.name}) is dead and still holds {what}")
+
+
+def check_all(k):
+    """Every law: the end-of-run check."""
+    check_zones(k)
+    check_dead(k)
+    check_owners(k)
+
+
+class Periodic:
+    """The engine's ``on_sample`` hook: the zone laws every ``zone_every`` samples, all of them
+    every ``full_every``."""
+
+    __slots__ = ("n", "zone_every", "full_every")
+
+    def __init__(self, zone_every: int = ZONE_EVERY, full_every: int = FULL_EVERY):
+        self.n = 0
+        self.zone_every, self.full_every = zone_every, full_every
+
+    def __call__(self, k):
+        n = self.n = self.n + 1
+        if not n % self.full_every:
+            check_all(k)
+        elif not n % self.zone_every:
+            _instant(k, True)
