@@ -393,7 +393,23 @@ class OOMRateLimiter:
     """2.4 ``out_of_memory()`` (S2/S1 mm/oom_kill.c; §3.3): first/last/count, optional lastkill.
 
     All callers share one instance per run (kswapd included).  Times are jiffies, starting at 0.
-    ``__call__`` returns True when the caller should go on to ``oom_kill()``.
+    ``__call__`` returns True when the caller should go on to ``oom_kill()``; each call, in order:
+
+    * ``swap_check`` and free swap (``k.nr_swap_pages > 0``): no, and nothing is updated;
+    * ``since = now - last; last = now``; ``since > 5*HZ`` (a quiet spell): reset
+      (``first = now, count = 0``), no;
+    * ``now - first < HZ`` (failing for less than a second): no, not counted;
+    * ``++count < 10``: no;
+    * ``lastkill`` (2.4.19 final; not in 2.4.19-pre6 nor akpm's patch) and
+      ``now - lastkill < 5*HZ``: no (``count`` stays >= 10, so the first call after the gate
+      opens kills);
+    * else yes: ``lastkill = now``, reset.
+
+    It never looks at the tasks: whether an earlier victim is still alive plays no part, so the
+    limiter alone decides whether a second OOM pass happens while a victim is on its way out
+    (the next kill needs 10 calls counted after the first second since the last one, none more
+    than 5 s apart, and with ``lastkill`` also 5 s since it).  It sets a ``k.alarm`` at the
+    time a gate opens, so a fast-forward of a loop calling it stops there.
     """
 
     def __init__(self, lastkill: bool, swap_check: bool = True):
@@ -484,7 +500,8 @@ def select_bad_process(k, score, skip_pid_le: int = 0, skip_no_mm: bool = False)
 
 def oom_kill_task_24(k, p):
     """2.4 ``oom_kill_task`` (S2): timeslice boost (5*HZ), PF_MEMALLOC|PF_MEMDIE, and
-    ``force_sig`` of SIGTERM to a CAP_SYS_RAWIO task, SIGKILL to anyone else."""
+    ``force_sig`` of SIGTERM to a CAP_SYS_RAWIO task, SIGKILL to anyone else.  The flags stay
+    until the task exits (``do_exit`` clears them); nothing else clears them."""
     k.boost(p, 5 * M.HZ * M.JIFFY_US)
     p.flags |= PF_MEMALLOC | PF_MEMDIE
     sig = SIGTERM if "CAP_SYS_RAWIO" in p.caps else SIGKILL
@@ -493,6 +510,10 @@ def oom_kill_task_24(k, p):
 
 
 def record_kill(k, victim, sig, table, killer):
+    """The ``kill`` trace event the metrics count, for a kill just delivered (``oom_kill``'s
+    printk).  Sets ``victim.killed_at`` to now at its first recorded kill (a fault kill, the
+    engine's ``mm.fault_kill``, never does); a kill of a task already killed and still alive is
+    a repeat."""
     repeat = victim.killed_at is not None and victim.alive
     if victim.killed_at is None:
         victim.killed_at = k.now
@@ -500,7 +521,11 @@ def record_kill(k, victim, sig, table, killer):
 
 
 def oom_kill_24(k, killer, victim, table):
-    """2.4 ``oom_kill`` (S2): kill every task sharing the victim's mm; the caller then yields."""
+    """2.4 ``oom_kill`` (S2): kill every task sharing the victim's mm (:func:`oom_kill_task_24`
+    and :func:`record_kill` each); the caller then yields.  Returns whether ``killer`` itself
+    now has PF_MEMDIE.  ``victim`` ``None``: raises ``RuntimeError`` as 2.4 panics ("Out of
+    memory and no killable processes..."); the run ends as an error (``bench``: status
+    ``error``).  A policy that should kill nobody then does not call this."""
     if victim is None:
         raise RuntimeError("Out of memory and no killable processes...")   # panic()
     mm = victim.mm

@@ -9,7 +9,8 @@ keeps them equal) with a worked example.  These docstrings are the reference.
 
 The 2.4 hooks, in the order an allocation meets them: :meth:`Policy.fast_path` (passes A and B,
 with :meth:`Policy.watermarks` and :meth:`Policy.wakeup_kswapd`), :meth:`Policy.slow_path`
-(with :meth:`Policy.balance_classzone`), :meth:`Policy.try_to_free_pages` (the one **required**
+(with :meth:`Policy.balance_classzone`, and in an -aa-style slow path
+:meth:`Policy.after_failed_reclaim`), :meth:`Policy.try_to_free_pages` (the one **required**
 hook: the base one raises; also run by :meth:`Base.kswapd` with :meth:`Policy.need_balance`),
 :meth:`Policy.out_of_memory`, :meth:`Policy.badness` / :meth:`Policy.select_bad_process`,
 :meth:`Policy.oom_kill`; plus :meth:`Base.reset` (per-run state), :meth:`Base.boot` (start a
@@ -39,10 +40,12 @@ Contract:
   -> task, in creation order; a task has ``pid``, ``state`` R/S/D/Z/X, ``flags``, ``mm`` with
   ``total_vm``, ``rss``, ``anon``/``pt``/``swapc`` per zone and ``swapped``, ``uid``, ``euid``,
   ``nice``, ``caps``, ``utime``, ``stime``, ``start_us``, ``kthread``, ``oom_score_adj``,
-  ``sigpending``, ``killed_at``), ``k.now`` (us), ``k.nr_swap_pages``, ``k.swap_total``,
-  ``k.files``, ``k.spec``, ``k.costs``, ``k.kswapd``.  The hooks that only choose --
-  :meth:`watermarks`, :meth:`need_balance`, :meth:`badness`, :meth:`select_bad_process` -- must
-  not change anything (the contract suite checks it).
+  ``sigpending``, ``killed_at``; a task leaves ``k.live`` when it exits, so all there are
+  ``alive``; ``B.oom_kill_24`` sets PF_MEMALLOC|PF_MEMDIE, cleared only at exit; ``killed_at``
+  is set by ``B.record_kill`` only, never by a fault kill), ``k.now`` (us),
+  ``k.nr_swap_pages``, ``k.swap_total``, ``k.files``, ``k.spec``, ``k.costs``, ``k.kswapd``.
+  The hooks that only choose -- :meth:`watermarks`, :meth:`need_balance`, :meth:`badness`,
+  :meth:`select_bad_process` -- must not change anything (the contract suite checks it).
 * **Acting.**  A policy changes the machine only through the engine and the blocks of
   :mod:`harness.blocks`: ``k.take`` / ``k.take_nowatermark`` (allocate), the reclaim blocks,
   ``k.signal``, ``k.boost``, ``B.oom_kill_24`` / ``B.record_kill`` (kill delivery and its trace
@@ -132,17 +135,28 @@ HOOKS = {
     "balance_classzone": Hook(("k", "req"), True, "(blocks, freed)",
                               "by the default slow_path", "reclaim with PF_MEMALLOC; the "
                               "first page freed goes to the caller"),
+    "after_failed_reclaim": Hook(("k", "req"), True,
+                                 "blocks (> 0), or 0: the allocation fails (the slow path "
+                                 "returns it)",
+                                 "by an -aa-style slow path (policies/aa.py) once "
+                                 "balance_classzone freed nothing, in place of failing; not "
+                                 "by the base's slow path (mainline has no such point)",
+                                 "0: fail at once (aa: one look at 'high', then 0; morton: "
+                                 "more reclaim, then kill, yield and retry, then aa's)"),
     "out_of_memory": Hook(("k", "task"), True,
                           "bool: the calling task itself was chosen (2.4's meaning)",
                           "wherever the policy calls it (2.4: reclaim, kswapd, slow path)",
-                          "the shared rate limiter, then oom_kill"),
+                          "B.OOMRateLimiter (self.oom_limiter, one per run, lastkill on), "
+                          "then oom_kill if it says yes"),
     "select_bad_process": Hook(("k",), False,
                                "(victim or None, table): table the top of the badness table "
                                "((pid, name, points), ...)",
-                               "by oom_kill; must not change anything",
+                               "by oom_kill (None there: 2.4's panic, the run ends in an "
+                               "error); must not change anything",
                                "2.4: the highest badness, init eligible"),
     "oom_kill": Hook(("k", "task"), True, "bool: task itself was killed",
-                     "by out_of_memory", "select, B.oom_kill_24, the scan's CPU, yield"),
+                     "by out_of_memory", "select, B.oom_kill_24 (raises RuntimeError for "
+                     "a None victim: 2.4's panic), the scan's CPU, yield"),
 }
 #: the hooks a concrete 2.4 policy must end up with other than the base class's
 REQUIRED_HOOKS = ("try_to_free_pages",)
@@ -338,6 +352,18 @@ class Policy(Base):
                 return 1, ok
         return 0, ok
 
+    def after_failed_reclaim(self, k, req):
+        """Generator.  What an -aa-style slow path (-aa ``mm/page_alloc.c`` ``__alloc_pages``'
+        ``!freed`` branch, S4; ``policies/aa.py``) does once :meth:`balance_classzone` freed
+        nothing, instead of failing: returns the blocks obtained (>= 1) or 0, and the slow path
+        returns that (0: the allocation fails).  The base's :meth:`slow_path` (mainline 2.4)
+        never calls it: mainline retries whatever reclaim freed and never fails for order <= 3,
+        and an order > 3 request fails without this step.  Default: 0, fail at once; ``aa``
+        takes one look at ``high`` first, ``morton`` reclaims more, then kills, yields and
+        retries before that."""
+        return 0
+        yield  # pragma: no cover  (a generator, like the overrides)
+
     # ------------------------------------------------------------------ 3. reclaim
     def try_to_free_pages(self, k, task, cz: int, gfp: int, order: int):
         """Generator; the **required** hook.  Direct reclaim for classzone ``cz`` (an index into
@@ -357,9 +383,14 @@ class Policy(Base):
 
     # ------------------------------------------------------------------ 4. OOM trigger
     def out_of_memory(self, k, task):
-        """Generator.  2.4 ``out_of_memory()``: the shared rate limiter, then :meth:`oom_kill`.
-        Returns True if the calling task itself was chosen.  Where it is called from (reclaim,
-        the slow path, kswapd) is the policy's choice."""
+        """Generator.  2.4 ``out_of_memory()`` (mm/oom_kill.c): ``self.oom_limiter``
+        (:class:`harness.blocks.OOMRateLimiter`, one per run, shared by every caller, kswapd
+        included) decides whether this call goes on to :meth:`oom_kill`; it looks at time and
+        call counts only, not at whether an earlier victim is still alive, so it alone decides
+        whether a second OOM pass happens while a victim is on its way out.  Emits ``oom_call``
+        (pid, 1 the killer ran / 0 it declined).  Returns True if the calling task itself was
+        chosen.  Where it is called from (reclaim, the slow path, kswapd) is the policy's
+        choice."""
         if not self.oom_limiter(k):
             k.emit("oom_call", task.pid, 0)
             return False
@@ -376,7 +407,8 @@ class Policy(Base):
     def select_bad_process(self, k):
         """Returns ``(victim or None, table)``; ``table`` is the top of the badness table as
         ``((pid, name, points), ...)`` for the trace.  Every victim must be a live task
-        (``p.alive``).  Must not change anything.  Default: 2.4, init eligible."""
+        (``p.alive``).  ``None`` (nobody scores > 0) makes the default :meth:`oom_kill` panic as
+        2.4 does.  Must not change anything.  Default: 2.4, init eligible."""
         return B.select_bad_process(k, self.badness)
 
     # ------------------------------------------------------------------ 6. kill delivery
@@ -384,7 +416,10 @@ class Policy(Base):
         """Generator.  ``oom_kill``: select, signal every task sharing the mm, then yield.
         Returns True if ``task`` itself was killed.  A kill is delivered with ``k.signal`` (and
         ``k.boost``, PF_MEMDIE) and recorded with ``B.record_kill`` -- the ``kill`` trace event
-        the metrics count; ``B.oom_kill_24`` does all of it the 2.4 way."""
+        the metrics count; ``B.oom_kill_24`` does all of it the 2.4 way.  A ``None`` victim:
+        ``B.oom_kill_24`` raises ``RuntimeError`` (2.4 ``panic("Out of memory and no killable
+        processes...")``), which ends the run as an error; to kill nobody instead, override this
+        hook and return False when the victim is ``None`` (a departure from 2.4: say so)."""
         victim, table = self.select_bad_process(k)
         killed_self = B.oom_kill_24(k, task, victim, table)
         yield (CPU, int(len(k.live) * k.costs.oom_scan_us_per_task), False)   # the scan's cost

@@ -55,13 +55,15 @@ class AA(Policy):
             return n
 
     def after_failed_reclaim(self, k, req):
-        """-aa: one last look at ``high`` (someone may have died meanwhile), then fail."""
+        """The hook :meth:`harness.policy.Policy.after_failed_reclaim`, -aa's (S4
+        ``__alloc_pages``, reclaim freed nothing): one last look at ``high`` (someone may have
+        died meanwhile), then fail."""
         n = k.take(req, self.watermarks(k, req.zl, req.order, req.gfp, "high"), 1)
         if n:
             return n
         k.emit("alloc_failed_msg", req.task.pid, req.order)    # "__alloc_pages: %u-order allocation failed"
         return 0
-        yield  # pragma: no cover  (makes this a generator for subclasses)
+        yield  # pragma: no cover  (a generator hook)
 
     def try_to_free_pages(self, k, task, cz, gfp, order):
         total = B.ReclaimRound()

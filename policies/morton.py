@@ -33,6 +33,8 @@ class Morton(AA):
         self.oom_limiter = B.OOMRateLimiter(lastkill=False)
 
     def after_failed_reclaim(self, k, req):
+        """The hook ``after_failed_reclaim`` (aa's slow path, reclaim freed nothing): M4's
+        kill, yield and retry before -aa's failure."""
         task = req.task
         # akpm's effort tunable (vm_oom_kill_passes, M1): more failed rounds before any kill
         for _ in range(self.oom_kill_passes):
@@ -57,7 +59,10 @@ class Morton(AA):
                 return n
         return (yield from super().after_failed_reclaim(k, req))
 
-    out_of_memory = Policy.out_of_memory        # the 2.4 one: -aa has none
+    # AA.out_of_memory returns False (-aa's oom_kill.c is #if 0); akpm's patch brings the 2.4
+    # out_of_memory() back: the rate limiter made in reset (no lastkill), then oom_kill with
+    # the select_bad_process below.  Assigned, not overridden, so it is exactly the base hook.
+    out_of_memory = Policy.out_of_memory
 
     def select_bad_process(self, k):
         return B.select_bad_process(k, self.badness, skip_pid_le=1, skip_no_mm=True)

@@ -25,3 +25,22 @@ def test_every_hook_is_a_method_of_its_base():
     for base in (Policy, Modern):
         for name, hook in base.HOOKS.items():
             assert callable(getattr(base, name)), name
+
+
+def test_2_4_extension_points_are_declared_hooks():
+    """A method a 2.4 policy inherits from another policy and overrides is an extension point:
+    it must be a row of Policy.HOOKS, so that discovery checks it and the guide lists it."""
+    from harness import registry
+    from harness.policy import Base
+    found, _errors = registry.discover(registry.POLICY_DIR)
+    undeclared = []
+    for name, cls in found.items():
+        if registry.base_of(cls) is not Policy:
+            continue
+        for meth, fn in vars(cls).items():
+            if not callable(fn) or meth.startswith("__"):
+                continue
+            if any(meth in c.__dict__ for c in cls.__mro__[1:] if c not in (Policy, Base)) \
+                    and meth not in Policy.HOOKS:
+                undeclared.append(f"{name}.{meth}")
+    assert undeclared == []
