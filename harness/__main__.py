@@ -151,7 +151,7 @@ def print_summary(rec: dict, k, out=sys.stdout):
 # ---------------------------------------------------------------------------- run
 def cmd_run(args) -> int:
     from .bench import RunTimeout, wall_limit
-    from .isolate import where_raised
+    from .errors import where_raised
     params = dict(args.param or [])
     _check_params(args.policy, params, _dirs(args))
     w = runner.resolve_workload(args.workload)

@@ -36,7 +36,7 @@ from pathlib import Path
 from . import metrics, registry, runner
 from . import workload as W
 from .engine import RunTimeout
-from .isolate import where_raised
+from .errors import where_raised
 from .pool import Pool
 
 # the sources that decide a run's result; bench/report/plot/CLI changes keep the cache valid

@@ -40,7 +40,7 @@ from pathlib import Path
 from . import registry, replay, runner
 from . import workload as W
 from .engine import Kernel, Zone
-from .isolate import where_raised
+from .errors import where_raised
 
 CANONICAL = "morton-make-usemem"
 TINY = "tiny"

@@ -8,7 +8,6 @@ run checks of each workload, select) runs in a fresh child of its own, under ``l
 seconds.  A child that hangs is killed; one that dies is reported with its exit code or
 signal; either is one failed check, and the other parts still run.
 
-Also here: :func:`where_raised`, the ``(file:line)`` an exception is blamed on.
 """
 from __future__ import annotations
 
@@ -17,30 +16,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import traceback
 from pathlib import Path
 
 #: wall seconds one part of the suite may take (``check --timeout``): the canonical run checks
 #: take a few seconds
 PART_LIMIT_S = 120.0
-_HERE = str(Path(__file__).resolve().parent) + os.sep
 _ROOT = str(Path(__file__).resolve().parent.parent)
-
-
-def where_raised(e: BaseException) -> str:
-    """`` (file:line)`` of the deepest frame of the traceback outside the harness and the
-    Python installation -- the line of the policy file (any folder) that raised, or that
-    called what raised -- else of the deepest frame; ``""`` without a traceback or for a
-    broken law."""
-    from .laws import LawBroken
-    tb = traceback.extract_tb(e.__traceback__)
-    if not tb or isinstance(e, LawBroken):       # a law names its time and zone, not a line
-        return ""
-    lib = tuple({os.path.realpath(p) + os.sep for p in (sys.prefix, sys.base_prefix,
-                                                        sys.exec_prefix)})
-    fr = next((f for f in reversed(tb) if not f.filename.startswith("<")
-               and not os.path.realpath(f.filename).startswith((_HERE, *lib))), tb[-1])
-    return f" ({fr.filename}:{fr.lineno})"
 
 
 def _exit_words(code) -> str:

@@ -14,6 +14,7 @@ import re
 import tomllib
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -183,10 +184,10 @@ def test_every_generated_bench_command_line_starts_or_is_one_line(monkeypatch, c
     def fake_bench(**kw):
         seen.update(kw)
         (out / "runs.csv").write_text("status\nok\n")
-        return 0, out
+        return BN.BenchResult(0, out, pd.DataFrame({"status": ["ok"]}), {}, {}, None, out)
 
     monkeypatch.setattr(BN, "bench", fake_bench)
-    argv = ["bench", "--quiet", "--out", str(out)] + [x for pair in args for x in pair]
+    argv = ["bench", "--quiet", "--no-report", "--out", str(out)] + [x for pair in args for x in pair]
     try:
         rc = main(argv)
     except SystemExit as e:                   # argparse: a usage error
