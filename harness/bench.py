@@ -102,6 +102,13 @@ class Cell:
     key: str
     timeline: bool = False      # the report draws this run: send its RunView back (not in the key)
     wkey: str = ""              # workload_hash of the workload's files (to load it once)
+    params: tuple = ()          # (name, value) pairs given to the policy (its defaults: none)
+    label: str = ""             # the record's policy name when params are given
+
+    @property
+    def name(self) -> str:
+        """The policy as the record names it: ``label``, else the policy."""
+        return self.label or self.policy
 
 
 def _params_blob(cls) -> bytes:
@@ -109,9 +116,12 @@ def _params_blob(cls) -> bytes:
 
 
 def make_cells(policies: dict, workloads: dict, seeds, policy_dir,
-               timeline_seed=None) -> list[Cell]:
-    """``policy_dir``: the scanned folder(s); each cell names the folder of its policy's file.
-    The cells of ``timeline_seed`` are marked ``timeline`` (see :func:`run_cell`)."""
+               timeline_seed=None, params=None) -> list[Cell]:
+    """``policies``: name (or label) -> class; ``params``: label -> parameters for the classes
+    run with other than their defaults (``psi_userspace[daemon=oomd]``: the record names the
+    label).  ``policy_dir``: the scanned folder(s); each cell names the folder of its policy's
+    file.  The cells of ``timeline_seed`` are marked ``timeline`` (see :func:`run_cell`)."""
+    params = params or {}
     eng = engine_hash()
     cells = []
     for wname, w in workloads.items():
@@ -119,12 +129,15 @@ def make_cells(policies: dict, workloads: dict, seeds, policy_dir,
         sh = W.sim_hash(w)
         for pname, cls in policies.items():
             ph = policy_hash(cls, policy_dir)
+            given = tuple(sorted(params.get(pname, {}).items()))
+            extra = (json.dumps(given, default=repr).encode(),) if given else ()
             for s in seeds:
-                key = _sha(eng.encode(), ph.encode(), _params_blob(cls), sh.encode(),
+                key = _sha(eng.encode(), ph.encode(), _params_blob(cls), *extra, sh.encode(),
                            pname.encode(), str(s).encode())
-                cells.append(Cell(pname, wname, w.path, s,
+                cells.append(Cell(cls.name if given else pname, wname, w.path, s,
                                   str(Path(registry.policy_file(cls)).parent), key,
-                                  timeline=s == timeline_seed, wkey=wh))
+                                  timeline=s == timeline_seed, wkey=wh, params=given,
+                                  label=pname if given else ""))
     return cells
 
 
@@ -241,8 +254,10 @@ def run_cell(cell: Cell, cache_dir: str | None, timeout_s: float) -> dict:
     try:
         with wall_limit(timeout_s * 1.2 + 1):
             w = _load_workload(cell)
-            rec, k = runner.run_one(cell.policy, w, cell.seed, policy_dir=Path(cell.policy_dir),
+            rec, k = runner.run_one(cell.policy, w, cell.seed, dict(cell.params) or None,
+                                    policy_dir=Path(cell.policy_dir),
                                     wall_timeout_s=timeout_s, keep_kernel=True)
+            rec["policy"] = cell.name
             if cell.timeline and k is not None:
                 view = runner.RunView(k, rec["outcome"])
             del k
@@ -265,7 +280,7 @@ def run_cell(cell: Cell, cache_dir: str | None, timeout_s: float) -> dict:
 
 def _failed(cell: Cell, status: str, msg: str) -> dict:
     rec = {c: None for c in metrics.COLUMNS}
-    rec.update(policy=cell.policy, workload=cell.workload, seed=cell.seed, status=status,
+    rec.update(policy=cell.name, workload=cell.workload, seed=cell.seed, status=status,
                error=msg[:2000])
     return rec
 
@@ -340,7 +355,7 @@ def read_cached(path: Path, cell: Cell) -> dict:
     for c in metrics.COLUMNS:
         if not _column_ok(c, rec[c]):
             raise BadRecord(f"column {c}: {str(rec[c])[:40]!r} is not of its type")
-    if rec["policy"] != cell.policy or rec["seed"] != cell.seed:
+    if rec["policy"] != cell.name or rec["seed"] != cell.seed:
         raise BadRecord(f"the record of {rec['policy']} / seed {rec['seed']}")
     del rec["_key"]
     return rec

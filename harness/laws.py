@@ -84,28 +84,7 @@ def check_zones(k):
 def check_owners(k):
     """Each use's count of each zone equals the sum over its owners (the live tasks' mms, kernel
     allocations and task_structs, the files' page cache); O(tasks + files)."""
-    per = [dict.fromkeys(Zone.KINDS, 0) for _ in k.zones]
-    seen = set()
-    for t in k.live.values():
-        if t.ts_zone is not None:
-            per[t.ts_zone]["ts"] += 2
-        kmem = t.kmem
-        mm = t.mm
-        for zi in range(3):
-            per[zi]["kmem"] += kmem[zi]
-        if mm is None or id(mm) in seen:
-            continue
-        seen.add(id(mm))
-        for zi in range(3):
-            per[zi]["anon"] += mm.anon[zi]
-            per[zi]["pt"] += mm.pt[zi]
-            per[zi]["swapc"] += mm.swapc[zi]
-    for f in k.files.values():
-        for zi in range(3):
-            per[zi]["clean"] += f.clean[zi]
-            per[zi]["mapped"] += f.mapped[zi]
-            per[zi]["dirty"] += f.dirty[zi]
-            per[zi]["wb"] += f.wb[zi]
+    per = k.owner_counts()
     for z in k.zones:
         want = per[z.idx]
         for kind in ("anon", "clean", "mapped", "dirty", "wb", "swapc", "pt", "ts", "kmem"):

@@ -295,16 +295,17 @@ class Model:
                 owner_list[zi] += n
         req.got = [0, 0, 0]
 
-    def check_pages(self):
-        """Page conservation, recomputed from the owners: raises on the first violation."""
+    def owner_counts(self) -> list[dict]:
+        """Per zone, each use's page count as its owners hold it (the live tasks' mms, kernel
+        allocations and task_structs, the files' page cache); O(tasks + files).  What the
+        zones' counts must equal (``check_pages``, :func:`harness.laws.check_owners`)."""
         per = [dict.fromkeys(Zone.KINDS, 0) for _ in range(3)]
+        seen = set()
         for t in self.live.values():
             if t.ts_zone is not None:
                 per[t.ts_zone]["ts"] += 2
             for zi in range(3):
                 per[zi]["kmem"] += t.kmem[zi]
-        seen = set()
-        for t in self.live.values():
             mm = t.mm
             if mm is None or id(mm) in seen:
                 continue
@@ -319,6 +320,11 @@ class Model:
                 per[zi]["mapped"] += f.mapped[zi]
                 per[zi]["dirty"] += f.dirty[zi]
                 per[zi]["wb"] += f.wb[zi]
+        return per
+
+    def check_pages(self):
+        """Page conservation, recomputed from the owners: raises on the first violation."""
+        per = self.owner_counts()
         for z in self.zones:
             if z.free < 0:
                 raise AssertionError(f"t={self.now}: zone {z.name} free {z.free} < 0")

@@ -236,28 +236,6 @@ def _qemu_available(pol) -> tuple[bool, str]:
         return False, f"{type(e).__name__}: {e}"
 
 
-def simulate_reference(workloads, seeds, policies=None,
-                       jobs=None, progress=False):
-    """The simulated runs to hold real runs against: ``policies`` x ``workloads`` x ``seeds``
-    through the bench's result cache (``results/cache``), so a second call recomputes nothing."""
-    import pandas as pd
-
-    from .. import bench, metrics, registry
-    from .. import report_real as RR
-    from .. import workload as W
-    if policies is None:
-        policies = (RR.SIM_REFERENCE, *RR.SIM_CONTEXT)
-    found, _ = registry.discover(registry.POLICY_DIR)
-    wfound, _ = W.load_dir(registry.WORKLOAD_DIR)
-    pol = {p: found[p] for p in policies if p in found}
-    wl = {w: wfound[w] for w in workloads if w in wfound}
-    cells = bench.make_cells(pol, wl, list(seeds), [registry.POLICY_DIR])
-    recs = bench.run_matrix(cells, jobs=jobs, cache_dir=registry.ROOT / "results" / "cache",
-                            progress=progress)
-    return pd.DataFrame(recs, columns=metrics.COLUMNS)
-
-
-
 def _parse_label(label: str) -> tuple[str, dict]:
     """``psi_userspace[daemon=oomd]`` -> ("psi_userspace", {"daemon": "oomd"})."""
     name, _, rest = label.partition("[")
@@ -271,59 +249,34 @@ def _parse_label(label: str) -> tuple[str, dict]:
 
 def simulate_models(labels, workloads, seeds, say=None):
     """The simulated runs of the real policies' models (labels as ``RealPolicy.model_label``)
-    on ``workloads`` x ``seeds``, labelled so; through the bench's cache (``results/cache``): a
-    model without parameters by the bench itself, one with parameters by this function with a
-    key made the bench's way (engine, policy files, parameters, workload, seed).  A model that
-    is not a simulated policy is one line and left out."""
+    on ``workloads`` x ``seeds``, each record named by its label, through the bench's matrix
+    and cache (``results/cache``): a second call recomputes nothing.  A model that is not a
+    simulated policy is one line and left out."""
     import pandas as pd
 
-    from .. import bench, metrics, registry, runner
+    from .. import bench, metrics, registry
     from .. import workload as W
     say = say or (lambda m: print(m, file=sys.stderr))
     found, _ = registry.discover(registry.POLICY_DIR)
     wfound, _ = W.load_dir(registry.WORKLOAD_DIR)
-    frames, plain = [], []
-    cache = registry.ROOT / "results" / "cache"
+    pol, params = {}, {}
     for label in dict.fromkeys(labels):
-        name, params = _parse_label(label)
+        name, given = _parse_label(label)
         if name not in found:
             say(f"skip: model {name!r} not found among the simulated policies (policies/*.py)")
             continue
-        if not params:
-            plain.append(name)
-            continue
         cls = found[name]
-        typed = {k: type(cls.params[k])(v) if isinstance(cls.params.get(k), (int, float))
-                 and not isinstance(cls.params.get(k), bool) else v for k, v in params.items()}
-        recs = []
-        for wn in workloads:
-            if wn not in wfound:
-                continue
-            w = wfound[wn]
-            for sd in seeds:
-                key = bench._sha(bench.engine_hash().encode(),
-                                 bench.policy_hash(cls, registry.POLICY_DIR).encode(),
-                                 json.dumps(typed, sort_keys=True).encode(),
-                                 W.sim_hash(w).encode(), label.encode(), str(sd).encode())
-                path = cache / key[:2] / f"{key}.json"
-                if path.exists():
-                    rec = json.loads(path.read_text())
-                else:
-                    try:
-                        rec = runner.run_one(name, w, sd, params=typed)
-                    except Exception as e:  # noqa: BLE001 - one failed model run is a row
-                        rec = {c: None for c in metrics.COLUMNS}
-                        rec.update(status="error", error=f"{type(e).__name__}: {e}")
-                    if rec.get("status") == "ok":
-                        bench._write_atomic(path, json.dumps(rec))
-                rec.update(policy=label, workload=wn, seed=sd)
-                recs.append(rec)
-        frames.append(pd.DataFrame(recs, columns=metrics.COLUMNS))
-    if plain:
-        frames.append(simulate_reference(list(workloads), seeds, policies=plain))
-    if not frames:
+        pol[label] = cls
+        if given:
+            params[label] = {k: type(cls.params[k])(v) if isinstance(cls.params.get(k), (int, float))
+                             and not isinstance(cls.params.get(k), bool) else v
+                             for k, v in given.items()}
+    wl = {w: wfound[w] for w in workloads if w in wfound}
+    if not pol or not wl:
         return pd.DataFrame(columns=metrics.COLUMNS)
-    return pd.concat(frames, ignore_index=True)
+    cells = bench.make_cells(pol, wl, list(seeds), [registry.POLICY_DIR], params=params)
+    recs = bench.run_matrix(cells, cache_dir=registry.ROOT / "results" / "cache", progress=False)
+    return pd.DataFrame(recs, columns=metrics.COLUMNS)
 
 
 def _report(out: Path, records: list, seeds: list):
