@@ -9,6 +9,7 @@ import time
 import traceback
 from pathlib import Path
 
+from ..bench import _write_atomic as _atomic_write   # one atomic writer (fsync, per-thread tmp)
 from .plan import NotRealisable, compile_plan
 from .record import ALL_COLUMNS, make_record
 
@@ -65,13 +66,6 @@ def default_max_wall(workload, time_scale: float, backend: str = "memcg") -> flo
         except BackendUnavailable:
             pass
     return min(workload.time_limit_s * time_scale, cap)
-
-
-def _atomic_write(path: Path, text: str):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _policy_columns(rec: dict, policy, meta=None):
