@@ -226,16 +226,12 @@ def cmd_quick(args) -> int:
     found, perr = registry.discover(*dirs)
     for e in perr:
         print(f"warning: {e}", file=sys.stderr)
-    policies = _csv(args.policies) if args.policies else QUICK_POLICIES
+    policies = _names("--policies", args.policies) or QUICK_POLICIES   # --seeds, --jobs: argparse
     for p in policies:
         if p not in found:
             registry.get_policy(p, dirs)    # raises PolicyLoadError with the known names
-    if args.seeds < 1:
-        raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
-    if args.jobs is not None and args.jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
     wl = {}
-    for name in (_csv(args.workloads) if args.workloads else QUICK_WORKLOADS):
+    for name in _names("--workloads", args.workloads) or QUICK_WORKLOADS:
         w = runner.resolve_workload(name)
         wl[w.name] = w
     cells = B.make_cells({p: found[p] for p in policies}, wl, range(args.seeds), dirs)
