@@ -23,8 +23,9 @@ class Killed(Exception):
 
 def alloc(k, task, gfp: int, order: int, n: int, user: bool):
     """Allocate up to ``n`` blocks through the policy; returns the finished AllocReq (pages in got).
-    The policy's :meth:`fast_path` first (a plain call: most allocations end there), then, if it
-    says so, the measured slow path (:func:`alloc_pages`)."""
+    :func:`alloc_pages` inlined (no generator of its own on the path every fault takes: most
+    allocations end in the plain :meth:`fast_path` call), then the engine's bookkeeping of the
+    result: a user page is forward progress, no page an ``alloc_fail``."""
     req = AllocReq(task, gfp, order, n, k.zonelists.get(gfp & _ZONEMASK) or k.zonelist(gfp), user)
     blocks = k.policy.fast_path(k, req)
     if blocks is None:
