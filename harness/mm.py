@@ -67,14 +67,14 @@ def slow_path(k, req):
             since = task.in_alloc_since
             if since is None:
                 task.in_alloc_since = k.now
-                policy.memstall(k, task, True)
+                k.memstall(task, True)
             k.emit("stall", task.pid, req.gfp, req.order)
             try:
                 blocks = yield from policy.slow_path(k, req)
             finally:
                 if since is None:
                     task.in_alloc_since = None
-                    policy.memstall(k, task, False)
+                    k.memstall(task, False)
             k.emit("stall_end", task.pid, 2 if blocks is None else int(bool(blocks)))
         if blocks is not None:
             return blocks

@@ -213,6 +213,13 @@ class Model:
     def progress(self):
         self.last_progress = self.now
 
+    def memstall(self, task, enter: bool):
+        """``psi_memstall_enter`` / ``psi_memstall_leave`` (kernel/sched/psi.c): ``task`` starts or
+        stops a memory stall (direct reclaim, kswapd's balance pass, the read of a refaulting
+        page flagged workingset).  The engine's own measurement sits here; the policy's
+        :meth:`memstall` hook is told after it."""
+        self.policy.memstall(self, task, enter)
+
     def take(self, req: AllocReq, thresholds, limit=None) -> int:
         """``rmqueue`` from each zone of the zonelist while ``zone.free > threshold``.
 

@@ -232,11 +232,11 @@ class Base:
                 yield (WAITQ, k.kswapd_wait, True)
                 continue
             for z in flagged:
-                self.memstall(k, task, True)
+                k.memstall(task, True)
                 try:
                     ok, rr = yield from self.try_to_free_pages(k, task, z.idx, M.GFP_KSWAPD, 0)
                 finally:
-                    self.memstall(k, task, False)
+                    k.memstall(task, False)
                 if not ok:
                     z.need_balance = 0
                     k.changed()
