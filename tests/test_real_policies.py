@@ -192,14 +192,21 @@ def test_agreement_table():
     assert bool(a.loc["real-a", "same_rank"]) and RR.agreement_share(ag) == (1, 2)
 
 
-def test_cache_key_depends_on_the_policy_file(tmp_path, monkeypatch):
+def test_cache_key_depends_on_what_of_the_policy_file_a_run_uses(tmp_path, monkeypatch):
+    """A setting, the command line or the kernel change the key; the description and the model
+    (read by the report only) do not."""
     monkeypatch.setattr(matrix, "kernel_id", lambda pol: "linux-image-x 1")
     w = W.load(ROOT / "workloads" / "tiny.toml")
-    (tmp_path / "a.toml").write_text('description = "a"\n')
-    k1 = matrix.make_cells([P.load(tmp_path / "a.toml")], [w], [0, 1], 0.1, 10)[0]
-    (tmp_path / "a.toml").write_text('description = "a, changed"\n')
-    k2 = matrix.make_cells([P.load(tmp_path / "a.toml")], [w], [0, 1], 0.1, 10)[0]
-    assert len({c.key for c in k1}) == 2 and not {c.key for c in k1} & {c.key for c in k2}
+
+    def keys(text):
+        (tmp_path / "a.toml").write_text(text)
+        return {c.key for c in matrix.make_cells([P.load(tmp_path / "a.toml")], [w], [0, 1],
+                                                 0.1, 10)[0]}
+    base = keys('description = "a"\n')
+    assert len(base) == 2
+    assert keys('description = "a, changed"\nmodels = "aa"\n') == base
+    assert not keys('description = "a"\ncmdline = "quiet"\n') & base
+    assert not keys('description = "a"\n[sysctl]\n"vm.oom_kill_allocating_task" = 1\n') & base
 
 
 def test_a_kernel_not_fetched_is_a_skip_line(monkeypatch, tmp_path):

@@ -96,7 +96,7 @@ def make_cells(policies, workloads, seeds, time_scale=None, max_wall=None):
                         skipped.append(str(e))
                     break
                 h = hashlib.sha256()
-                for part in (str(CACHE_VERSION), kid, pol.sha256, pol.name, plan.to_text(), rh,
+                for part in (str(CACHE_VERSION), kid, pol.run_sha256, pol.name, plan.to_text(), rh,
                              str(s), repr(scale), repr(wall)):
                     h.update(part.encode() + b"\0")
                 cells.append(Cell(pol, w, s, scale, wall, h.hexdigest()))

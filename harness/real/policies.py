@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -101,6 +102,17 @@ class RealPolicy:
     @property
     def file(self) -> str:
         return _show(self.path)
+
+    @property
+    def run_sha256(self) -> str:
+        """What of the file a real run depends on: everything but ``description``, ``models``
+        and ``model_params``, which only the report reads (holding a real policy against a
+        new model must not throw its real runs away)."""
+        d = self.daemon
+        run = [self.backend, self.kernel, self.cmdline, self.workload_cgroup,
+               sorted(self.sysctl.items()), sorted(self.sysfs.items()),
+               None if d is None else [d.package, list(d.command), d.oom_score_adj]]
+        return hashlib.sha256(json.dumps(run, default=str).encode()).hexdigest()
 
     @property
     def model_label(self) -> str | None:
