@@ -41,6 +41,7 @@ from . import blocks as B
 from . import machine as M
 from . import replay
 from .engine import CPU, DWAIT, WAITQ, WaitQueue
+from .lru import ClassicLRU
 from .machine import PF_MEMALLOC, PF_MEMDIE, ZONE_HIGHMEM
 from .policy import COMMON_HOOKS, Base, Hook
 
@@ -261,7 +262,18 @@ class Modern(Base):
     MANAGED_PAGES = False
     WATERMARK_SCALE_FACTOR = None
 
+    #: the file LRU (harness.lru API): its class, the vmscan.c generation of its rules and the
+    #: workingset.c generation of its refault detection (None: no workingset.c, before 3.15)
+    LRU = ClassicLRU
+    lru_rules = "2.6.36"
+    workingset_kernel = None
+
+    def make_lru(self, k):
+        """The run's file LRU (``k.lru``): :attr:`LRU` with this class's generations."""
+        return self.LRU(k, self.lru_rules, self.workingset_kernel)
+
     def reset(self, k):
+        k.lru = self.make_lru(k)
         self.wm, self.reserve = self.setup_watermarks(k)
         self._thresholds = {}
         self.totalpages = totalram_pages(k) + k.swap_total
@@ -458,7 +470,18 @@ class Modern(Base):
             rr.freed += self.swapped_free
             left -= self.swapped_free
             self.swapped_free = 0
-        if scan_file:
+        if scan_file and k.lru is not None:
+            # the two-list file LRU (harness.lru): shrink_node's file part
+            got, n, lru_cost = k.lru.shrink(cz, prio, left, scan_file, gfp,
+                                            rr.direct)
+            scanned += n
+            cost += lru_cost - n * c.lru_scan_us      # (the scan is charged below)
+            if got:
+                rr.freed += got
+                left -= got
+                if rr.first_zone is None:
+                    rr.first_zone = cz
+        elif scan_file:
             before = rr.scanned
             left, mapped_seen = B.shrink_cache(k, rr, cz, gfp, left, scan_file)
             scanned += rr.scanned - before
@@ -500,6 +523,7 @@ class Modern(Base):
         """``do_try_to_free_pages``: priorities 12..0 until SWAP_CLUSTER_MAX pages are
         reclaimed.  Returns (pages reclaimed > 0, the round)."""
         rr = B.ReclaimRound()
+        rr.direct = task is not k.kswapd
         total = pending = 0
         if self.replay.noop_round and replay.nothing_to_reclaim(self, k, cz, gfp):
             # every pass would scan without freeing or changing anything: the arithmetic
@@ -533,6 +557,8 @@ class Modern(Base):
             yield from self.priority_nap(k, scanned, prio)
         if pending:
             yield (CPU, pending, False)
+        if k.lru is not None:
+            k.lru.end_round()                      # snapshot_refaults
         self.reclaim_cost[task.pid] = total
         B.note_reclaim(k, task, rr, rr.freed >= M.SWAP_CLUSTER_MAX, task is not k.kswapd)
         return rr.freed > 0, rr

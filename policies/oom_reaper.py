@@ -75,6 +75,9 @@ class OomReaper(Linux26):
 
     MANAGED_PAGES = True
     WATERMARK_SCALE_FACTOR = 10
+    # the file LRU and refault detection of 6.1 (see the module docstring, "The file LRU")
+    lru_rules = "6.1"
+    workingset_kernel = "6.1"
 
     def reset(self, k):
         super().reset(k)
