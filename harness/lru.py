@@ -146,6 +146,8 @@ class ClassicLRU:
         self.ran = {}                              # id(mm) -> epoch at which it last ran
         self.last_utime = {}                       # pid -> utime at the last refresh
         self.mappers = {}                          # id(f) -> ids of the mms mapping it
+        self._tasks_key = None                     # (what refresh's task list was built for)
+        self._tasks = []
         self.noexec = set()                        # ids of files mapped without VM_EXEC
         self.snap_refaults = 0                     # lruvec->refaults (snapshot_refaults)
         self.activate_count = 0                    # WORKINGSET_ACTIVATE(_FILE)
@@ -173,15 +175,27 @@ class ClassicLRU:
         d = self.lists[lst]
         if d and lock is None:
             h = d[-1]
-            if (h.f is f and h.zi == zi and h.flags == flags and h.epoch == epoch
-                    and not h.locked()):
+            if (h.f is f and h.zi == zi and h.flags == flags
+                    and (h.lock is None or not h.lock[0])
+                    and (h.epoch == epoch or self._same_age(f, h.epoch, epoch))):
                 h.n += n
+                h.lock = None
                 self.nr[lst][zi] += n
                 return h
         r = Run(f, zi, n, flags, epoch, lock)
         d.append(r)
         self.nr[lst][zi] += n
         return r
+
+    def _same_age(self, f, e1: int, e2: int) -> bool:
+        """Pages of ``f`` scanned at refreshes ``e1`` and ``e2`` answer every future
+        :meth:`referenced_ptes` alike: no mm mapping ``f`` ran between the two."""
+        lo, hi = (e1, e2) if e1 < e2 else (e2, e1)
+        ran = self.ran
+        for m in self.mappers.get(id(f), ()):
+            if lo < ran.get(m, 0) <= hi:
+                return False
+        return True
 
     def _take(self, lst: int, r: Run, n: int) -> Run:
         """Split ``n`` pages off the tail run ``r`` (``d[0]``) and remove them from the list."""
@@ -200,21 +214,30 @@ class ClassicLRU:
         k = self.k
         self.epoch += 1
         e = self.epoch
+        key = (k.next_pid, len(k.live), k.state_epoch)
+        if key != self._tasks_key:
+            # the tasks with program text mapped and who maps what: rebuilt when tasks
+            # come, go or change state (an mm is dropped at exit, the reaper unmaps text)
+            self._tasks_key = key
+            tasks = []
+            mappers = {}
+            for t in k.live.values():
+                mm = t.mm
+                if mm is None or mm.text is None:
+                    continue
+                tasks.append((t, id(mm)))
+                lst = mappers.setdefault(id(mm.text), [])
+                if id(mm) not in lst:
+                    lst.append(id(mm))
+            self._tasks = tasks
+            self.mappers = mappers
         last = self.last_utime
         ran = self.ran
-        mappers = {}
-        for t in k.live.values():
-            mm = t.mm
-            if mm is None or mm.text is None:
-                continue
+        for t, m in self._tasks:
             u = t.utime
             if last.get(t.pid, 0) != u:
                 last[t.pid] = u
-                ran[id(mm)] = e
-            lst = mappers.setdefault(id(mm.text), [])
-            if id(mm) not in lst:
-                lst.append(id(mm))
-        self.mappers = mappers
+                ran[m] = e
 
     def referenced_ptes(self, r: Run) -> int:
         """``page_referenced``'s count for a mapped page of run ``r`` (0, 1 or 2 = "more")."""
@@ -231,13 +254,18 @@ class ClassicLRU:
         return refs
 
     def vm_exec(self, f) -> bool:
-        return id(f) not in self.noexec
+        """The file is mapped ``VM_EXEC`` (program text: every mapping the engine makes)."""
+        return not self.noexec or id(f) not in self.noexec
 
     def _apportion(self, f, zi: int, n: int):
         """How many of ``n`` pages of ``f`` in zone ``zi`` are mapped, clean, dirty, under
         write-back: in proportion to the file's counts (largest kinds first for the rest)."""
-        kinds = (f.mapped[zi], f.clean[zi], f.dirty[zi], f.wb[zi])
-        total = kinds[0] + kinds[1] + kinds[2] + kinds[3]
+        m, c, d, w = kinds = (f.mapped[zi], f.clean[zi], f.dirty[zi], f.wb[zi])
+        total = m + c + d + w
+        if total == m:                         # all mapped (program text): the usual case
+            return [n, 0, 0, 0]
+        if total == c:                         # all clean cache
+            return [0, n, 0, 0]
         if total <= 0:
             raise AssertionError(f"lru: run of {f.name} zone {zi} has no resident pages")
         if n >= total:
@@ -424,30 +452,41 @@ class ClassicLRU:
         """``snapshot_refaults``."""
         self.snap_refaults = self.activate_count
 
-    def _isolate(self, lst: int, cz: int, nr: int):
-        """``isolate_lru_pages``: up to ``nr`` pages from the tail, runs of zones above ``cz``
-        put back at the head (not counted).  Yields runs taken off the list."""
+    def _isolate(self, lst: int, cz: int, nr: int) -> list:
+        """``isolate_lru_pages``: up to ``nr`` pages from the tail (a locked run whole), runs of
+        zones above ``cz`` put back at the head (not counted).  Returns the runs taken off."""
         d = self.lists[lst]
-        skipped = []
+        counts = self.nr[lst]
+        out = []
+        skipped = None
         taken = 0
         budget = len(d)
-        while taken < nr and d and budget > 0:
+        while taken < nr and budget > 0:
             budget -= 1
             r = d[0]
+            n = r.n
             if r.zi > cz:
                 d.popleft()
-                self.nr[lst][r.zi] -= r.n
+                counts[r.zi] -= n
+                if skipped is None:
+                    skipped = []
                 skipped.append(r)
                 continue
-            if r.locked():
-                part = self._take(lst, r, r.n)
+            want = nr - taken
+            if n <= want or (r.lock is not None and r.lock[0]):
+                d.popleft()
             else:
-                part = self._take(lst, r, min(r.n, nr - taken))
-            taken += part.n
-            yield part
-        for r in skipped:
-            d.append(r)
-            self.nr[lst][r.zi] += r.n
+                r.n = n - want
+                r = Run(r.f, r.zi, want, r.flags, r.epoch, r.lock)
+                n = want
+            counts[r.zi] -= n
+            taken += n
+            out.append(r)
+        if skipped:
+            for r in skipped:
+                d.append(r)
+                counts[r.zi] += r.n
+        return out
 
     def shrink(self, cz: int, prio: int, nr_to_reclaim: int, nr_scan: int, gfp: int,
                direct: bool):
@@ -491,7 +530,7 @@ class ClassicLRU:
         e = self.epoch
         set_ws = WORKINGSET if self.rules == "6.1" else 0
         rotate, deact = [], []
-        for r in list(self._isolate(ACTIVE, cz, nr)):
+        for r in self._isolate(ACTIVE, cz, nr):
             scanned += r.n
             if r.locked():                     # page_referced: trylock fails, no vm_flags
                 deact.append(r)
@@ -528,29 +567,35 @@ class ClassicLRU:
         freed = scanned = ptes = 0
         e = self.epoch
         keep, activate = [], []
-        for r in list(self._isolate(INACTIVE, cz, nr)):
-            scanned += r.n
-            if r.locked():                     # trylock_page fails: keep
+        mappers = self.mappers
+        for r in self._isolate(INACTIVE, cz, nr):
+            n = r.n
+            scanned += n
+            if r.lock is not None and r.lock[0]:     # trylock_page fails: keep
                 keep.append(r)
                 continue
             f, zi = r.f, r.zi
-            mapped, clean, dirty, wb = self._apportion(f, zi, r.n)
-            refpage = r.flags & REFERENCED
+            mapped, clean, dirty, wb = self._apportion(f, zi, n)
+            rflags = r.flags
             refs = 0
             if mapped:
-                nm = len(self.mappers.get(id(f), ())) or 1
-                ptes += mapped * nm
+                ptes += mapped * (len(mappers.get(id(f), ())) or 1)
                 refs = self.referenced_ptes(r)
-            flags = (r.flags & ~(FAULTED | REFERENCED))
-            wsf = bool(r.flags & WORKINGSET)
+            flags = rflags & ~(FAULTED | REFERENCED)
+            wsf = bool(rflags & WORKINGSET)
             if mapped:
                 if refs:
                     # page_check_references: SetPageReferenced; activate on the second
                     # reference, or more than one young pte, or VM_EXEC
-                    if refpage or refs > 1 or self.vm_exec(f):
-                        activate.append(Run(f, zi, mapped, flags | REFERENCED, e))
+                    if mapped == n:
+                        r.flags, r.epoch, r.lock = flags | REFERENCED, e, None
+                        part = r
                     else:
-                        keep.append(Run(f, zi, mapped, flags | REFERENCED, e))
+                        part = Run(f, zi, mapped, flags | REFERENCED, e)
+                    if rflags & REFERENCED or refs > 1 or self.vm_exec(f):
+                        activate.append(part)
+                    else:
+                        keep.append(part)
                 else:
                     self._evict(f, zi, mapped, "mapped", wsf)   # try_to_unmap, then free
                     freed += mapped
@@ -563,11 +608,13 @@ class ClassicLRU:
                 keep.append(Run(f, zi, dirty, flags, e))
             if wb:
                 keep.append(Run(f, zi, wb, flags, e))
-        for r in activate:
-            self._push(ACTIVE, r.f, r.zi, r.n, r.flags, r.epoch)
-            self.nr_activated += r.n
-            if self.ws is not None:
-                self.ws.activation(r.n, by_reclaim=True)
+        if activate:
+            ws = self.ws
+            for r in activate:
+                self._push(ACTIVE, r.f, r.zi, r.n, r.flags, r.epoch)
+                self.nr_activated += r.n
+                if ws is not None:
+                    ws.activation(r.n, by_reclaim=True)
         for r in keep:
             self._push(INACTIVE, r.f, r.zi, r.n, r.flags, r.epoch, r.lock)
         if freed:
