@@ -358,18 +358,20 @@ class ClassicLRU:
                 flags = FAULTED
             else:
                 never = f.size - (f.resident - n) - shadowed
+                if never < 0:
+                    never = 0
                 refault = n - never if n > never else 0
                 if refault > shadowed:
                     refault = shadowed
                 flags = REFERENCED                # filemap_read: mark_page_accessed
-        parts = self._refault(f, refault) if refault > 0 else []
+        plan = self._refault(f, refault) if refault > 0 else []
         stall = False
         # zones of the pages: in the order the allocator filled them (highest zone first)
         zones = [(zi, got[zi]) for zi in (2, 1, 0) if got[zi]]
         epoch = self.epoch
-        plan = [(p, act, wsf) for p, act, wsf in parts]
-        if n > refault:
-            plan.append((n - refault, False, False))
+        taken = sum(p for p, _, _ in plan)
+        if n > taken:
+            plan.append((n - taken, False, False))
         for pages, act, wsf in plan:
             if wsf:
                 stall = True

@@ -22,9 +22,14 @@ Shared here:
   ``oom_badness`` counts, the "sacrifice child" of ``oom_kill_process``; the OOM lock
   (``try_set_zonelist_oom`` / ``mutex_trylock(&oom_lock)``).
 
-Departures: zones have no holes, so ``present_pages`` is the zone size; the file LRU is one
-list (no active/inactive split, no reference bits: text a runnable task executes is young and
-text a task asleep in D state is faulting in is locked, :func:`text_in_use`);
+The file LRU is :mod:`harness.lru`'s two lists (``shrink_active_list``,
+``page_check_references``, refault detection), one per run as ``k.lru``
+(:meth:`Modern.make_lru`; ``lru_rules`` and ``workingset_kernel`` choose the generation,
+2.6.36 here: no ``workingset.c``); :meth:`Modern.shrink_zones` hands it the file LRU's scan
+of each priority.
+
+Departures: zones have no holes, so ``present_pages`` is the zone size; the LRU's own
+departures are in :mod:`harness.lru` (one lruvec, counts in runs);
 ``wakeup_flusher_threads`` is left to kupdated; ``congestion_wait`` sleeps its whole timeout
 unless the disk is busy, when it ends with the disk's queue; kswapd is the shared 2.4-shaped
 loop around this reclaim (``balance_pgdat``'s own priority walk is not modelled); 2.4 GFP masks
@@ -128,7 +133,8 @@ def congestion_wait(k, timeout_jiffies: int):
 
 # ---------------------------------------------------------------------------- reclaim blocks
 def text_in_use(k, memo: dict) -> set:
-    """Program text ``shrink_page_list`` leaves mapped: text a runnable task is executing
+    """(The file-granular reclaim of before :mod:`harness.lru`; kept for a policy that
+    reclaims without ``k.lru``.)  Program text ``shrink_page_list`` leaves mapped: text a runnable task is executing
     (young ptes: ``page_referenced``), and text a task asleep in D state is faulting in (the
     pages under read are locked: ``trylock_page`` fails).  The engine counts a major fault's
     pages as mapped from the moment they are allocated; without the second rule reclaim could
