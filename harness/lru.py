@@ -285,18 +285,22 @@ class ClassicLRU:
     def _evict(self, f, zi: int, n: int, kind: str, workingset: bool):
         """``__remove_mapping`` -> ``workingset_eviction``: free ``n`` clean pages (mapped
         ones were unmapped first), leaving one shadow."""
-        k = self.k
-        getattr(f, kind)[zi] -= n
-        z = k.zones[zi]
-        setattr(z, kind, getattr(z, kind) - n)
+        z = self.k.zones[zi]
+        if kind == "mapped":
+            f.mapped[zi] -= n
+            z.mapped -= n
+        else:
+            f.clean[zi] -= n
+            z.clean -= n
         z.free += n
         ws = self.ws
-        shadow = ws.evict(workingset=workingset, nr=n) if ws is not None else 0
-        q = self.shadows.get(id(f))
+        shadow = ws.evict(bool(workingset), n) if ws is not None else 0
+        fid = id(f)
+        q = self.shadows.get(fid)
         if q is None:
-            q = self.shadows[id(f)] = deque()
+            q = self.shadows[fid] = deque()
         q.append([shadow, n])
-        self.shadowed[id(f)] = self.shadowed.get(id(f), 0) + n
+        self.shadowed[fid] = self.shadowed.get(fid, 0) + n
         self.nr_evicted += n
 
     def _sync_lruvec(self):
@@ -532,34 +536,54 @@ class ClassicLRU:
         e = self.epoch
         set_ws = WORKINGSET if self.rules == "6.1" else 0
         rotate, deact = [], []
+        mappers, ran, noexec = self.mappers, self.ran, self.noexec
         for r in self._isolate(ACTIVE, cz, nr):
-            scanned += r.n
-            if r.locked():                     # page_referced: trylock fails, no vm_flags
+            n = r.n
+            scanned += n
+            if r.lock is not None and r.lock[0]:   # page_referenced: trylock fails, no vm_flags
                 deact.append(r)
                 continue
-            mapped = self._apportion(r.f, r.zi, r.n)[0]
+            f = r.f
+            zi = r.zi
+            mapped = f.mapped[zi]
+            if mapped and mapped + f.clean[zi] + f.dirty[zi] + f.wb[zi] != mapped:
+                mapped = self._apportion(f, zi, n)[0]
+            elif mapped > n:
+                mapped = n
             refs = 0
             if mapped:
-                nm = len(self.mappers.get(id(r.f), ())) or 1
-                ptes += mapped * nm
-                refs = self.referenced_ptes(r)
+                ms = mappers.get(id(f), ())
+                ptes += mapped * (len(ms) or 1)
+                # referenced_ptes, inline
+                re = r.epoch
+                for m in ms:
+                    if ran.get(m, 0) > re:
+                        refs += 1
+                        if refs > 1:
+                            break
+                if not refs and r.flags & FAULTED:
+                    refs = 1
             r.epoch = e
             r.flags &= ~FAULTED
-            if refs and self.vm_exec(r.f):
+            if refs and (not noexec or id(f) not in noexec):
                 # "one more trip around the active list" for the mapped pages
-                if mapped < r.n:
-                    deact.append(Run(r.f, r.zi, r.n - mapped, r.flags, e))
+                if mapped < n:
+                    deact.append(Run(f, zi, n - mapped, r.flags, e))
                     r.n = mapped
                 rotate.append(r)
                 continue
             deact.append(r)
-        for r in rotate:
-            self._push(ACTIVE, r.f, r.zi, r.n, r.flags, r.epoch, r.lock)
-            self.nr_rotated += r.n
+        push = self._push
+        if rotate:
+            rotated = 0
+            for r in rotate:
+                push(ACTIVE, r.f, r.zi, r.n, r.flags, r.epoch, r.lock)
+                rotated += r.n
+            self.nr_rotated += rotated
             if self.ws is not None:
-                self.ws.activation(r.n, by_reclaim=True)
+                self.ws.activation(rotated, by_reclaim=True)
         for r in deact:
-            self._push(INACTIVE, r.f, r.zi, r.n, r.flags | set_ws, r.epoch, r.lock)
+            push(INACTIVE, r.f, r.zi, r.n, r.flags | set_ws, r.epoch, r.lock)
             self.nr_deactivated += r.n
         return scanned, ptes
 
@@ -569,7 +593,8 @@ class ClassicLRU:
         freed = scanned = ptes = 0
         e = self.epoch
         keep, activate = [], []
-        mappers = self.mappers
+        mappers, ran, noexec = self.mappers, self.ran, self.noexec
+        evict = self._evict
         for r in self._isolate(INACTIVE, cz, nr):
             n = r.n
             scanned += n
@@ -577,15 +602,26 @@ class ClassicLRU:
                 keep.append(r)
                 continue
             f, zi = r.f, r.zi
-            mapped, clean, dirty, wb = self._apportion(f, zi, n)
+            m0 = f.mapped[zi]
+            if m0 and m0 + f.clean[zi] + f.dirty[zi] + f.wb[zi] == m0:
+                mapped, clean, dirty, wb = n, 0, 0, 0        # all text: the usual case
+            else:
+                mapped, clean, dirty, wb = self._apportion(f, zi, n)
             rflags = r.flags
-            refs = 0
-            if mapped:
-                ptes += mapped * (len(mappers.get(id(f), ())) or 1)
-                refs = self.referenced_ptes(r)
             flags = rflags & ~(FAULTED | REFERENCED)
-            wsf = bool(rflags & WORKINGSET)
             if mapped:
+                ms = mappers.get(id(f), ())
+                ptes += mapped * (len(ms) or 1)
+                # referenced_ptes, inline
+                refs = 0
+                re = r.epoch
+                for m in ms:
+                    if ran.get(m, 0) > re:
+                        refs += 1
+                        if refs > 1:
+                            break
+                if not refs and rflags & FAULTED:
+                    refs = 1
                 if refs:
                     # page_check_references: SetPageReferenced; activate on the second
                     # reference, or more than one young pte, or VM_EXEC
@@ -594,15 +630,16 @@ class ClassicLRU:
                         part = r
                     else:
                         part = Run(f, zi, mapped, flags | REFERENCED, e)
-                    if rflags & REFERENCED or refs > 1 or self.vm_exec(f):
+                    if (rflags & REFERENCED or refs > 1 or not noexec
+                            or id(f) not in noexec):
                         activate.append(part)
                     else:
                         keep.append(part)
                 else:
-                    self._evict(f, zi, mapped, "mapped", wsf)   # try_to_unmap, then free
+                    evict(f, zi, mapped, "mapped", rflags & WORKINGSET)   # try_to_unmap, free
                     freed += mapped
             if clean:
-                self._evict(f, zi, clean, "clean", wsf)
+                evict(f, zi, clean, "clean", rflags & WORKINGSET)
                 freed += clean
             if dirty:
                 if gfp & M.GFPF_FS:
@@ -610,15 +647,17 @@ class ClassicLRU:
                 keep.append(Run(f, zi, dirty, flags, e))
             if wb:
                 keep.append(Run(f, zi, wb, flags, e))
+        push = self._push
         if activate:
-            ws = self.ws
+            act = 0
             for r in activate:
-                self._push(ACTIVE, r.f, r.zi, r.n, r.flags, r.epoch)
-                self.nr_activated += r.n
-                if ws is not None:
-                    ws.activation(r.n, by_reclaim=True)
+                push(ACTIVE, r.f, r.zi, r.n, r.flags, r.epoch)
+                act += r.n
+            self.nr_activated += act
+            if self.ws is not None:
+                self.ws.activation(act, by_reclaim=True)
         for r in keep:
-            self._push(INACTIVE, r.f, r.zi, r.n, r.flags, r.epoch, r.lock)
+            push(INACTIVE, r.f, r.zi, r.n, r.flags, r.epoch, r.lock)
         if freed:
             k.changed()
         return freed, scanned, ptes
