@@ -37,6 +37,7 @@ def mapper(k, f, pid):
     t = Task(pid, f"t{pid}", mm=MM(10, f))
     f.mappers += 1
     k.live[pid] = t
+    k.by_pid[pid] = t
     k.next_pid = max(k.next_pid, pid + 1)
     return t
 
