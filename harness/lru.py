@@ -52,8 +52,10 @@ The mechanism (tree ``torvalds/linux``; ``rules`` picks the generation):
   pages are counts; mapped pages are program text, ``VM_EXEC``).
 * Referenced (``page_referenced`` / ``folio_referenced``).  A mapped page's ptes are young in
   every mm that ran user code since the page was last scanned: the engine's record of what
-  ran (``task.utime``), read at every reclaim pass (:meth:`ClassicLRU.refresh`), plus one
-  young pte from the faulting access.  The count is ``referenced_ptes``; scanning clears them.
+  ran (``task.utime``), read for a file's mappers whenever reclaim or a fault looks at its
+  pages (:meth:`ClassicLRU._update`; one epoch per reclaim pass, :meth:`ClassicLRU.refresh`),
+  plus one young pte from the faulting access (the access that faulted completes when the
+  task runs).  The count is ``referenced_ptes``; scanning clears them.
 * ``shrink_active_list``: a referenced page of a ``VM_EXEC`` file mapping "gets one more trip
   around the active list"; every other page is deactivated (``ClearPageActive``; 4.20+ and
   6.1 ``SetPageWorkingset``) to the head of the inactive list.
