@@ -425,6 +425,8 @@ class Model:
             return
         if sig == SIGKILL or t.sigpending != SIGKILL:
             t.sigpending = sig
+        if self.fatal_pending(t):             # dying: no longer the goal's work (progress)
+            self.prog.task_exit(t.pid, self.now)
         self.changed()
         if t.state == S:
             self.wake(t)

@@ -14,7 +14,9 @@ Definitions chosen where the issue leaves room:
   the page cache is faster than the disk it is measured against; it must not make up for a
   starving task beside it).  So a step of zero duration credits nothing.
 - **Alive time.**  A goal task counts from :meth:`task_start` (default: its first step's start)
-  to :meth:`task_exit` (default: the end of the run), except while :meth:`suspend`-ed (the
+  to :meth:`task_exit` (default: the end of the run; the engine: its exit, or the fatal
+  signal that kills it -- a dying task's last moments are the kill's, not the work's), except
+  while :meth:`suspend`-ed (the
   engine: while it waits for a child, whose own steps measure the work waited for; the
   engine tracks a goal task's descendants as goal tasks).  Alive time outside any completed
   step -- a gap between steps, or a step still unfinished when the task exits or the run ends

@@ -603,7 +603,11 @@ class MemPSI:
 
     # -- aggregation ------------------------------------------------------------------------
 
-    def _collect(self, now: int) -> bool:
+    def _collect(self, now: int, prev_times=None, total=None) -> bool:
+        """``collect_percpu_times``: for PSI_AVGS (``times_prev``, ``total``) or, given
+        them, another aggregator's (PSI_POLL: :meth:`poll_totals`)."""
+        if prev_times is None:
+            prev_times, total = self.times_prev, self.total
         d_some = d_full = 0
         nonidle_total = 0
         changed = False
@@ -615,7 +619,7 @@ class MemPSI:
             some = tm[0] + (run if m & _SOME else 0)
             full = tm[1] + (run if m & _FULL else 0)
             nonidle = tm[2] + (run if m & _NONIDLE else 0)
-            prev = self.times_prev[cpu]
+            prev = prev_times[cpu]
             ds, df, dn = some - prev[0], full - prev[1], nonidle - prev[2]
             prev[0], prev[1], prev[2] = some, full, nonidle
             if dn:
@@ -625,9 +629,20 @@ class MemPSI:
             d_some += ds * w
             d_full += df * w
         div = nonidle_total if nonidle_total > 0 else 1
-        self.total[0] += d_some // div
-        self.total[1] += d_full // div
+        total[0] += d_some // div
+        total[1] += d_full // div
         return changed
+
+    def poll_totals(self, t_us: int) -> dict:
+        """The stall totals (us) of the PSI_POLL aggregator that ``psi_poll_work`` reads for
+        the triggers (``/proc/pressure/memory`` opened for a trigger: lmkd): its own
+        ``times_prev`` and ``total``, so reading it changes nothing of the averages."""
+        now = self._advance(t_us)
+        if not hasattr(self, "poll_prev"):
+            self.poll_prev = [[0, 0, 0] for _ in range(self.ncpus)]
+            self.poll_total = [0, 0]
+        self._collect(now, self.poll_prev, self.poll_total)
+        return {"some": self.poll_total[0] // 1000, "full": self.poll_total[1] // 1000}
 
     def _update_averages(self, now: int) -> int:
         expires = self.avg_next_update
