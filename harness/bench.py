@@ -40,8 +40,10 @@ from .errors import where_raised
 from .pool import Pool
 
 # the sources that decide a run's result; bench/report/plot/CLI changes keep the cache valid
-ENGINE_SOURCES = ("engine.py", "mm.py", "blocks.py", "policy.py", "machine.py", "workload.py",
-                  "metrics.py", "runner.py", "registry.py", "laws.py")
+ENGINE_SOURCES = ("engine.py", "model.py", "sched.py", "mm.py", "blocks.py", "modern.py",
+                  "replay.py", "workingset.py", "psi.py", "progress.py", "policy.py",
+                  "machine.py", "workload.py", "metrics.py", "runner.py", "registry.py",
+                  "laws.py")
 DEFAULT_TIMEOUT_S = 300.0
 
 
@@ -291,9 +293,11 @@ class BadRecord(ValueError):
 
 
 _COUNTS = ("kills", "fault_kills", "alloc_failures", "victims", "wrong_victims",
-           "protected_victims", "repeat_kills", "ineffective_kills", "extra_kills", "events")
+           "protected_victims", "repeat_kills", "ineffective_kills", "extra_kills", "events",
+           "refaults")
 _TIMES = ("pressure_onset_s", "reclaim_onset_s", "first_kill_s", "time_to_kill_s",
-          "max_stall_s", "completion_s")
+          "max_stall_s", "completion_s", "thrash_start_s", "thrash_to_kill_s")
+_AMOUNTS = ("thrash_s", "psi_some_s", "psi_full_s", "psi_full_avg10_max")   # numbers >= 0
 _OUTCOMES = ("completed", "recovered", "livelock", "deadlock", "thrashing")
 
 
@@ -319,8 +323,10 @@ def _column_ok(col: str, v) -> bool:
         return isinstance(v, int) and not isinstance(v, bool) and v >= 0
     if col in _TIMES:
         return v is None or _is_num(v)
-    if col in ("sim_s", "wall_s"):
+    if col in ("sim_s", "wall_s") or col in _AMOUNTS:
         return _is_num(v) and v >= 0
+    if col == "progress_min10":
+        return v is None or (_is_num(v) and 0 <= v <= 1)
     if col == "first_victim":
         return v is None or isinstance(v, str)
     if col == "trace_sha256":

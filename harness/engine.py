@@ -13,6 +13,8 @@ from collections import deque
 from . import machine as M
 from .model import (MM, AllocReq, D, File, Model, R, S, SimError, Task, WaitQueue, X, Z,
                     Zone)
+from .progress import Progress
+from .psi import MemPSI
 from .sched import (CMD_YIELD, CPU, DWAIT, INF, ITER, REPEAT, SLEEP, WAITQ, YIELD, CPUState,
                     RunTimeout, Scheduler, charge)
 
@@ -21,12 +23,16 @@ __all__ = ["Kernel", "MM", "AllocReq", "D", "File", "R", "S", "SimError", "Task"
            "WAITQ", "YIELD", "CPUState", "RunTimeout", "charge"]
 
 
+#: the PSI clock: Debian's kernels are built with HZ=250 (PSI_FREQ = 2*HZ+1 jiffies = 2.004 s)
+PSI_HZ = 250
+
+
 class Kernel(Model, Scheduler):
     """One simulated machine running one workload under one policy with one seed."""
 
     def __init__(self, spec: M.MachineSpec, policy, seed: int = 0, *, trace: bool = True,
                  debug: bool = False, watchdog_s: float = 120.0, time_limit_s: float = 3600.0,
-                 sample_us: int = 100_000):
+                 sample_us: int = 100_000, thrash_limit_s: float = 60.0):
         self.spec = spec
         self.costs = spec.costs
         self.policy = policy
@@ -51,7 +57,7 @@ class Kernel(Model, Scheduler):
         self.dstate = {}             # pid -> task, for tasks in D state
         self.next_pid = 1             # pid 0 is the idle task; init is pid 1
         self.runq = deque()
-        self.cpus = [CPUState() for _ in range(max(1, spec.cpus))]
+        self.cpus = [CPUState(i) for i in range(max(1, spec.cpus))]
         self.n_runnable = 0
         self.timers = []
         self.tseq = 0
@@ -77,4 +83,10 @@ class Kernel(Model, Scheduler):
         self.goal_done = 0
         self.refaults = 0            # file pages read back after eviction (workingset_refault_file)
         self.lru = None              # the modern models' file LRU (harness.lru), set by their reset
+        self.refault_samples = []    # k.refaults at each zone sample (the time series' refaults)
+        # the engine's measurements, never the policy's: memory pressure as kernel/sched/psi.c
+        # computes it (HZ 250 as Debian's kernel; read-only for policies, as
+        # /proc/pressure/memory), and the goal tasks' progress (harness.progress)
+        self.psi = MemPSI(ncpus=len(self.cpus), hz=PSI_HZ)
+        self.prog = Progress(thrash_limit_s)
         self._reserve_boot()

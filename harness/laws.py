@@ -16,7 +16,9 @@ free slots of the swap areas; ``kernel/exit.c do_exit`` -> ``exit_mm``/``__exit_
   cache; the files' page cache; tasks' kernel allocations and task_structs);
 * **swap within its size**: 0 <= free swap slots <= the swap size;
 * **every dead task's memory returned**: a task in state X has no mm, no kernel pages and no
-  task_struct pages.
+  task_struct pages;
+* **the measurements in range** (at the end of a run, :func:`check_measures`): PSI full <=
+  some <= run time, every window's progress within 0..100 %.
 
 :func:`check_instant` holds at any moment, even inside a step (the cheap zone-level laws
 without conservation, which an allocation in flight breaks for an instant); :func:`check_zones`
@@ -126,12 +128,30 @@ def check_lru(k):
         raise LawBroken("page conservation", k.now, "none", str(e)) from None
 
 
+def check_measures(k):
+    """The engine's measurements are what they measure (``kernel/sched/psi.c``: FULL is a
+    part of SOME, a stall total is a weighted mean of per-CPU times, so never more than the
+    time elapsed; :mod:`harness.progress`: a step is at most 100 % productive and lies in its
+    task's alive time): ``0 <= psi full <= psi some <= run time`` and every 10-s window's
+    pooled progress within ``[0, 1]``."""
+    tot = k.psi.totals(k.now)
+    if not 0 <= tot["full"] <= tot["some"] <= k.now:
+        raise LawBroken("PSI full <= some <= run time", k.now, "psi",
+                        f"full {tot['full']} us, some {tot['some']} us, run {k.now} us")
+    for t, c, a in k.prog.windows(k.now):
+        if not 0 <= c <= a:
+            raise LawBroken("progress within 0..100 %", k.now, "progress",
+                            f"window ending {t / 1e6:g} s: {c} us of nominal work in {a} us "
+                            f"of goal-task time")
+
+
 def check_all(k):
     """Every law: the end-of-run check."""
     check_zones(k)
     check_dead(k)
     check_owners(k)
     check_lru(k)
+    check_measures(k)
 
 
 class Periodic:

@@ -5,12 +5,22 @@ else in the engine or the policies.
 """
 from __future__ import annotations
 
+from .psi import load_str
+
 COLUMNS = ["policy", "workload", "seed", "status", "error", "outcome", "livelock", "deadlock",
            "pressure_onset_s", "reclaim_onset_s", "first_kill_s", "first_victim",
            "time_to_kill_s", "max_stall_s", "kills", "fault_kills", "alloc_failures", "victims",
            "wrong_victims", "protected_victims", "repeat_kills", "ineffective_kills",
-           "extra_kills", "workload_completed", "completion_s", "sim_s", "wall_s", "events",
-           "trace_sha256"]
+           "extra_kills", "workload_completed", "completion_s", "progress_min10", "thrash_s",
+           "thrash_start_s", "thrash_to_kill_s", "refaults", "psi_some_s", "psi_full_s",
+           "psi_full_avg10_max", "sim_s", "wall_s", "events", "trace_sha256"]
+
+#: outcomes, strongest verdict first: the watchdog's (no page moved for ``watchdog_s``, with
+#: tasks waiting for memory: spinning or asleep), then ``thrashing`` (pages move, the goal
+#: tasks' progress stayed below 20 % for ``thrash_limit_s`` before any kill or allocation
+#: failure ended it), then ``recovered`` (something died of memory or an allocation failed)
+#: and ``completed``
+OUTCOMES = ("livelock", "deadlock", "thrashing", "recovered", "completed")
 
 INEFFECTIVE_US = 10_000_000
 
@@ -26,6 +36,7 @@ def compute(k) -> dict:
     pressure = reclaim_onset = None
     stalls = {}
     max_stall = 0
+    prog = k.prog
     kills = []                   # (t, pid, repeat)
     fault_kills = alloc_fail = 0
     exit_at = {}
@@ -49,11 +60,14 @@ def compute(k) -> dict:
         elif kind == "kill":
             kills.append((t, ev[2], ev[5]))
             signalled.add(ev[2])
+            prog.kill(t)
         elif kind == "fault_kill":
             fault_kills += 1
             died_of_memory.add(ev[2])
+            prog.kill(t)
         elif kind == "alloc_fail":
             alloc_fail += 1
+            prog.alloc_failure(t)
         elif kind == "enomem":
             died_of_memory.add(ev[2])
         elif kind == "exit":
@@ -90,8 +104,12 @@ def compute(k) -> dict:
     completion = max((exit_at.get(t.pid, 0) for t in goal_tasks), default=None) if completed else None
     livelock = k.watchdog_kind == "livelock"
     deadlock = k.watchdog_kind == "deadlock"
+    thrash = prog.finish(end)
+    psi = k.psi.totals(end)
     if livelock or deadlock:
         outcome = k.watchdog_kind
+    elif thrash["thrashing"]:
+        outcome = "thrashing"
     elif victims or alloc_fail:
         outcome = "recovered"
     else:
@@ -111,5 +129,10 @@ def compute(k) -> dict:
         "repeat_kills": sum(1 for _, _, rep in kills if rep),
         "ineffective_kills": ineffective, "extra_kills": extra,
         "workload_completed": completed, "completion_s": _s(completion),
+        "progress_min10": thrash["progress_min10"], "thrash_s": thrash["thrash_s"],
+        "thrash_start_s": thrash["thrash_start_s"],
+        "thrash_to_kill_s": thrash["thrash_to_kill_s"], "refaults": k.refaults,
+        "psi_some_s": _s(psi["some"]), "psi_full_s": _s(psi["full"]),
+        "psi_full_avg10_max": float(load_str(k.psi.full_avg10_max)),
         "sim_s": _s(end), "events": k.events, "trace_sha256": k.trace_sha256(),
     }

@@ -15,6 +15,7 @@ _ZONEMASK = M.GFP_ZONEMASK
 _WAIT = M.GFPF_WAIT
 PTES_PER_PAGE = 1024       # i386 without PAE: one page-table page maps 4 MB
 READAHEAD_PAGES = 64       # pages read in one disk request (2.4's max read-ahead is 31-127)
+FORK_US = 200              # copy_process + exec: a fixed 0.2 ms of CPU
 
 
 class Killed(Exception):
@@ -345,7 +346,7 @@ def spawn(k, parent, make_child):
     k.move(ts_zone, "kmem", "ts", 2)
     child = make_child(ts_zone)
     k.assign(pgd, "pt", child.mm.pt)
-    yield (CPU, 200, False)          # copy_process, exec: a fixed 0.2 ms
+    yield (CPU, FORK_US, False)
     return child
 
 

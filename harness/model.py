@@ -216,8 +216,12 @@ class Model:
     def memstall(self, task, enter: bool):
         """``psi_memstall_enter`` / ``psi_memstall_leave`` (kernel/sched/psi.c): ``task`` starts or
         stops a memory stall (direct reclaim, kswapd's balance pass, the read of a refaulting
-        page flagged workingset).  The engine's own measurement sits here; the policy's
-        :meth:`memstall` hook is told after it."""
+        page flagged workingset).  The engine's PSI (``self.psi``, :class:`harness.psi.MemPSI`)
+        records it; then the policy's :meth:`memstall` hook is told."""
+        if enter:
+            self.psi.memstall_enter(self.now, task.pid)
+        else:
+            self.psi.memstall_leave(self.now, task.pid)
         self.policy.memstall(self, task, enter)
 
     def take(self, req: AllocReq, thresholds, limit=None) -> int:
@@ -423,6 +427,8 @@ class Model:
             return
         if sig == SIGKILL or t.sigpending != SIGKILL:
             t.sigpending = sig
+        if self.fatal_pending(t):             # dying: no longer the goal's work (progress)
+            self.prog.task_exit(t.pid, self.now)
         self.changed()
         if t.state == S:
             self.wake(t)
@@ -515,6 +521,8 @@ class Model:
             self.dstate.pop(t.pid, None)
         t.state = X
         self.state_epoch += 1
+        self.psi.exit(self.now, t.pid)
+        self.prog.task_exit(t.pid, self.now)
         self.live.pop(t.pid, None)
         t.flags &= ~(PF_MEMALLOC | PF_MEMDIE)
         t.in_alloc_since = None

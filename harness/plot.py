@@ -298,3 +298,42 @@ def timeline(k, path, title=None):
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def draw_thrash(ax, k, *, ylabels=True, rasterized=False):
+    """The thrashing panel of finished run ``k`` (a kernel or a :class:`runner.RunView`):
+    the goal tasks' progress over 10-s windows and PSI memory ``full avg10`` (both percent,
+    left axis), the file refault rate (pages/s, right axis), OOM kills as red lines."""
+    from .runner import thrash_series
+    ser = getattr(k, "thrash", None) or thrash_series(k)
+    if ser["progress"]:
+        x, y = zip(*ser["progress"])
+        ax.plot(x, [100 * v for v in y], color="tab:green", lw=1.2, label="progress (10 s)",
+                rasterized=rasterized or None)
+    if ser["psi_full"]:
+        x, y = zip(*ser["psi_full"])
+        ax.step(x, y, where="post", color="tab:purple", lw=1.0, label="PSI full avg10",
+                rasterized=rasterized or None)
+    ax.axhline(20, color="tab:green", lw=0.6, ls=":")
+    ax.set_ylim(0, 105)
+    ax.grid(True, alpha=0.25)
+    if ylabels:
+        ax.set_ylabel("%", fontsize=8)
+    axr = ax.twinx()
+    if ser["refault_rate"]:
+        x, y = zip(*ser["refault_rate"])
+        axr.plot(x, y, color="tab:orange", lw=0.8, alpha=0.8, label="refaults /s",
+                 rasterized=rasterized or None)
+    axr.set_ylim(bottom=0)
+    axr.tick_params(labelsize=7)
+    for ev in k.trace:
+        if ev[1] == "kill":
+            ax.axvline(ev[0] / 1e6, color="red", lw=0.8, alpha=0.7)
+    return axr
+
+
+def thrash_handles():
+    """Legend entries of :func:`draw_thrash`."""
+    return [Line2D([], [], color="tab:green", lw=1.2, label="progress, 10 s (%)"),
+            Line2D([], [], color="tab:purple", lw=1.0, label="PSI full avg10 (%)"),
+            Line2D([], [], color="tab:orange", lw=0.8, label="refaults /s (right)")]

@@ -10,11 +10,17 @@ Definitions chosen where the issue leaves room:
 - **Rate.**  A step's nominal time is spread evenly over the time it took: the credit it gives
   up to time ``x`` is ``floor(nominal * (x - start) / (end - start))`` microseconds (integer,
   so every window's credit is exact and the credits of one step add up to its nominal).  A step
-  of zero duration credits its nominal at its start.
+  is at most 100 % productive: its nominal is capped at the time it took (a read served from
+  the page cache is faster than the disk it is measured against; it must not make up for a
+  starving task beside it).  So a step of zero duration credits nothing.
 - **Alive time.**  A goal task counts from :meth:`task_start` (default: its first step's start)
-  to :meth:`task_exit` (default: the end of the run).  Alive time outside any completed step --
-  a gap between steps, or a step still unfinished when the task exits or the run ends (a fault
-  that never completed) -- earns no credit: it is time that produced nothing.
+  to :meth:`task_exit` (default: the end of the run; the engine: its exit, or the fatal
+  signal that kills it -- a dying task's last moments are the kill's, not the work's), except
+  while :meth:`suspend`-ed (the
+  engine: while it waits for a child, whose own steps measure the work waited for; the
+  engine tracks a goal task's descendants as goal tasks).  Alive time outside any completed
+  step -- a gap between steps, or a step still unfinished when the task exits or the run ends
+  (a fault that never completed) -- earns no credit: it is time that produced nothing.
 - **Window progress.**  Pooled over the goal tasks: ``P(W) = sum credit(W) / sum alive(W)``,
   the share of goal-task time in ``W`` that did nominal work.  One starved task among healthy
   ones lowers ``P`` in proportion, it does not decide it alone.  ``W`` is ``window_s`` (10 s)
@@ -25,7 +31,9 @@ Definitions chosen where the issue leaves room:
   ``e`` of the first window after it that is not below (or at the end of the run); its length
   is ``e - s``.  ``thrash_s`` is the longest length.
 - **Ended by a kill.**  A stretch that ended before the run did is ended by the last kill or
-  allocation failure (:meth:`kill`, :meth:`alloc_failure`) in ``[s, e]``, if any.
+  allocation failure (:meth:`kill`, :meth:`alloc_failure`) in ``[max(s, e - window_s), e]``,
+  if any (a kill more than a window before the stretch ended did not end it: the window
+  ending at ``e`` lies wholly after it).
   ``thrash_to_kill_s`` is that kill's time minus ``s`` for the longest stretch (``None`` if no
   kill ended it).
 - **thrashing.**  Some stretch held for at least ``thrash_limit_s`` before anything ended it:
@@ -41,7 +49,11 @@ THRASH_LIMIT_US = 60_000_000
 
 
 class Progress:
-    """Per-run progress bookkeeping; feed it events, then :meth:`finish` returns the columns."""
+    """Per-run progress bookkeeping; feed it events, then :meth:`finish` returns the columns.
+
+    Tasks are any hashable keys (the engine uses pids).  A task is *tracked* once
+    :meth:`task_start` (or its first :meth:`step_done`) named it; the events of untracked tasks
+    (:meth:`task_exit`, :meth:`suspend`, :meth:`resume`) are ignored."""
 
     def __init__(self, thrash_limit_s: float = 60.0, window_s: float = 10.0,
                  step_s: float = 0.1):
@@ -51,17 +63,34 @@ class Progress:
         if self.step <= 0 or self.window % self.step:
             raise ValueError("progress: window_s must be a whole number of step_s")
         self.credit: list[int] = []       # per grid bucket, nominal us credited
-        self.start: dict = {}
-        self.exit: dict = {}
+        self.start: dict = {}             # task -> when it started (tracked tasks)
+        self.open: dict = {}              # task -> start of its current alive interval
+        self.closed: list = []            # (a, z) alive intervals that ended
+        self.exited: set = set()
         self.kills: list[int] = []
 
     # -- events ------------------------------------------------------------------------------
 
     def task_start(self, task, t_us: int) -> None:
-        self.start.setdefault(task, t_us)
+        if task not in self.start:
+            self.start[task] = t_us
+            self.open[task] = t_us
 
     def task_exit(self, task, t_us: int) -> None:
-        self.exit.setdefault(task, t_us)
+        if task in self.start and task not in self.exited:
+            self.exited.add(task)
+            self.suspend(task, t_us)
+
+    def suspend(self, task, t_us: int) -> None:
+        """``task`` stops counting as alive (it waits for a child, whose own steps measure the
+        work it waits for)."""
+        a = self.open.pop(task, None)
+        if a is not None and t_us > a:
+            self.closed.append((a, t_us))
+
+    def resume(self, task, t_us: int) -> None:
+        if task in self.start and task not in self.exited and task not in self.open:
+            self.open[task] = t_us
 
     def kill(self, t_us: int) -> None:
         """An OOM kill (kernel or user-space killer) or a fault kill."""
@@ -73,21 +102,24 @@ class Progress:
     def step_done(self, task, t_start_us: int, t_end_us: int, nominal_us: int) -> None:
         if t_end_us < t_start_us:
             raise ValueError(f"progress: step of {task!r} ends before it starts")
-        self.start.setdefault(task, t_start_us)
-        if t_end_us == t_start_us:
-            self._add(t_start_us // self.step, nominal_us)
-            return
+        self.task_start(task, t_start_us)
         dur = t_end_us - t_start_us
-        b = t_start_us // self.step
+        if nominal_us > dur:
+            nominal_us = dur                # a step is at most 100 % productive
+        if nominal_us <= 0:
+            return
+        step = self.step
+        b = t_start_us // step
+        last = (t_end_us - 1) // step           # the bucket holding the step's last us
+        c = self.credit
+        if last >= len(c):
+            c.extend([0] * (last + 1 - len(c)))
         done = 0
-        while True:
-            edge = min((b + 1) * self.step, t_end_us)
-            upto = nominal_us * (edge - t_start_us) // dur
-            self._add(b, upto - done)
+        for b in range(b, last):
+            upto = nominal_us * ((b + 1) * step - t_start_us) // dur
+            c[b] += upto - done
             done = upto
-            if edge == t_end_us:
-                return
-            b += 1
+        c[last] += nominal_us - done
 
     def _add(self, b: int, v: int) -> None:
         c = self.credit
@@ -97,17 +129,37 @@ class Progress:
 
     # -- the columns -------------------------------------------------------------------------
 
+    def _intervals(self, t_end: int):
+        yield from self.closed
+        for a in self.open.values():
+            yield a, t_end
+
     def _alive(self, nb: int, t_end: int) -> list[int]:
+        """Alive us per grid bucket, pooled over the tasks: the partial buckets at an
+        interval's ends directly, the whole ones between through a difference array
+        (O(intervals + buckets))."""
         alive = [0] * nb
+        whole = [0] * (nb + 1)                  # +1 at the first whole bucket, -1 after the last
         step = self.step
-        for task, a in self.start.items():
-            z = min(self.exit.get(task, t_end), nb * step)
-            b = a // step
-            while a < z:
-                edge = min((b + 1) * step, z)
-                alive[b] += edge - a
-                a = edge
-                b += 1
+        lim = nb * step
+        for a, z in self._intervals(t_end):
+            if z > lim:
+                z = lim
+            if a >= z:
+                continue
+            b, e = a // step, (z - 1) // step
+            if b == e:
+                alive[b] += z - a
+                continue
+            alive[b] += (b + 1) * step - a
+            alive[e] += z - e * step
+            whole[b + 1] += 1
+            whole[e] -= 1
+        run = 0
+        for b in range(nb):
+            run += whole[b]
+            if run:
+                alive[b] += run * step
         return alive
 
     def windows(self, t_end_us: int):
@@ -149,7 +201,7 @@ class Progress:
         for s, e, ended in stretches:
             ender = None
             if ended:
-                inside = [k for k in self.kills if s <= k <= e]
+                inside = [k for k in self.kills if max(s, e - self.window) <= k <= e]
                 ender = max(inside) if inside else None
             held = (ender if ender is not None else e) - s
             if held >= self.limit:

@@ -363,3 +363,341 @@ class PSIGroup:
             lines.append(f"{k} avg10={load_str(a[0])} avg60={load_str(a[1])} "
                          f"avg300={load_str(a[2])} total={self.total[2 * r + i] // 1000}")
         return "\n".join(lines) + "\n"
+
+
+# ============================================================================ the engine's PSI
+
+_SOME, _FULL, _NONIDLE = 1, 2, 4          # MemPSI's state bits (PSI_MEM_SOME, PSI_MEM_FULL, NONIDLE)
+
+
+class MemPSI:
+    """:class:`PSIGroup` restricted to memory pressure and made incremental: the engine's PSI
+    (``k.psi``), fed by the scheduler and :meth:`harness.model.Model.memstall` on every state
+    change of every task.  Same events, same arithmetic, same results for memory -- ``total=``,
+    the three averages, ``full_avg10_max`` -- as :class:`PSIGroup` fed the same events
+    (``tests/test_psi_engine.py`` feeds both on whole runs and compares them at every read).
+
+    What makes it cheap (shortcuts that cannot change a memory number):
+
+    - only the states memory and the averaging read: ``SOME``, ``FULL``, ``NONIDLE``
+      (``collect_percpu_times`` weights by non-idle time; I/O and CPU pressure are not kept);
+    - a task's ``psi_flags`` are set memberships (``running``, ``iow``, ``ms``, ``msr``: the
+      pids with TSK_RUNNING, TSK_IOWAIT, ``in_memstall``, TSK_MEMSTALL_RUNNING), the per-CPU
+      ``tasks[]`` plain counters;
+    - ``record_times`` only when a CPU's state mask changes (``psi_group_change`` calls it on
+      every change, but time only accrues to the states that are on, so the sums are equal);
+    - :meth:`switch` only looks at whether the task on the CPU is in a memstall (the memory
+      states read nothing else of ``cpu_curr``; the engine calls it only while some task is).
+
+    Events must be consistent (a task wakes only when asleep, sleeps only when running); the
+    engine's pids are the keys."""
+
+    def __init__(self, ncpus: int = 1, hz: int = 250, t0_us: int = 0):
+        if NSEC_PER_SEC % hz:
+            raise ValueError(f"psi: HZ={hz} does not divide a second into whole nanoseconds")
+        self.ncpus = ncpus
+        self.jiffy_ns = NSEC_PER_SEC // hz
+        self.period_ns = (2 * hz + 1) * self.jiffy_ns
+        now = t0_us * 1000
+        self.now = now
+        self.niow = [0] * ncpus              # tasks[NR_IOWAIT] per CPU
+        self.nms = [0] * ncpus               # tasks[NR_MEMSTALL]
+        self.nrun = [0] * ncpus              # tasks[NR_RUNNING]
+        self.nmsr = [0] * ncpus              # tasks[NR_MEMSTALL_RUNNING]
+        self.mask = [0] * ncpus
+        self.start = [now] * ncpus
+        self.times = [[0, 0, 0] for _ in range(ncpus)]      # SOME, FULL, NONIDLE ns
+        self.times_prev = [[0, 0, 0] for _ in range(ncpus)]
+        self.curr_ms = [None] * ncpus        # the memstalling task on the CPU, if any
+        self.cpu_of: dict = {}               # pid -> CPU (tasks not on CPU 0 only matter)
+        self.running: set = set()
+        self.iow: set = set()
+        self.ms: set = set()
+        self.msr: set = set()
+        self.total = [0, 0]                  # group->total[PSI_AVGS][MEM_SOME, MEM_FULL], ns
+        self.avg_total = [0, 0]
+        self.avg = [[0, 0, 0], [0, 0, 0]]
+        self.avg_last_update = now
+        self.avg_next_update = now + self.period_ns
+        self.work_at = None
+        self.full_avg10_max = 0
+        self.series: list = []               # (t_us, full avg10 fixed point) at each averaging
+
+    # -- time and the per-CPU state ---------------------------------------------------------
+
+    def _advance(self, t_us: int) -> int:
+        now = t_us * 1000
+        if now < self.now:
+            raise ValueError(f"psi: time went backwards ({t_us} us < {self.now // 1000} us)")
+        while self.work_at is not None and self.work_at <= now:
+            self._avgs_work(self.work_at)
+        self.now = now
+        return now
+
+    def _change(self, cpu: int, now: int) -> None:
+        """The tail of ``psi_group_change``: the new state mask of ``cpu`` (``test_state`` for
+        memory and non-idle, and the reclaimer-on-CPU rule), times recorded when it differs;
+        ``wake_clock`` re-arms the averaging worker."""
+        if self.nms[cpu]:
+            m = _SOME | _NONIDLE
+            if self.nrun[cpu] == self.nmsr[cpu] or self.curr_ms[cpu] is not None:
+                m = _SOME | _FULL | _NONIDLE
+        elif self.nrun[cpu] or self.niow[cpu]:
+            m = _NONIDLE
+        else:
+            m = 0
+        old = self.mask[cpu]
+        if m != old:
+            delta = now - self.start[cpu]
+            tm = self.times[cpu]
+            if old & _SOME:
+                tm[0] += delta
+            if old & _FULL:
+                tm[1] += delta
+            if old & _NONIDLE:
+                tm[2] += delta
+            self.start[cpu] = now
+            self.mask[cpu] = m
+        if self.work_at is None:
+            self.work_at = now + self.period_ns
+
+    def _off(self, pid, cpu: int) -> None:
+        """Drop every count ``pid`` holds on ``cpu`` (``psi_task_change(p, p->psi_flags, 0)``)."""
+        if pid in self.running:
+            self.nrun[cpu] -= 1
+        if pid in self.iow:
+            self.niow[cpu] -= 1
+        if pid in self.ms:
+            self.nms[cpu] -= 1
+        if pid in self.msr:
+            self.nmsr[cpu] -= 1
+
+    def _on(self, pid, cpu: int) -> None:
+        if pid in self.running:
+            self.nrun[cpu] += 1
+        if pid in self.iow:
+            self.niow[cpu] += 1
+        if pid in self.ms:
+            self.nms[cpu] += 1
+        if pid in self.msr:
+            self.nmsr[cpu] += 1
+
+    # -- the task events (as PSIGroup's) --------------------------------------------------------
+
+    def wake(self, t_us: int, pid, cpu: int = 0) -> None:
+        """``psi_enqueue`` (wakeup) on ``cpu``: TSK_RUNNING (and TSK_MEMSTALL_RUNNING in a
+        memstall), TSK_IOWAIT cleared; the sleep-persistent states move off another CPU."""
+        now = t_us * 1000
+        if now < self.now or (self.work_at is not None and self.work_at <= now):
+            now = self._advance(t_us)
+        self.now = now
+        if self.ncpus > 1:
+            old = self.cpu_of.get(pid)
+            if old is not None and old != cpu:
+                self._off(pid, old)
+                self._change(old, now)
+                self._on(pid, cpu)
+            self.cpu_of[pid] = cpu
+        self.running.add(pid)
+        self.nrun[cpu] += 1
+        if pid in self.iow:
+            self.iow.discard(pid)
+            self.niow[cpu] -= 1
+        if self.nms[cpu] or self.mask[cpu] != _NONIDLE or self.work_at is None:
+            if pid in self.ms:
+                self.msr.add(pid)
+                self.nmsr[cpu] += 1
+            self._change(cpu, now)
+        # else: no memstall on this CPU, already non-idle, worker armed: nothing changes
+
+    def migrate(self, t_us: int, pid, cpu: int) -> None:
+        """A runnable task moves to ``cpu`` (``psi_dequeue`` + ``psi_enqueue``, not a wakeup:
+        every flag goes with it)."""
+        old = self.cpu_of.get(pid, 0)
+        self.cpu_of[pid] = cpu
+        if old == cpu:
+            return
+        now = self._advance(t_us)
+        if self.curr_ms[old] == pid:
+            self.curr_ms[old] = None
+        self._off(pid, old)
+        self._change(old, now)
+        self._on(pid, cpu)
+        self._change(cpu, now)
+
+    def sleep(self, t_us: int, pid, iowait: bool = False) -> None:
+        """``psi_dequeue`` + the sleep half of ``psi_task_switch``: TSK_RUNNING and
+        TSK_MEMSTALL_RUNNING cleared, TSK_IOWAIT set for an I/O sleep."""
+        now = t_us * 1000
+        if now < self.now or (self.work_at is not None and self.work_at <= now):
+            now = self._advance(t_us)
+        self.now = now
+        cpu = self.cpu_of.get(pid, 0) if self.ncpus > 1 else 0
+        self.running.discard(pid)
+        self.nrun[cpu] -= 1
+        if iowait:
+            self.iow.add(pid)
+            self.niow[cpu] += 1
+        if self.nms[cpu] or self.work_at is None or not (self.nrun[cpu] or self.niow[cpu]):
+            if self.curr_ms[cpu] == pid:
+                self.curr_ms[cpu] = None
+            if pid in self.msr:
+                self.msr.discard(pid)
+                self.nmsr[cpu] -= 1
+            self._change(cpu, now)
+        # else: no memstall on this CPU (so none of this task's), still non-idle, worker
+        # armed: nothing changes
+
+    def switch(self, t_us: int, cpu: int, pid) -> None:
+        """``psi_task_switch``: ``pid`` (``None``: idle) is now the task on ``cpu``.  Only a
+        memstalling task on or off the CPU changes a memory state."""
+        new = pid if pid is not None and pid in self.ms else None
+        if pid is not None and self.ncpus > 1:
+            self.cpu_of[pid] = cpu
+        if new == self.curr_ms[cpu]:
+            return
+        now = self._advance(t_us)
+        self.curr_ms[cpu] = new
+        self._change(cpu, now)
+
+    def memstall_enter(self, t_us: int, pid) -> None:
+        """``psi_memstall_enter`` on the running task (on its CPU); nested calls are no-ops."""
+        if pid in self.ms:
+            return
+        now = self._advance(t_us)
+        cpu = self.cpu_of.get(pid, 0) if self.ncpus > 1 else 0
+        self.ms.add(pid)
+        self.msr.add(pid)
+        self.nms[cpu] += 1
+        self.nmsr[cpu] += 1
+        self.curr_ms[cpu] = pid
+        self._change(cpu, now)
+
+    def memstall_leave(self, t_us: int, pid) -> None:
+        """``psi_memstall_leave`` (the task runs again when it leaves)."""
+        if pid not in self.ms:
+            return
+        now = self._advance(t_us)
+        cpu = self.cpu_of.get(pid, 0) if self.ncpus > 1 else 0
+        if self.curr_ms[cpu] == pid:
+            self.curr_ms[cpu] = None
+        self.ms.discard(pid)
+        self.nms[cpu] -= 1
+        if pid in self.msr:
+            self.msr.discard(pid)
+            self.nmsr[cpu] -= 1
+        self._change(cpu, now)
+
+    def exit(self, t_us: int, pid) -> None:
+        """The task is gone: drop whatever it still counted for."""
+        now = self._advance(t_us)
+        cpu = self.cpu_of.pop(pid, 0) if self.ncpus > 1 else 0
+        if self.curr_ms[cpu] == pid:
+            self.curr_ms[cpu] = None
+        self._off(pid, cpu)
+        self.running.discard(pid)
+        self.iow.discard(pid)
+        self.ms.discard(pid)
+        self.msr.discard(pid)
+        self._change(cpu, now)
+
+    # -- aggregation ------------------------------------------------------------------------
+
+    def _collect(self, now: int, prev_times=None, total=None) -> bool:
+        """``collect_percpu_times``: for PSI_AVGS (``times_prev``, ``total``) or, given
+        them, another aggregator's (PSI_POLL: :meth:`poll_totals`)."""
+        if prev_times is None:
+            prev_times, total = self.times_prev, self.total
+        d_some = d_full = 0
+        nonidle_total = 0
+        changed = False
+        jiffy = self.jiffy_ns
+        for cpu in range(self.ncpus):
+            tm = self.times[cpu]
+            m = self.mask[cpu]
+            run = now - self.start[cpu]
+            some = tm[0] + (run if m & _SOME else 0)
+            full = tm[1] + (run if m & _FULL else 0)
+            nonidle = tm[2] + (run if m & _NONIDLE else 0)
+            prev = prev_times[cpu]
+            ds, df, dn = some - prev[0], full - prev[1], nonidle - prev[2]
+            prev[0], prev[1], prev[2] = some, full, nonidle
+            if dn:
+                changed = True
+            w = dn // jiffy
+            nonidle_total += w
+            d_some += ds * w
+            d_full += df * w
+        div = nonidle_total if nonidle_total > 0 else 1
+        total[0] += d_some // div
+        total[1] += d_full // div
+        return changed
+
+    def poll_totals(self, t_us: int) -> dict:
+        """The stall totals (us) of the PSI_POLL aggregator that ``psi_poll_work`` reads for
+        the triggers (``/proc/pressure/memory`` opened for a trigger: lmkd): its own
+        ``times_prev`` and ``total``, so reading it changes nothing of the averages."""
+        now = self._advance(t_us)
+        if not hasattr(self, "poll_prev"):
+            self.poll_prev = [[0, 0, 0] for _ in range(self.ncpus)]
+            self.poll_total = [0, 0]
+        self._collect(now, self.poll_prev, self.poll_total)
+        return {"some": self.poll_total[0] // 1000, "full": self.poll_total[1] // 1000}
+
+    def _update_averages(self, now: int) -> int:
+        expires = self.avg_next_update
+        period_ns = self.period_ns
+        missed = (now - expires) // period_ns if now - expires >= period_ns else 0
+        avg_next_update = expires + (1 + missed) * period_ns
+        period = now - (self.avg_last_update + missed * period_ns)
+        self.avg_last_update = now
+        for s in (0, 1):
+            sample = min(self.total[s] - self.avg_total[s], period)
+            self.avg_total[s] += sample
+            avg = self.avg[s]
+            if missed:
+                for w in range(3):
+                    avg[w] = calc_load_n(avg[w], EXPS[w], 0, missed)
+            pct = sample * 100 // period * FIXED_1
+            for w in range(3):
+                avg[w] = calc_load(avg[w], EXPS[w], pct)
+        full10 = self.avg[1][0]
+        if full10 > self.full_avg10_max:
+            self.full_avg10_max = full10
+        self.series.append((now // 1000, full10))
+        return avg_next_update
+
+    def _avgs_work(self, now: int) -> None:
+        changed = self._collect(now)
+        if now >= self.avg_next_update:
+            self.avg_next_update = self._update_averages(now)
+        if changed:
+            self.work_at = now + ((self.avg_next_update - now) // self.jiffy_ns + 1) * self.jiffy_ns
+        else:
+            self.work_at = None
+
+    # -- reading (psi_show of /proc/pressure/memory) -------------------------------------------
+
+    def _show_update(self, t_us: int) -> None:
+        now = self._advance(t_us)
+        self._collect(now)
+        if now >= self.avg_next_update:
+            self.avg_next_update = self._update_averages(now)
+
+    def totals(self, t_us: int) -> dict:
+        """``some``/``full`` ``total=`` of ``/proc/pressure/memory`` at ``t_us``, in us."""
+        self._show_update(t_us)
+        return {"some": self.total[0] // 1000, "full": self.total[1] // 1000}
+
+    def avgs(self, t_us: int) -> dict:
+        """``some``/``full`` ``(avg10, avg60, avg300)`` at ``t_us`` in percent (two decimals)."""
+        self._show_update(t_us)
+        return {k: tuple(float(load_str(x)) for x in self.avg[i])
+                for i, k in enumerate(("some", "full"))}
+
+    def show(self, t_us: int) -> str:
+        """The text of ``/proc/pressure/memory``."""
+        self._show_update(t_us)
+        return "".join(f"{k} avg10={load_str(a[0])} avg60={load_str(a[1])} "
+                       f"avg300={load_str(a[2])} total={tot // 1000}\n"
+                       for k, a, tot in zip(("some", "full"), self.avg, self.total))

@@ -271,6 +271,9 @@ def aggregate(df: pd.DataFrame, workloads=None, info: dict | None = None) -> pd.
                 "workload": w, "policy": p, "runs_ok": n, "errors": len(cell) - n,
                 "livelock_rate": mean(ok["livelock"]), "deadlock_rate": mean(ok["deadlock"]),
                 "stuck_rate": mean(ok["livelock"] | ok["deadlock"]),
+                "thrashing_rate": mean(ok["outcome"] == "thrashing"),
+                "thrash_to_kill_median_s": _median(ok.get("thrash_to_kill_s")),
+                "psi_full_avg10_max_median": _median(ok.get("psi_full_avg10_max")),
                 "wrong_victim_share": mean(wrong > 0),
                 "protected_per_run": mean(prot), "bystander_per_run": mean(wrong - prot),
                 "repeat_per_run": mean(ok["repeat_kills"].fillna(0)),
@@ -291,6 +294,14 @@ def aggregate(df: pd.DataFrame, workloads=None, info: dict | None = None) -> pd.
         return pd.DataFrame(columns=["workload", "policy", "runs_ok", "errors", "stuck_rate"]
                             ).set_index(["workload", "policy"])
     return pd.DataFrame(rows).set_index(["workload", "policy"])
+
+
+def _median(col) -> float:
+    """Median of a column's values that are there (NaN: none, or a record without it)."""
+    if col is None:
+        return math.nan
+    v = pd.to_numeric(col, errors="coerce").dropna()
+    return float(v.median()) if len(v) else math.nan
 
 
 #: the metrics compared against the baseline, each a family of tests corrected by Holm
@@ -435,7 +446,8 @@ def _first_victim(r):
     return f"{r['first_victim']} ({F.pct(r['first_victim_share'])})"
 
 
-AGG_HEADERS = ["policy", "runs ok", "errors", "stuck", "livelock", "deadlock",
+AGG_HEADERS = ["policy", "runs ok", "errors", "stuck", "livelock", "deadlock", "thrashing",
+               "median thrash to kill s", "median PSI full avg10 max %",
                "first victim (share of runs with a kill)", "first victim right",
                "runs w/ wrong victim", "protected /run", "bystander /run", "repeat /run",
                "ineffective /run", "median time to kill s [95 % CI]", "no kill", "kills /run",
@@ -454,6 +466,9 @@ def _agg_rows(agg_w: pd.DataFrame) -> list[list[tuple[str, object]]]:
                      (F.pct(r.stuck_rate), _key(r.stuck_rate)),
                      (F.pct(r.livelock_rate), _key(r.livelock_rate)),
                      (F.pct(r.deadlock_rate), _key(r.deadlock_rate)),
+                     (F.pct(r.thrashing_rate), _key(r.thrashing_rate)),
+                     (F.num(r.thrash_to_kill_median_s), _key(r.thrash_to_kill_median_s)),
+                     (F.num(r.psi_full_avg10_max_median), _key(r.psi_full_avg10_max_median)),
                      (_first_victim(r), _key(r.first_victim_share)),
                      (F.pct(r.right_first_share), _key(r.right_first_share)),
                      (F.pct(r.wrong_victim_share), _key(r.wrong_victim_share)),
@@ -504,7 +519,9 @@ def brief_table(agg: pd.DataFrame) -> pd.DataFrame:
     for (w, p), r in agg.iterrows():
         row = {"workload": w, "policy": p, "runs": int(r.runs_ok), "errors": int(r.errors),
                "stuck": F.pct(r.stuck_rate), "livelock": F.pct(r.livelock_rate),
-               "deadlock": F.pct(r.deadlock_rate), "first victim": _first_victim(r),
+               "deadlock": F.pct(r.deadlock_rate), "thrashing": F.pct(r.thrashing_rate),
+               "thrash to kill s": F.num(r.thrash_to_kill_median_s),
+               "first victim": _first_victim(r),
                "right": F.pct(r.right_first_share), "ttk med s": F.num(r.ttk_median_s),
                "no kill": int(r.no_kill_runs), "kills/run": F.num(r.kills_per_run),
                "fault kills/run": F.num(r.fault_kills_per_run),
@@ -546,27 +563,31 @@ def _html_rows(headers, rows, marked=(), cls="tbl sortable") -> str:
 
 # ---------------------------------------------------------------------------- plots
 def plot_heatmap_stuck(agg: pd.DataFrame, workloads, policies, plots_dir, written) -> Path:
-    """Policy x workload heatmap of the livelock+deadlock rate."""
+    """Policy x workload heatmap of the runs that ended stuck (livelock, deadlock) or
+    thrashing: the three outcomes of a machine that stopped doing its work."""
     m = np.full((len(policies), len(workloads)), np.nan)
     counts = {}
     for i, p in enumerate(policies):
         for j, w in enumerate(workloads):
             if (w, p) in agg.index:
                 r = agg.loc[(w, p)]
-                m[i, j] = r.stuck_rate
-                counts[i, j] = (r.livelock_rate, r.deadlock_rate, int(r.runs_ok))
+                th = getattr(r, "thrashing_rate", 0.0)
+                th = 0.0 if th is None or (isinstance(th, float) and math.isnan(th)) else th
+                m[i, j] = r.stuck_rate + th
+                counts[i, j] = (r.livelock_rate, r.deadlock_rate, th, int(r.runs_ok))
     cw = max(1.5, 0.085 * max(len(w) for w in workloads))
     fig, ax = plt.subplots(figsize=(2.6 + cw * len(workloads) + 1.4, 1.5 + 0.55 * len(policies)))
     cmap = plt.get_cmap("Reds").with_extremes(bad="0.85")
     im = ax.imshow(np.ma.masked_invalid(m), cmap=cmap, vmin=0, vmax=1, aspect="auto")
-    for (i, j), (ll, dl, n) in counts.items():
+    for (i, j), (ll, dl, tl, n) in counts.items():
         if n == 0 or np.isnan(m[i, j]):
             ax.text(j, i, "no ok run", ha="center", va="center", fontsize=8, color="0.3")
             continue
         dark = m[i, j] > 0.55
         ax.text(j, i - 0.1, f"{100 * m[i, j]:.0f} %", ha="center", va="center", fontsize=10,
                 fontweight="bold", color="white" if dark else "black")
-        ax.text(j, i + 0.25, f"L {round(ll * n)} + D {round(dl * n)} of {n}", ha="center",
+        ax.text(j, i + 0.25, f"L {round(ll * n)} + D {round(dl * n)} + T {round(tl * n)} of {n}",
+                ha="center",
                 va="center", fontsize=7, color="white" if dark else "0.25")
     for i, p in enumerate(policies):
         for j, w in enumerate(workloads):
@@ -581,10 +602,10 @@ def plot_heatmap_stuck(agg: pd.DataFrame, workloads, policies, plots_dir, writte
     ax.tick_params(which="minor", length=0)
     ax.set_xlabel("workload")
     ax.set_ylabel("policy")
-    ax.set_title("Runs stuck: livelock + deadlock rate (L = livelock, D = deadlock)", fontsize=11,
-                 y=TITLE_Y)
+    ax.set_title("Runs stuck or thrashing (L = livelock, D = deadlock, T = thrashing)",
+                 fontsize=11, y=TITLE_Y)
     cb = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.03)
-    cb.set_label("share of ok runs stuck")
+    cb.set_label("share of ok runs stuck or thrashing")
     cb.ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     F.fix_empty_axis_labels(fig)
     fig.tight_layout()
@@ -722,7 +743,7 @@ def plot_timelines(workload, policies, seed, timeline_runner, plots_dir, written
     n = len(policies)
     ncols = ncols or (1 if n <= 5 else 2)
     nrows = math.ceil(n / ncols)
-    panel_w, panel_h = (12.0, 3.4) if ncols == 1 else (7.8, 3.4)
+    panel_w, panel_h = (12.0, 4.3) if ncols == 1 else (7.8, 4.3)
     left_in, right_in, top_in, bottom_in, gap_in = 1.1, 1.3, 1.05, 0.55, 0.62
     W = left_in + right_in + ncols * panel_w + (ncols - 1) * 0.25
     H = top_in + bottom_in + nrows * panel_h + (nrows - 1) * gap_in
@@ -737,7 +758,7 @@ def plot_timelines(workload, policies, seed, timeline_runner, plots_dir, written
     first_ax = first_ax2 = None
     for i, p in enumerate(policies):
         r, c = divmod(i, ncols)
-        sub = gs[r, c].subgridspec(2, 1, height_ratios=[3.0, 1], hspace=0.06)
+        sub = gs[r, c].subgridspec(3, 1, height_ratios=[3.0, 1, 1.1], hspace=0.08)
         k = runs[p]
         if isinstance(k, str):      # its own axes: clearing shared ticks would clear them all
             ax = fig.add_subplot(sub[0])
@@ -751,13 +772,18 @@ def plot_timelines(workload, policies, seed, timeline_runner, plots_dir, written
         ax = fig.add_subplot(sub[0], sharex=first_ax2, sharey=first_ax)
         ax2 = fig.add_subplot(sub[1], sharex=ax if first_ax2 is None else first_ax2,
                               sharey=first_ax2)
+        ax3 = fig.add_subplot(sub[2], sharex=ax2)
         ax.set_title(p, fontsize=10, loc="left", fontweight="bold", color=colours[p],
                      y=TITLE_Y)
         ax.tick_params(labelbottom=False)
         last_in_row = c == ncols - 1 or i == n - 1
         info = plot.draw_timeline(ax, ax2, k, xmax=xmax, ymax=ymax, stall_top=stall_top,
                                   compact=True, label_watermarks=False, legend=False,
-                                  ylabels=(c == 0), xlabel=(i + ncols >= n), rasterized=True)
+                                  ylabels=(c == 0), xlabel=False, rasterized=True)
+        ax2.tick_params(labelbottom=False)
+        plot.draw_thrash(ax3, k, ylabels=(c == 0), rasterized=True)
+        if i + ncols >= n:
+            ax3.set_xlabel("simulated time (s)")
         if first_ax is None:
             first_ax, first_ax2 = ax, ax2
         zone_handles = zone_handles or info["zone_handles"]
@@ -772,7 +798,7 @@ def plot_timelines(workload, policies, seed, timeline_runner, plots_dir, written
             plot._label_right(fig, ax, info["wm_labels"], draw=False)
     fig.suptitle(f"{workload}, seed {seed}: the same run under every policy "
                  f"(common time and page axes)", fontsize=12, y=1 - 0.2 / H, va="top")
-    handles = list(zone_handles or []) + plot.event_handles()
+    handles = list(zone_handles or []) + plot.event_handles() + plot.thrash_handles()
     fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 9), fontsize=8.5,
                frameon=False, bbox_to_anchor=(0.5, 1 - 0.52 / H))
     return F.save(fig, plots_dir, f"timeline_{F.safe(workload)}", written, dpi=TIMELINE_DPI)
@@ -780,8 +806,9 @@ def plot_timelines(workload, policies, seed, timeline_runner, plots_dir, written
 
 # ---------------------------------------------------------------------------- documents
 PLOT_NOTES = {
-    "heatmap": "Share of ok runs that ended stuck (the watchdog fired: livelock or deadlock), "
-               "per policy and workload; darker is worse.",
+    "heatmap": "Share of ok runs that ended stuck (the watchdog fired: livelock or deadlock) "
+               "or thrashing (pages moved, but the goal tasks' progress stayed below 20 % for "
+               "thrash_limit_s before any kill), per policy and workload; darker is worse.",
     "wrong_victims": "Mean per ok run of victims that were not the culprit (protected tasks, "
                      "bystanders) and of wasted kill decisions (repeat kills of a task already "
                      "dying, kills whose victim was still alive 10 s later); the total is above "
@@ -792,7 +819,11 @@ PLOT_NOTES = {
     "timeline": "The same seed under every policy on a common time axis: free pages per zone "
                 "with pages_min/low/high (linear near the watermarks, log above), OOM kills "
                 "(red lines, first victims named), fault kills and allocation failures (strip "
-                "below zero), the watchdog, and below each the tasks stalled in the allocator.",
+                "below zero), the watchdog, below each the tasks stalled in the allocator, "
+                "and below that the thrashing measures: the goal tasks' progress over 10-s "
+                "windows (dotted: the 20 % line of the thrashing rule) and PSI memory full "
+                "avg10 in percent, the file refault rate per second (right axis), OOM kills "
+                "in red.",
 }
 
 
@@ -947,7 +978,8 @@ def _scoreboard(agg, workloads, policies, ctx) -> str:
             ttk = r.ttk_median_s
             fast = fastest is not None and not pd.isna(ttk) and ttk == fastest
             tip = (f"{p} on {w}: stuck {F.pct(r.stuck_rate)} (livelock {F.pct(r.livelock_rate)}, "
-                   f"deadlock {F.pct(r.deadlock_rate)} of {int(r.runs_ok)} ok runs); first "
+                   f"deadlock {F.pct(r.deadlock_rate)} of {int(r.runs_ok)} ok runs), "
+                   f"thrashing {F.pct(r.thrashing_rate)}; first "
                    f"victim {_first_victim(r)}, right {F.pct(r.right_first_share)}; median "
                    f"time to kill {_ttk(r)} s, {int(r.no_kill_runs)} runs without a kill")
             ttk_txt = (("no kill" if not r.kill_runs else "n/a") if pd.isna(ttk)

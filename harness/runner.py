@@ -69,7 +69,8 @@ def simulate(policy, w: W.Workload, seed: int, *, debug=False, trace=True,
              wall_timeout_s=None) -> Kernel:
     """Build the machine, boot the workload, run to the end; returns the finished kernel."""
     k = Kernel(w.machine, policy, seed, debug=debug, trace=trace,
-               watchdog_s=w.watchdog_s, time_limit_s=w.time_limit_s)
+               watchdog_s=w.watchdog_s, time_limit_s=w.time_limit_s,
+               thrash_limit_s=w.thrash_limit_s)
     k.workload_name = w.name
     k.on_sample = laws.Periodic()             # the machine's laws at intervals (harness.laws)
     try:
@@ -139,10 +140,30 @@ class ZoneView:
             setattr(self, a, v)
 
 
+def thrash_series(k, every_s: float = 1.0) -> dict:
+    """The thrashing measurements over time of finished run ``k``, for the report's plots:
+    ``progress`` (the goal tasks' pooled progress over the 10-s window ending at each point,
+    every ``every_s``), ``psi_full`` (memory ``full avg10`` in percent at each averaging, every
+    2.004 s), ``refault_rate`` (file refaults per second over each ``every_s``, from the zone
+    samples).  Lists of ``(t_s, value)``; about ten points per simulated second in all."""
+    from .psi import load_str
+    step = round(every_s * 1e6)
+    prog = [(t / 1e6, c / a) for t, c, a in k.prog.windows(k.now) if a > 0 and t % step == 0]
+    psi = [(t / 1e6, float(load_str(v))) for t, v in k.psi.series]
+    rates, last_t, last_n = [], None, 0
+    for (t, *_), n in zip(k.samples, k.refault_samples):
+        if last_t is None:
+            last_t, last_n = t, n
+        elif t - last_t >= step:
+            rates.append((t / 1e6, (n - last_n) * 1e6 / (t - last_t)))
+            last_t, last_n = t, n
+    return {"progress": prog, "psi_full": psi, "refault_rate": rates}
+
+
 class RunView:
     """What the timeline figures (:mod:`harness.plot`, :func:`harness.report.plot_timelines`)
-    read of a finished run -- ``now``, ``seed``, ``zones``, ``samples`` and the trace events
-    they draw -- and its ``outcome``: small enough for a bench worker to send back, so that the
+    read of a finished run -- ``now``, ``seed``, ``zones``, ``samples``, the trace events
+    they draw and the thrashing series (:func:`thrash_series`) -- and its ``outcome``: small enough for a bench worker to send back, so that the
     report draws the runs the matrix made instead of making them again."""
 
     KINDS = frozenset(("stall", "stall_end", "exit", "kill", "fault_kill", "alloc_fail",
@@ -154,6 +175,7 @@ class RunView:
         self.samples = list(k.samples)
         kinds = self.KINDS
         self.trace = [ev for ev in k.trace if ev[1] in kinds]
+        self.thrash = thrash_series(k)
 
 
 def write_trace(k, path):

@@ -44,11 +44,12 @@ class RunTimeout(Exception):
 
 
 class CPUState:
-    __slots__ = ("task", "slice_left")
+    __slots__ = ("task", "slice_left", "idx")
 
-    def __init__(self):
+    def __init__(self, idx: int = 0):
         self.task = None
         self.slice_left = 0
+        self.idx = idx
 
 
 
@@ -107,6 +108,8 @@ class Scheduler:
                 self.runq.append(t)
             self.n_runnable += 1
             self.changed()
+            psi = self.psi                    # psi_enqueue, on the CPU it last ran on
+            psi.wake(self.now, t.pid, 0 if psi.ncpus == 1 else psi.cpu_of.get(t.pid, t.pid % psi.ncpus))
 
     def _timer_wake(self, arg):
         t, token = arg
@@ -142,6 +145,17 @@ class Scheduler:
         cpu.task = t
         cpu.slice_left = max(t.boost_us, t.slice_len or self.costs.timeslice_us)
         t.slice_len = None
+        psi = self.psi                        # psi_task_switch (a migration first, if any)
+        if psi.ncpus > 1 and psi.cpu_of.get(t.pid) != cpu.idx:
+            psi.migrate(self.now, t.pid, cpu.idx)
+        if psi.ms:
+            psi.switch(self.now, cpu.idx, t.pid)
+
+    def _preempt(self, cpu: CPUState, t: Task):
+        """``t`` leaves ``cpu`` still runnable (its timeslice is used up, or it yields)."""
+        cpu.task = None
+        if t.pid in self.psi.ms:
+            self.psi.switch(self.now, cpu.idx, None)
 
     def _repeat_check(self, t: Task):
         """A REPEAT whose iterations would now see a changed machine stops at the end of the
@@ -214,7 +228,7 @@ class Scheduler:
                 return
             if op == YIELD:
                 if self.runq:
-                    cpu.task = None
+                    self._preempt(cpu, t)
                     if t.boost_us > 0:
                         self.runq.insert(1, t)
                     else:
@@ -226,6 +240,7 @@ class Scheduler:
             cpu.task = None
             self.n_runnable -= 1
             t.sleep_token += 1
+            self.psi.sleep(self.now, t.pid, op == DWAIT)     # a disk wait is an I/O wait
             if op == SLEEP or op == DWAIT:
                 t.state = S if op == SLEEP else D
                 if op == DWAIT:
@@ -278,6 +293,7 @@ class Scheduler:
     def _sample(self):
         z = self.zones
         self.samples.append((self.now, z[0].free, z[1].free, z[2].free))
+        self.refault_samples.append(self.refaults)
         self.next_sample = self.now - self.now % self.sample_us + self.sample_us
         hook = self.__dict__.get("on_sample")     # harness.laws.Periodic, set by the runner
         if hook is not None:
@@ -401,7 +417,7 @@ class Scheduler:
                     if debug:
                         self.check_pages()
                 elif c.slice_left <= 0:
-                    c.task = None
+                    self._preempt(c, t)
                     if t.boost_us > 0:
                         runq.appendleft(t)
                     else:
@@ -536,7 +552,7 @@ class Scheduler:
                     if debug:
                         self.check_pages()
                 elif c.slice_left <= 0:
-                    c.task = None
+                    self._preempt(c, t)
                     if t.boost_us > 0:
                         self.runq.appendleft(t)
                     else:

@@ -17,7 +17,7 @@ from pathlib import Path
 from . import machine as M
 from . import mm as MMops
 from .engine import CPU, DWAIT, MM, SLEEP, WAITQ, AllocReq
-from .mm import ENOMEM, Killed
+from .mm import ENOMEM, FORK_US, Killed
 
 ROLES = ("culprit", "bystander", "protected")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -77,6 +77,7 @@ RANGES = {
     "costs.per_item_us": (0.01, 1_000_000),              # every other cost: above zero
     "run.time_limit_s": (1, DAY_S),
     "run.watchdog_s": (1, DAY_S),             # at least ten zone samples of 100 ms
+    "run.thrash_limit_s": (1, DAY_S),         # the thrashing rule's hold time (10 s windows)
     "run.seeds": (1, 10_000),
     "file.size_mb": (0, FILE_MAX_MB),
     "file.size_kb": (0, FILE_MAX_MB * 1024),
@@ -141,7 +142,8 @@ IRQ_KEYS = {"name": str, "gfp": str, "order": int, "pages": int, "interval_ms": 
             "hold_ms": (int, float, dict), "start_s": (int, float)}
 MACHINE_KEYS = {"ram_mb": int, "swap_mb": int, "cpus": int, "reserved_kb": int,
                 "boot_slab_kb": int, "dcache_kb": int, "costs": dict}
-RUN_KEYS = {"time_limit_s": (int, float), "watchdog_s": (int, float), "seeds": int}
+RUN_KEYS = {"time_limit_s": (int, float), "watchdog_s": (int, float),
+            "thrash_limit_s": (int, float), "seeds": int}
 FILE_KEYS = {"name": str, "size_mb": (int, float), "size_kb": (int, float)}
 PROGRAM_KEYS = {"name": str, "text_kb": int, "ws_kb": int, "vm_kb": int}
 TASK_KEYS = {"name": str, "count": int, "program": str, "role": str, "uid": int, "euid": int,
@@ -366,6 +368,7 @@ class Workload:
     init_script: list = field(default_factory=list)
     irqs: list = field(default_factory=list)
     sweep_point: dict = field(default_factory=dict)
+    thrash_limit_s: float = 60.0
 
     def role_of(self, name: str) -> str:
         return self.roles.get(name, "bystander")
@@ -567,7 +570,7 @@ def from_dict(raw: dict, path="<dict>", sweep_point=None) -> Workload:
                             f"{spec.ram_mb} MB: {pages} pages ({pages * 4} KB) short")
     run = raw.get("run", {})
     _check_table(path, "run", run, RUN_KEYS)
-    for k in ("time_limit_s", "watchdog_s"):
+    for k in ("time_limit_s", "watchdog_s", "thrash_limit_s"):
         if k in run and run[k] <= 0:
             raise WorkloadError(path, f"run.{k}", f"must be positive, got {run[k]}")
     for k, v in run.items():
@@ -692,7 +695,8 @@ def from_dict(raw: dict, path="<dict>", sweep_point=None) -> Workload:
                     watchdog_s=float(run.get("watchdog_s", 120)), seeds=run.get("seeds", 20),
                     files=files, programs=programs, tasks=tasks, templates=templates,
                     make=make, raw=raw, roles=roles, init_script=init.get("script", []),
-                    irqs=irqs, sweep_point=dict(sweep_point or {}))
+                    irqs=irqs, sweep_point=dict(sweep_point or {}),
+                    thrash_limit_s=float(run.get("thrash_limit_s", 60)))
 
 
 def _boot_shortfall(spec):
@@ -894,6 +898,8 @@ class Builder:
         kw = self.task_kwargs(spec)
         t = k.new_task(name, lambda t: self.run_script(t, spec.get("script", [])),
                        parent=init, mm=self.new_mm(spec), goal=spec.get("goal", False), **kw)
+        if t.goal:
+            k.prog.task_start(t.pid, k.now)
         # a task that has been running for a while already (the long-running database): the
         # box has been up that long; only badness() reads these
         t.start_us -= int(spec.get("age_s", 0) * 1e6)
@@ -903,8 +909,9 @@ class Builder:
         k = self.k
         init = k.by_pid[1]
         spec = {"name": m.get("name", "make"), "program": m.get("program"), "uid": m.get("uid", 0)}
-        k.new_task(spec["name"], lambda t: self.make_driver(t, m), parent=init,
-                   mm=self.new_mm(spec), goal=True, **self.task_kwargs(spec, m.get("role")))
+        t = k.new_task(spec["name"], lambda t: self.make_driver(t, m), parent=init,
+                       mm=self.new_mm(spec), goal=True, **self.task_kwargs(spec, m.get("role")))
+        k.prog.task_start(t.pid, k.now)
 
     # --- scripts
     def run_script(self, t, script):
@@ -929,23 +936,41 @@ class Builder:
             self.die_of_signal(t)
 
     def steps(self, t, script):
-        """Interpret a script; returns an exit code (None = fell off the end)."""
+        """Interpret a script; returns an exit code (None = fell off the end).
+
+        A goal task's completed step is reported to the engine's progress meter (``k.prog``)
+        with its nominal time (:meth:`step`); a step cut short by a fatal signal is not."""
         k = self.k
+        prog = k.prog
         for step in script:
             self.check_signal(t)
-            code = yield from self.step(t, step)
+            t0 = k.now
+            nominal, code = yield from self.step(t, step)
             if code is not None:
                 return code
+            if nominal is not None and t.pid in prog.start and not k.fatal_pending(t):
+                prog.step_done(t.pid, t0, k.now, nominal)
             self.check_signal(t)
         return None
 
     def step(self, t, s):
+        """One step of a script: returns ``(nominal us, exit code)``.  The nominal time is
+        what the step asked for on an idle machine with free memory -- the CPU (a fault:
+        ``fault_us + page_zero_us + alloc_pass_us`` and the user's touch per page), the sleep
+        or wait, the I/O at the modelled disk (``disk_request_us + pages * disk_page_us``, no
+        queueing) -- or None for what is no step of its own: a loop (its steps count), a fork
+        with a wait (each fork is a step; the task is suspended from progress while it waits:
+        its children's steps count), a failed I/O."""
         k = self.k
+        c = k.costs
+        nominal = None
         if "compute_ms" in s:
-            yield from MMops.compute(k, t, int(draw(k, s["compute_ms"]) * 1000))
+            nominal = int(draw(k, s["compute_ms"]) * 1000)
+            yield from MMops.compute(k, t, nominal)
         elif "mmap_mb" in s:
             t.mm.total_vm += _pages(draw(k, s["mmap_mb"]))
             k.changed()
+            nominal = 20
             yield (CPU, 20, False)
         elif "munmap_mb" in s:
             MMops.munmap_anon(k, t, _pages(draw(k, s["munmap_mb"])))
@@ -955,13 +980,16 @@ class Builder:
             room = mm.total_vm - mm.rss - (mm.text.size if mm.text else 0)
             if n > room:
                 mm.total_vm += n - max(0, room)      # brk/mmap growth the script did not declare
-            yield from MMops.fault_anon(k, t, n, draw(k, s.get("us_per_page", k.costs.user_touch_us)))
+            rate = draw(k, s.get("us_per_page", c.user_touch_us))
+            nominal = self._fault_us(n, rate)
+            yield from MMops.fault_anon(k, t, n, rate)
         elif "grow" in s:
             g = s["grow"]
             n = _pages(draw(k, g["mb"]))
             cpu = int(draw(k, g["cpu_ms"]) * 1000)
             ph = g.get("phases", 8)
             t.mm.total_vm += n
+            nominal = self._fault_us(n, c.user_touch_us) + cpu
             for i in range(ph):
                 part = n * (i + 1) // ph - n * i // ph
                 yield from MMops.fault_anon(k, t, part, k.costs.user_touch_us)
@@ -979,39 +1007,46 @@ class Builder:
                 rc = yield from MMops.file_read(k, t, f, n)
             else:
                 rc = yield from MMops.file_write(k, t, f, n)
+            nominal = self._disk_us(n) if rc != ENOMEM else None   # a failed I/O did nothing
             if rc == ENOMEM and s.get("on_fail", "exit") == "exit":
                 k.emit("enomem", t.pid, t.name, "read" if "read" in s else "write")
                 k.do_exit(t, 1, "enomem")
                 raise Killed
         elif "spawn" in s:
             for _ in range(s.get("count", 1)):
+                t0 = k.now
                 child = yield from self.spawn(t, s["spawn"])
                 if child is None:
                     k.emit("enomem", t.pid, t.name, "fork")
                     k.do_exit(t, 1, "enomem")
                     raise Killed
+                if t.pid in k.prog.start:             # each fork is a step
+                    k.prog.step_done(t.pid, t0, k.now, FORK_US)
                 if s.get("wait", False):
                     yield from self.wait_for(t, child)
         elif "wait_children" in s:
             for c in list(t.children):
                 yield from self.wait_for(t, c)
         elif "sleep_s" in s:
-            yield (SLEEP, k.now + int(draw(k, s["sleep_s"]) * 1e6))
+            nominal = int(draw(k, s["sleep_s"]) * 1e6)
+            yield (SLEEP, k.now + nominal)
         elif "dwait_s" in s:
-            yield (DWAIT, k.now + int(draw(k, s["dwait_s"]) * 1e6))
+            nominal = int(draw(k, s["dwait_s"]) * 1e6)
+            yield (DWAIT, k.now + nominal)
         elif "dwait_io" in s:
             # writing out through a path that must allocate first (buffer heads, bounce pages):
             # GFP_NOIO-like kernel allocations, then the disk; signals wait until it is done
             f = k.file(s["dwait_io"], 0)
             n = _pages(draw(k, s.get("mb", 0))) + _pages(draw(k, s.get("kb", 0)) / 1024)
             got = yield from MMops.kalloc(k, t, M.GFP_NOIO, 0, n)
+            nominal = int(n * c.alloc_pass_us) + self._disk_us(n)
             if got:
                 yield (DWAIT, k.disk_io(got))
                 MMops.kfree(k, t, got)
             k.touch_file(f)
         elif "kernel_spin_s" in s:
             # stuck in R state inside the kernel: CPU burns, pending signals are not looked at
-            left = int(draw(k, s["kernel_spin_s"]) * 1e6)
+            left = nominal = int(draw(k, s["kernel_spin_s"]) * 1e6)
             while left > 0:
                 q = min(left, k.costs.timeslice_us)
                 yield (CPU, q, False)
@@ -1019,6 +1054,7 @@ class Builder:
         elif "kalloc" in s:
             gfp = M.GFP_NAMES[s["kalloc"]]
             order, count = s.get("order", 0), s.get("count", 1)
+            nominal = int(c.alloc_pass_us)
             while True:
                 got = yield from MMops.kalloc(k, t, gfp, order, count)
                 if got >= count:
@@ -1033,7 +1069,9 @@ class Builder:
                     break
                 yield (SLEEP, k.now + M.JIFFY_US)
             if "hold_s" in s:
-                yield (SLEEP, k.now + int(draw(k, s["hold_s"]) * 1e6))
+                hold = int(draw(k, s["hold_s"]) * 1e6)
+                nominal += hold
+                yield (SLEEP, k.now + hold)
                 MMops.kfree(k, t, count << order)
         elif "loop" in s:
             n = s["loop"]
@@ -1041,11 +1079,23 @@ class Builder:
             while n == 0 or i < n:
                 code = yield from self.steps(t, s["steps"])
                 if code is not None:
-                    return code
+                    return None, code
                 i += 1
         elif "exit" in s:
-            return s["exit"]
-        return None
+            return None, s["exit"]
+        return nominal, None
+
+    def _fault_us(self, pages: int, rate_us: float) -> int:
+        """The CPU of touching ``pages`` new anonymous pages on an idle machine with free
+        memory (:func:`harness.mm.fault_anon` without reclaim): fault, zeroing, one allocator
+        pass and the user's work per page."""
+        c = self.k.costs
+        return int(pages * (c.fault_us + c.page_zero_us + c.alloc_pass_us)) + int(pages * rate_us)
+
+    def _disk_us(self, pages: int) -> int:
+        """``pages`` at the modelled disk, one request, no queueing (:meth:`Model.disk_io`)."""
+        c = self.k.costs
+        return c.disk_request_us + pages * c.disk_page_us if pages else 0
 
     def spawn(self, parent, tname):
         k = self.k
@@ -1056,6 +1106,8 @@ class Builder:
                            parent=parent, mm=self.new_mm(spec), **self.task_kwargs(spec))
             c.ts_zone = ts_zone
             parent.children.append(c)
+            if parent.pid in k.prog.start:    # a goal task's work, done by its descendants
+                k.prog.task_start(c.pid, k.now)
             return c
 
         child = yield from MMops.spawn(k, parent, make_child)
@@ -1064,11 +1116,13 @@ class Builder:
     def wait_for(self, t, child):
         """``wait4`` on one child: sleep (interruptibly) until it has exited."""
         k = self.k
+        k.prog.suspend(t.pid, k.now)
         while child.alive:
             child.waiters.append(t)
             t.wait_child = True
             yield (WAITQ, None, True)
             self.check_signal(t)
+        k.prog.resume(t.pid, k.now)
         if child in t.children:
             t.children.remove(child)
         return child.exit_code
@@ -1091,11 +1145,13 @@ class Builder:
                             break
                     if failed:
                         break
+                    t0 = k.now
                     child = yield from self.spawn(t, m["job"])
                     if child is None:
                         k.emit("enomem", t.pid, t.name, "fork")
                         failed = True
                         break
+                    k.prog.step_done(t.pid, t0, k.now, FORK_US)
                     running.append(child)
                     self.check_signal(t)
                 while running:
@@ -1124,7 +1180,9 @@ class Builder:
             for c in running:
                 c.waiters.append(t)
             t.wait_child = True
+            k.prog.suspend(t.pid, k.now)
             yield (WAITQ, None, True)
+            k.prog.resume(t.pid, k.now)
             self.check_signal(t)
 
 
@@ -1183,7 +1241,7 @@ def describe(w: Workload) -> str:
         parts.append(f"{M.ZONE_NAMES[zi]} > {acc_low}/{acc_min}")
     lines.append("  mainline summed thresholds, GFP_KERNEL order 0 (pass A / B): " + ", ".join(parts))
     lines += ["", f"run: time limit {w.time_limit_s:g} s, watchdog {w.watchdog_s:g} s, "
-              f"{w.seeds} seeds by default"]
+              f"thrash limit {w.thrash_limit_s:g} s, {w.seeds} seeds by default"]
     if w.files:
         lines.append("files: " + ", ".join(f"{n} ({p // 256} MB)" for n, p in w.files.items()))
     if w.init_script:

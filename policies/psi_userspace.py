@@ -29,14 +29,18 @@ cannot die, the kernel's own OOM killer and reaper still act (``policies.md``, s
   RSS) among those with the highest ``oom_score_adj`` >= 0 it has not killed yet; it then
   waits ``lmkd_kill_timeout_ms`` (100) or until the victim is gone.
 
-Pressure stall information (kernel/sched/psi.c, 4.20): a task stalls on memory while it is in
-the allocator's slow path (reclaim, the OOM path, their waits) and kswapd while it reclaims;
-"some" time has at least one such task, "full" time has no other task running.  ``avg10`` is
-updated every 2 s with ``EXP_10s`` = 1677/2048.  Triggers fire when the stall time within the
-window reaches the threshold, at most once per window.
+Pressure stall information is the engine's (``k.psi``, ``kernel/sched/psi.c`` of 6.1 at HZ 250,
+fed by the scheduler and the engine's memory stalls: direct reclaim, kswapd's balance pass,
+the read of a refaulting page flagged workingset), read as the daemons read
+``/proc/pressure/memory``: ``k.psi.avgs`` for oomd's "full avg10"; for lmkd's triggers the
+PSI_POLL aggregator (``k.psi.poll_totals``) polled every ``window / 10`` (psi.c
+``UPDATES_PER_WINDOW``) as ``psi_poll_work`` does: a trigger fires when the stall time grown
+within the last window reaches its threshold, at most once per window.  The daemon keeps no
+pressure accounting of its own.  Free memory is ``/proc/meminfo``'s (:meth:`meminfo`).
 
-Departures: the kernel's stall clock is sampled once a jiffy, and only while some task stalls
-(when none does, both stall times are zero); the daemon is a user task of ``daemon_rss_kb`` of
+Departures: PSI as 6.1 computes it (4.15 had none; 4.20 already counted these stalls); the
+trigger's window is the growth between two polls exactly one window apart, not
+``window_update``'s interpolation over a window started at the first growth; the daemon is a user task of ``daemon_rss_kb`` of
 locked anonymous memory that runs on the simulated CPU like any other (reading /proc costs
 ``PROC_READ_US`` per file); signals are sent with ``kill()`` -- no TIF_MEMDIE, no reaper, no
 boost -- and recorded as kills; systemd-oomd kills the largest task, not the cgroup with the
@@ -54,9 +58,7 @@ from harness.machine import SIGKILL, SIGTERM
 from policies.oom_reaper import OomReaper
 
 PROC_READ_US = 40            # open+read+parse of one small /proc file on a ~500 MHz PIII
-EXP_10S = 1677               # kernel/sched/psi.c: 1/exp(2s/10s) as fixed-point, FIXED_1 = 2048
-FIXED_1 = 2048
-PSI_FREQ_US = 2 * 1_000_000  # psi_avgs_work period (2 s)
+UPDATES_PER_WINDOW = 10      # kernel/sched/psi.c: a trigger's window is polled 10 times
 
 
 class PsiUserspace(OomReaper):
@@ -80,12 +82,7 @@ class PsiUserspace(OomReaper):
         if self.daemon not in self.DAEMONS:
             raise ValueError(f"psi_userspace: daemon must be one of {self.DAEMONS}, "
                              f"got {self.daemon!r}")
-        self.stalled = set()          # pids in a memory stall
-        self.sampling = False         # the jiffy sampler is armed
-        self.samples = deque()        # (t_us, some, full), the last lmkd window
-        self.full_by_period = {}      # psi_avgs period index -> full stall us
-        self.avg10 = 0                # full avg10, fixed point (FIXED_1 = 100 %)
-        self.avg_period = 0           # next period to fold into avg10
+        self.samples = deque()        # (t_us, some us, full us): lmkd's polls of the last window
         self.trigger_last = {"some": -10**12, "full": -10**12}
         self.psi_events = []          # fired triggers not yet seen by lmkd
         self.psi_wait = WaitQueue()
@@ -100,47 +97,34 @@ class PsiUserspace(OomReaper):
             self.daemon, lambda t: self.daemon_main(k, t), role="protected", uid=0,
             parent=init, mm=MM(4 * pages, None), daemon=True,
             oom_score_adj=self.daemon_oom_score_adj)
+        if self.daemon == "lmkd":             # its triggers, polled by the kernel
+            k.at(k.now, self._psi_poll, k)
 
-    # ------------------------------------------------------------------ PSI (kernel side)
-    def memstall(self, k, task, enter):
-        """``psi_memstall_enter``/``_leave``: the engine calls it around every stall in the
-        slow path and around kswapd's reclaim (``balance_pgdat`` in psi_memstall)."""
-        if enter:
-            self.stalled.add(task.pid)
-            if not self.sampling:
-                self.sampling = True
-                k.at(k.now + M.JIFFY_US - k.now % M.JIFFY_US, self._psi_tick, k)
-        else:
-            self.stalled.discard(task.pid)
+    # ------------------------------------------------------------------ PSI (read, not kept)
+    def full_avg10_percent(self, k) -> float:
+        """``/proc/pressure/memory`` "full avg10" (percent), as the engine's PSI shows it."""
+        return k.psi.avgs(k.now)["full"][0]
 
-    def _psi_tick(self, k):
-        """One jiffy of the stall clock: "some" if a task stalls, "full" if no other runs."""
-        live = k.live
-        stalled = [p for p in self.stalled if p in live]
+    def _psi_poll(self, k):
+        """``psi_poll_work`` for lmkd's two triggers, every ``window / UPDATES_PER_WINDOW``."""
         now = k.now
-        if not stalled:
-            self.sampling = False
-            return
-        full = not any(t.state == "R" and t.pid not in self.stalled for t in live.values())
-        self.samples.append((now, 1, int(full)))
-        period = now // PSI_FREQ_US
-        if full:
-            self.full_by_period[period] = self.full_by_period.get(period, 0) + M.JIFFY_US
-        if self.daemon == "lmkd":
-            self._check_triggers(k, now)
-        k.at(now + M.JIFFY_US, self._psi_tick, k)
+        tot = k.psi.poll_totals(now)
+        self.samples.append((now, tot["some"], tot["full"]))
+        self._check_triggers(k, now)
+        k.at(now + self.lmkd_window_ms * 1000 // UPDATES_PER_WINDOW, self._psi_poll, k)
 
     def stall_us(self, k, kind: str, window_us: int) -> int:
-        """Stall time of ``kind`` ("some" or "full") within the last ``window_us``."""
-        cut = k.now - window_us
-        while self.samples and self.samples[0][0] <= cut - window_us:
-            self.samples.popleft()
+        """Stall time of ``kind`` ("some" or "full") grown within the last ``window_us``: the
+        newest poll minus the oldest one at most ``window_us`` old."""
+        s = self.samples
+        while s and s[0][0] < k.now - window_us:
+            s.popleft()
         i = 1 if kind == "some" else 2
-        return sum(s[i] for s in self.samples if s[0] > cut) * M.JIFFY_US
+        return s[-1][i] - s[0][i] if s else 0
 
     def _check_triggers(self, k, now):
-        """``psi_trigger``s: fire when the window's stall time reaches the threshold, at most
-        once per window."""
+        """``update_triggers``: fire when the window's stall time reaches the threshold, at
+        most once per window."""
         win = self.lmkd_window_ms * 1000
         for kind, thr in (("some", self.lmkd_partial_stall_ms), ("full", self.lmkd_complete_stall_ms)):
             if now < self.trigger_last[kind] + win:
@@ -150,15 +134,6 @@ class PsiUserspace(OomReaper):
                 self.psi_events.append(kind)
                 if self.psi_wait.tasks:
                     k.wake_queue(self.psi_wait)
-
-    def full_avg10_percent(self, k) -> float:
-        """``/proc/pressure/memory`` "full avg10": fold every finished 2 s period in."""
-        last = k.now // PSI_FREQ_US
-        while self.avg_period < last:
-            pct = self.full_by_period.pop(self.avg_period, 0) * FIXED_1 // PSI_FREQ_US
-            self.avg10 = (self.avg10 * EXP_10S + pct * (FIXED_1 - EXP_10S)) // FIXED_1
-            self.avg_period += 1
-        return 100.0 * self.avg10 / FIXED_1
 
     # ------------------------------------------------------------------ /proc (what a daemon reads)
     def meminfo(self, k):

@@ -113,7 +113,7 @@ def test_record_has_exactly_the_columns(policy, workload):
     assert (rec["policy"], rec["workload"], rec["seed"]) == (policy, workload, 0)
     assert rec["status"] == "ok" and rec["error"] is None
     # metrics.md: exactly one of livelock/deadlock, or neither, and outcome agrees
-    assert rec["outcome"] in ("completed", "recovered", "livelock", "deadlock")
+    assert rec["outcome"] in metrics.OUTCOMES
     assert not (rec["livelock"] and rec["deadlock"])
     assert rec["livelock"] == (rec["outcome"] == "livelock")
     assert rec["deadlock"] == (rec["outcome"] == "deadlock")
@@ -126,4 +126,6 @@ def test_columns_are_the_metrics_spec_names():
         "pressure_onset_s", "reclaim_onset_s", "first_kill_s", "first_victim", "time_to_kill_s",
         "max_stall_s", "kills", "fault_kills", "alloc_failures", "victims", "wrong_victims",
         "protected_victims", "repeat_kills", "ineffective_kills", "extra_kills",
-        "workload_completed", "completion_s", "sim_s", "wall_s", "events", "trace_sha256"]
+        "workload_completed", "completion_s", "progress_min10", "thrash_s", "thrash_start_s",
+        "thrash_to_kill_s", "refaults", "psi_some_s", "psi_full_s", "psi_full_avg10_max",
+        "sim_s", "wall_s", "events", "trace_sha256"]

@@ -275,7 +275,7 @@ def test_write_report_files(tmp_path):
     assert "### wl-a" in md and "### wl-b" in md and "Against mainline" in md
     assert "*Who dies?*" in md
     assert "| first victim (share of runs with a kill) | first victim right |" in md
-    assert "| rmap | 4 | 0 | 0 % | 0 % | 0 % | hog (75 %) | 75 % |" in md
+    assert "| rmap | 4 | 0 | 0 % | 0 % | 0 % | 0 % | - | - | hog (75 %) |" in md
     # rmap vs mainline, stuck: p = 2/70 = 0.029 < 0.05, but 0.057 after Holm over 2 tests
     assert "| rmap | 0 % vs 100 % | -100 pp | 0.029 | 0.057 |" in md
     assert "stuck rate: 2 of 2 before, 0 after" in md

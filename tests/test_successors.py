@@ -290,15 +290,16 @@ def test_meminfo_of_a_fresh_64mb_box():
     assert p.meminfo(k) == (15744, 14941, 0, 0)
 
 
-def test_full_avg10_folds_two_second_periods():
-    # a period of 2 s all "full": avg10 = 2048 * (2048 - 1677) / 2048 = 371 -> 18.115 %;
-    # then an idle period: 371 * 1677 / 2048 = 303 -> 14.795 %
+def test_oomd_reads_the_engines_full_avg10():
+    # The daemon keeps no PSI of its own: it reads k.psi as /proc/pressure/memory.  Task 99
+    # alone stalls FULL for 1.002 s: at 2.004 s (PSI_FREQ, HZ 250) full avg10 = 9.05 %.
     p, k = machine("psi_userspace", daemon="oomd")
-    p.full_by_period[0] = 2 * SEC
-    k.now = 2 * SEC
-    assert p.full_avg10_percent(k) == pytest.approx(100 * 371 / 2048)
-    k.now = 4 * SEC
-    assert p.full_avg10_percent(k) == pytest.approx(100 * 303 / 2048)
+    k.psi.wake(0, 99)
+    k.psi.memstall_enter(0, 99)
+    k.psi.memstall_leave(1_002_000, 99)
+    k.now = 2_004_000
+    assert p.full_avg10_percent(k) == 9.05
+    assert not hasattr(p, "full_by_period") and "memstall" not in type(p).__dict__
 
 
 def test_earlyoom_kills_before_the_kernel_on_tiny():
@@ -311,16 +312,33 @@ def test_earlyoom_kills_before_the_kernel_on_tiny():
 
 
 def test_lmkd_psi_triggers():
-    # window 1 s; "some" fires at 70 ms = 7 jiffies of stall, "full" at 700 ms = 70 jiffies;
-    # a trigger fires at most once per window
+    # window 1 s, polled every 100 ms (PSI_POLL: reading it leaves the averages alone);
+    # "some" fires at 70 ms of stall within the window, "full" at 700 ms; a trigger fires at
+    # most once per window.  Task 99 stalls FULL (alone on the CPU) from 9 s on.
     p, k = machine("psi_userspace", daemon="lmkd")
-    k.now = 10 * SEC
-    for i in range(69):                                      # 690 ms of full stall
-        p.samples.append((k.now - i * 10_000, 1, 1))
-    p._check_triggers(k, k.now)
+    k.psi.wake(0, 99)
+    k.psi.memstall_enter(9 * SEC, 99)
+
+    def poll(t):
+        k.now = t
+        p._psi_poll(k)
+
+    poll(9 * SEC)
+    assert p.psi_events == []
+    poll(9 * SEC + 100_000)                                  # 100 ms >= 70 ms: partial
     assert p.psi_events == ["some"]
-    p.samples.append((k.now, 1, 1))                          # 700 ms
-    p._check_triggers(k, k.now)
+    for i in range(2, 7):
+        poll(9 * SEC + i * 100_000)
+    assert p.psi_events == ["some"]                          # 600 ms < 700 ms
+    poll(9 * SEC + 700_000)
     assert p.psi_events == ["some", "full"]
-    p._check_triggers(k, k.now + 500_000)                    # same window: no new events
+    poll(9 * SEC + 800_000)                                  # same window: nothing new
     assert p.psi_events == ["some", "full"]
+    poll(10 * SEC + 100_000)                                 # a window after "some" fired
+    assert p.psi_events == ["some", "full", "some"]
+    from harness.psi import MemPSI                           # polls left the averages alone
+    q = MemPSI()
+    q.wake(0, 99)
+    q.memstall_enter(9 * SEC, 99)
+    q._advance(k.now)
+    assert (k.psi.avg, k.psi.total) == (q.avg, q.total) and q.avg[1][0] > 0
