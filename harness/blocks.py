@@ -148,13 +148,14 @@ def start_dirty_writeback(k, cz: int, n: int) -> int:
 class ReclaimRound:
     """What one ``try_to_free_pages`` call did: pages freed, cost, first freed zone."""
 
-    __slots__ = ("freed", "first_zone", "scanned", "wait_until")
+    __slots__ = ("freed", "first_zone", "scanned", "wait_until", "direct")
 
     def __init__(self):
         self.freed = 0
         self.first_zone = None
         self.scanned = 0
         self.wait_until = 0
+        self.direct = True           # direct reclaim (not kswapd): the modern LRU's early stop
 
 
 def shrink_cache(k, rr: ReclaimRound, cz: int, gfp: int, nr: int, max_scan: int):

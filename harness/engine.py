@@ -80,4 +80,5 @@ class Kernel(Model, Scheduler):
         self.goal_tasks = 0
         self.goal_done = 0
         self.refaults = 0            # file pages read back after eviction (workingset_refault_file)
+        self.lru = None              # the modern models' file LRU (harness.lru), set by their reset
         self._reserve_boot()

@@ -262,10 +262,28 @@ def ensure_text(k, task):
                 continue
             fault_kill(k, task)
         got = req.pages
+        lru = k.lru
+        if lru is None:                   # the 2.4 models: no LRU of their own here
+            k.assign(req, "mapped", f.mapped)
+            k.touch_file(f)
+            done = k.disk_io(got)
+            yield (DWAIT, done)
+            continue
+        zones = list(req.got)
         k.assign(req, "mapped", f.mapped)
         k.touch_file(f)
+        # add_to_page_cache_lru: refault detection, the pages locked until read
+        lock, stall = lru.add(f, zones, "fault")
         done = k.disk_io(got)
-        yield (DWAIT, done)
+        lru.unlock_at(lock, done)
+        if stall:                         # a page flagged workingset: a memory stall
+            k.memstall(task, True)
+            try:
+                yield (DWAIT, done)
+            finally:
+                k.memstall(task, False)
+        else:
+            yield (DWAIT, done)
 
 
 def compute(k, task, us: int, quantum_us: int = 10_000):
@@ -302,19 +320,26 @@ def compute(k, task, us: int, quantum_us: int = 10_000):
 def file_read(k, task, f, pages: int):
     """``generic_file_read``: cached pages are copied; missing ones allocated and read from disk."""
     k.touch_file(f)
+    lru = k.lru
     resident = f.resident
     miss = max(0, min(pages, f.size - resident))
     hit = pages - miss
     c = k.costs
     if hit:
+        if lru is not None:
+            lru.accessed(f, hit)          # mark_page_accessed on the pages copied
         yield (CPU, int(hit * 1), False)
         k.progress()
     while miss > 0:
         # one read-ahead window: allocate its pages (one page_cache_alloc each), then one request
         want = min(miss, READAHEAD_PAGES)
         batch = 0
+        lock = None
+        stall = False
         while batch < want:
             if k.fatal_pending(task):
+                if lock is not None:      # never read: plain cache pages, unlocked now
+                    lock[0] = False
                 return 0
             req = yield from alloc(k, task, M.GFP_HIGHUSER, 0, want - batch, True)
             got = req.pages
@@ -322,11 +347,29 @@ def file_read(k, task, f, pages: int):
                 if not batch:
                     return ENOMEM
                 break
-            k.assign(req, "clean", f.clean)
+            if lru is not None:
+                zones = list(req.got)
+                k.assign(req, "clean", f.clean)
+                lock, st = lru.add(f, zones, "read", lock)
+                stall = stall or st
+            else:
+                k.assign(req, "clean", f.clean)
             batch += got
         miss -= batch
         yield (CPU, int(batch * c.alloc_pass_us), False)
-        yield (DWAIT, k.disk_io(batch))
+        done = k.disk_io(batch)
+        if lru is None:
+            yield (DWAIT, done)
+            continue
+        lru.unlock_at(lock, done)
+        if stall:
+            k.memstall(task, True)
+            try:
+                yield (DWAIT, done)
+            finally:
+                k.memstall(task, False)
+        else:
+            yield (DWAIT, done)
     return 0
 
 
@@ -341,7 +384,12 @@ def file_write(k, task, f, pages: int):
         got = req.pages
         if not got:
             return ENOMEM
-        k.assign(req, "dirty", f.dirty)
+        if k.lru is not None:
+            zones = list(req.got)
+            k.assign(req, "dirty", f.dirty)
+            k.lru.add(f, zones, "write")
+        else:
+            k.assign(req, "dirty", f.dirty)
         f.size += got
         left -= got
         yield (CPU, int(got * k.costs.page_zero_us), True)

@@ -345,6 +345,8 @@ class Model:
             if z.free + z.used() != z.size:
                 raise AssertionError(
                     f"t={self.now}: zone {z.name}: free {z.free} + used {z.used()} != size {z.size}")
+        if self.lru is not None:
+            self.lru.check()
         if not 0 <= self.nr_swap_pages <= self.swap_total:
             raise AssertionError(f"swap pages {self.nr_swap_pages} out of range")
         # the engine's indexes of task states: runnable() and dstate

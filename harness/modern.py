@@ -22,9 +22,14 @@ Shared here:
   ``oom_badness`` counts, the "sacrifice child" of ``oom_kill_process``; the OOM lock
   (``try_set_zonelist_oom`` / ``mutex_trylock(&oom_lock)``).
 
-Departures: zones have no holes, so ``present_pages`` is the zone size; the file LRU is one
-list (no active/inactive split, no reference bits: text a runnable task executes is young and
-text a task asleep in D state is faulting in is locked, :func:`text_in_use`);
+The file LRU is :mod:`harness.lru`'s two lists (``shrink_active_list``,
+``page_check_references``, refault detection), one per run as ``k.lru``
+(:meth:`Modern.make_lru`; ``lru_rules`` and ``workingset_kernel`` choose the generation,
+2.6.36 here: no ``workingset.c``); :meth:`Modern.shrink_zones` hands it the file LRU's scan
+of each priority.
+
+Departures: zones have no holes, so ``present_pages`` is the zone size; the LRU's own
+departures are in :mod:`harness.lru` (one lruvec, counts in runs);
 ``wakeup_flusher_threads`` is left to kupdated; ``congestion_wait`` sleeps its whole timeout
 unless the disk is busy, when it ends with the disk's queue; kswapd is the shared 2.4-shaped
 loop around this reclaim (``balance_pgdat``'s own priority walk is not modelled); 2.4 GFP masks
@@ -41,6 +46,7 @@ from . import blocks as B
 from . import machine as M
 from . import replay
 from .engine import CPU, DWAIT, WAITQ, WaitQueue
+from .lru import ClassicLRU
 from .machine import PF_MEMALLOC, PF_MEMDIE, ZONE_HIGHMEM
 from .policy import COMMON_HOOKS, Base, Hook
 
@@ -127,7 +133,8 @@ def congestion_wait(k, timeout_jiffies: int):
 
 # ---------------------------------------------------------------------------- reclaim blocks
 def text_in_use(k, memo: dict) -> set:
-    """Program text ``shrink_page_list`` leaves mapped: text a runnable task is executing
+    """(The file-granular reclaim of before :mod:`harness.lru`; kept for a policy that
+    reclaims without ``k.lru``.)  Program text ``shrink_page_list`` leaves mapped: text a runnable task is executing
     (young ptes: ``page_referenced``), and text a task asleep in D state is faulting in (the
     pages under read are locked: ``trylock_page`` fails).  The engine counts a major fault's
     pages as mapped from the moment they are allocated; without the second rule reclaim could
@@ -261,7 +268,18 @@ class Modern(Base):
     MANAGED_PAGES = False
     WATERMARK_SCALE_FACTOR = None
 
+    #: the file LRU (harness.lru API): its class, the vmscan.c generation of its rules and the
+    #: workingset.c generation of its refault detection (None: no workingset.c, before 3.15)
+    LRU = ClassicLRU
+    lru_rules = "2.6.36"
+    workingset_kernel = None
+
+    def make_lru(self, k):
+        """The run's file LRU (``k.lru``): :attr:`LRU` with this class's generations."""
+        return self.LRU(k, self.lru_rules, self.workingset_kernel)
+
     def reset(self, k):
+        k.lru = self.make_lru(k)
         self.wm, self.reserve = self.setup_watermarks(k)
         self._thresholds = {}
         self.totalpages = totalram_pages(k) + k.swap_total
@@ -458,7 +476,18 @@ class Modern(Base):
             rr.freed += self.swapped_free
             left -= self.swapped_free
             self.swapped_free = 0
-        if scan_file:
+        if scan_file and k.lru is not None:
+            # the two-list file LRU (harness.lru): shrink_node's file part
+            got, n, lru_cost = k.lru.shrink(cz, prio, left, scan_file, gfp,
+                                            rr.direct)
+            scanned += n
+            cost += lru_cost - n * c.lru_scan_us      # (the scan is charged below)
+            if got:
+                rr.freed += got
+                left -= got
+                if rr.first_zone is None:
+                    rr.first_zone = cz
+        elif scan_file:
             before = rr.scanned
             left, mapped_seen = B.shrink_cache(k, rr, cz, gfp, left, scan_file)
             scanned += rr.scanned - before
@@ -500,6 +529,7 @@ class Modern(Base):
         """``do_try_to_free_pages``: priorities 12..0 until SWAP_CLUSTER_MAX pages are
         reclaimed.  Returns (pages reclaimed > 0, the round)."""
         rr = B.ReclaimRound()
+        rr.direct = task is not k.kswapd
         total = pending = 0
         if self.replay.noop_round and replay.nothing_to_reclaim(self, k, cz, gfp):
             # every pass would scan without freeing or changing anything: the arithmetic
@@ -533,6 +563,8 @@ class Modern(Base):
             yield from self.priority_nap(k, scanned, prio)
         if pending:
             yield (CPU, pending, False)
+        if k.lru is not None:
+            k.lru.end_round()                      # snapshot_refaults
         self.reclaim_cost[task.pid] = total
         B.note_reclaim(k, task, rr, rr.freed >= M.SWAP_CLUSTER_MAX, task is not k.kswapd)
         return rr.freed > 0, rr

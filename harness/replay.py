@@ -125,6 +125,8 @@ def nothing_to_reclaim(policy, k, cz: int, gfp: int) -> bool:
 def _nothing_to_reclaim(policy, k, cz: int, gfp: int) -> bool:
     zones = k.zones[: cz + 1]
     fs, swap = gfp & M.GFPF_FS, k.nr_swap_pages > 0
+    if k.lru is not None and k.lru.pages(cz):
+        return False                  # the two-list LRU: any scan changes it (harness.lru)
     mapped = False
     for z in zones:
         if z.clean or (fs and z.dirty) or (swap and z.anon):

@@ -14,6 +14,9 @@ Models (tree ``torvalds/linux`` v2.6.36; the watermarks, reserves, reclaim and t
   last pass at ``high``, no OOM for order > 3 or a classzone below NORMAL, ``out_of_memory``)
   and ``goto restart``; progress -> ``should_alloc_retry`` (always for order <= 3),
   ``congestion_wait(HZ/50)``, ``goto rebalance``.
+* ``mm/vmscan.c``: the two-list file LRU of 2.6.36 (:mod:`harness.lru`, ``lru_rules``
+  "2.6.36": ``inactive_file_is_low_global``, the VM_EXEC extra trip, ``page_check_references``;
+  no ``workingset.c`` -- that is 3.15 -- so refaults are plain reads).
 * ``mm/vmscan.c`` ``do_try_to_free_pages``: the base's, with ``congestion_wait(HZ/10)`` after
   each priority below 10 that scanned (the base's default ``priority_nap``).
 * ``mm/oom_kill.c``: ``oom_badness`` = (rss + page tables + swap entries) x 1000 / totalpages,

@@ -37,6 +37,11 @@ base's, :mod:`harness.modern`):
 * ``mm/vmscan.c``: the base's reclaim without the per-priority nap; the watermarks count
   ``managed_pages`` (no boot reservation), ``watermark_scale_factor`` 10.
 
+The file LRU: the 6.1 rules of :mod:`harness.lru` and :mod:`harness.workingset`
+(``lru_rules = workingset_kernel = "6.1"``), not 4.15's: 4.15 has no PG_workingset (4.20), so
+its refaults could never be memory stalls, and the real kernel this model is held against on
+the thrashing workloads is Debian 6.1 (``docs/thrashing.md``).  The OOM side stays 4.15.
+
 Departures: the engine has no ``mmap_sem``, so no task ever holds it for writing and the
 reaper's ``down_read_trylock`` (:meth:`OomReaper.mmap_sem_trylock`) succeeds at once.  The
 reaper's work costs ``pte_scan_us`` per page unmapped.  The engine's scheduler is a round robin
@@ -75,6 +80,9 @@ class OomReaper(Linux26):
 
     MANAGED_PAGES = True
     WATERMARK_SCALE_FACTOR = 10
+    # the file LRU and refault detection of 6.1 (see the module docstring, "The file LRU")
+    lru_rules = "6.1"
+    workingset_kernel = "6.1"
 
     def reset(self, k):
         super().reset(k)

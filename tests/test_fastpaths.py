@@ -51,7 +51,7 @@ def record(policy, w, debug=False):
 
 @pytest.mark.parametrize("name", ["oom_reaper", "psi_userspace", "kill_allocating",
                                   "linux26"])
-def test_replays_equal_the_plain_code(name):
+def test_replays_equal_the_plain_code(name, monkeypatch):
     cls = registry.get_policy(name)
     w = small_fork_bomb()
     plain_cls = plain_subclass(cls)
@@ -59,11 +59,20 @@ def test_replays_equal_the_plain_code(name):
     assert declared and all(": exact" in line or "overrides select_bad_process" in line
                             for line in declared)
     assert all(": plain path" in line for line in replay.describe(plain_cls))
+    rounds = []
+    noop_round = replay.noop_round
+
+    def counted(*a, **kw):
+        rounds.append(1)
+        return noop_round(*a, **kw)
+    monkeypatch.setattr(replay, "noop_round", counted)
     fast, kf = record(cls(), w)
+    used = len(rounds)
     plain, kp = record(plain_cls(), w)
     if name != "linux26":
-        reclaims = sum(1 for ev in kf.trace if ev[1] == "reclaim")
-        assert fast["kills"] > 20 and reclaims > 5_000   # the shortcuts were exercised
+        # the shortcuts were exercised: the badness scan at every kill, the no-op round
+        # (rounds with an empty file LRU: with harness.lru a scan of any page changes it)
+        assert fast["kills"] > 20 and used > 20 and len(rounds) == used
     else:
         assert fast["kills"] > 0
     assert fast == plain                                  # trace hash and events included
