@@ -77,7 +77,7 @@ Departures:
 from __future__ import annotations
 
 from . import machine as M
-from .blocks import ReclaimRound, note_reclaim
+from .blocks import ReclaimRound, lru_counts, note_reclaim
 from .engine import CPU
 from .modern import shrink_slab, swap_out_anon
 
@@ -259,15 +259,103 @@ def _low(f, cz: int):
 
 class MultiGenLRU:
     """The file generations of the one lruvec and what reclaim does with them on the engine's
-    files.  Per-run state: make one in the policy's ``reset``."""
+    files: ``k.lru`` of a policy that mixes in :class:`LruGenReclaim`, with the API of
+    :class:`harness.lru.ClassicLRU` (``add``, ``unlock_at``, ``accessed`` from the engine;
+    ``shrink``, ``end_round``, ``size``, ``pages``, ``check``), so it takes the classic
+    LRU's place.
+
+    Refaults (``lru_gen_eviction`` / ``lru_gen_refault``): an evicted batch leaves a shadow
+    holding ``min_seq`` at eviction (the token) with its file, oldest first; pages a fault or
+    read brings back take the oldest shadows (a fault: shadows first; a read: pages never read
+    first, as in :mod:`harness.lru`).  ``k.refaults`` counts every page read back, as the
+    classic LRU's does; a refault in a page fault whose token still equals ``min_seq`` gets
+    PG_workingset (``lru_gen_in_fault()``), so its read is a memory stall.  The read's pages
+    are locked while a task waits for them in D state (the engine's ``dstate``: locked pages
+    of program text are kept by eviction); ``unlock_at`` and ``accessed`` (tiers) do nothing."""
 
     def __init__(self, k, min_ttl_ms: int = 0):
+        self.k = k
+        self.shadows = {}         # file name -> [[min_seq at eviction, pages], ...] oldest first
         self.gens = Generations(k.now // M.JIFFY_US)
         self.min_ttl_j = -(-min_ttl_ms * M.HZ // 1000)        # msecs_to_jiffies
         self.seen = {}            # file name -> pages the generations hold for it
         self.walked = {}          # pid -> utime at the last walk (mm_state: the mm_list bit)
         self.need_aging = False   # scan_control.memcgs_need_aging (kswapd's current pass)
         self.synced = -1          # k.version at the last sync
+
+
+    # ---- the harness.lru API
+    def add(self, f, got, how: str, lock=None):
+        """``add_to_page_cache_lru`` -> ``lru_gen_refault`` and ``lru_gen_add_folio``: the
+        pages of a fault to the youngest generation, of a read or write to the oldest.
+        Returns (lock, stall)."""
+        n = sum(got)
+        if n <= 0:
+            return lock, False
+        stall = False
+        sh = self.shadows.get(f.name)
+        if sh and how != "write":
+            held = sum(x[1] for x in sh)
+            if how == "fault":
+                back = min(n, held)
+            else:                                     # never-read pages come first
+                never = max(0, f.size - (f.resident - n) - held)
+                back = min(held, max(0, n - never))
+            left = back
+            while left > 0 and sh:
+                seq, m = sh[0]
+                take = min(m, left)
+                if seq == self.gens.min_seq and how == "fault":
+                    stall = True                      # the token matches, in a fault
+                if take == m:
+                    sh.pop(0)
+                else:
+                    sh[0][1] = m - take
+                left -= take
+            self.k.refaults += back
+        self.gens.add(f.name, n, hot=how == "fault")
+        self.seen[f.name] = self.seen.get(f.name, 0) + n
+        return lock, stall
+
+    def unlock_at(self, lock, when: int):
+        """The read is done; locked text is the faulting task's D state here."""
+
+    def accessed(self, f, n: int):
+        """``folio_mark_accessed``: tiers are not modelled."""
+
+    def shrink(self, cz: int, prio: int, nr_to_reclaim: int, nr_scan: int, gfp: int,
+               direct: bool):
+        """``lru_gen_shrink_lruvec`` for a caller of the classic API (``nr_scan`` unused: MGLRU
+        scans ``total >> priority``).  Returns (freed, scanned, cost)."""
+        rr = ReclaimRound()
+        scanned, cost = self.shrink_lruvec(self.k, rr, cz, gfp, nr_to_reclaim, prio,
+                                           not direct)
+        return rr.freed, scanned, cost
+
+    def end_round(self):
+        """No ``snapshot_refaults`` (no refault feedback)."""
+
+    def pages(self, cz: int = 2) -> int:
+        c, d, w, m = lru_counts(self.k, cz)
+        return c + d + w + m
+
+    def size(self, cz: int = 2):
+        """(inactive, active) as ``lru_gen``'s compatibility counts: the two youngest
+        generations active, the rest inactive (of all zones: generations are not per zone)."""
+        g = self.gens
+        active = g.size(g.max_seq) + g.size(g.max_seq - 1)
+        return g.total() - active, active
+
+    def check(self):
+        """Every resident page of every file in exactly one generation."""
+        self.sync(self.k)
+        for name, f in self.k.files.items():
+            have = self.gens.held(name)
+            if have != f.resident:
+                raise AssertionError(f"lru_gen: file {name}: {f.resident} resident, {have} in "
+                                     "the generations")
+        if sum(self.gens.sizes.values()) != sum(sum(g.values()) for g in self.gens.pages.values()):
+            raise AssertionError("lru_gen: generation sizes out of step with their pages")
 
     # ---- what the engine did
     def sync(self, k):
@@ -402,6 +490,7 @@ class MultiGenLRU:
                 got, z = _free_clean(k, f, cz, n_c)
                 if got:
                     gens._take(seq, name, got)
+                    self.shadows.setdefault(name, []).append([seq, got])   # lru_gen_eviction
                     self.seen[name] = self.seen.get(name, 0) - got
                     freed += got
                     if first is None:
@@ -488,9 +577,13 @@ class LruGenReclaim:
     base's (kswapd is the shared loop around this; a pass that changes nothing is charged
     with the next one)."""
 
+    def make_lru(self, k):
+        """``k.lru``: the generations in the classic LRU's place."""
+        return MultiGenLRU(k, self.min_ttl_ms)
+
     def reset(self, k):
         super().reset(k)
-        self.lrugen = MultiGenLRU(k, self.min_ttl_ms)
+        self.lrugen = k.lru
 
     def _anon_pass(self, k, rr, cz: int, prio: int, left: int, file_scanned: int):
         """The base's anonymous part of a ``shrink_zones`` pass, and ``shrink_slab``.  Returns
