@@ -490,7 +490,11 @@ class MultiGenLRU:
                 got, z = _free_clean(k, f, cz, n_c)
                 if got:
                     gens._take(seq, name, got)
-                    self.shadows.setdefault(name, []).append([seq, got])   # lru_gen_eviction
+                    sh = self.shadows.setdefault(name, [])            # lru_gen_eviction
+                    if sh and sh[-1][0] == seq:
+                        sh[-1][1] += got          # one entry per token: same answer, fewer
+                    else:
+                        sh.append([seq, got])
                     self.seen[name] = self.seen.get(name, 0) - got
                     freed += got
                     if first is None:

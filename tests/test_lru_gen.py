@@ -354,3 +354,33 @@ def test_swap_thrash_swaps_in_and_no_24_killer_kills():
     for p in ("mainline", "mainline_akpm_fix", "morton", "rmap"):
         rec = runner.run_one(p, ALL["swap-thrash"], 0)
         assert rec["kills"] == 0 and rec["workload_completed"], p
+
+
+def test_lru_gen_refault_token_rule():
+    k, pol = _kernel()
+    lru = k.lru
+    assert lru is pol.lrugen                    # the generations are k.lru
+    text = k.file("prog", 100, ws=30)
+    _task(k, 22, text)
+    _cache(k, text, "mapped", 30)
+    lru.add(text, [0, 30, 0], "fault")          # (the engine calls add after assigning)
+    g = lru.gens
+    g.move("prog", 30, 3, 0)
+    _s, freed, _z = lru.evict_folios(k, 1, M.GFP_KERNEL, 32, young=set())
+    assert freed == 30 and lru.shadows["prog"] == [[0, 30]]
+    assert g.min_seq == 2                       # gens 0 and 1 emptied and dropped
+    # a fault brings 10 back: the token (min_seq 0 at eviction) no longer matches min_seq 2:
+    # counted as refaults, no PG_workingset, no memory stall
+    _cache(k, text, "mapped", 10)
+    r0 = k.refaults
+    assert lru.add(text, [0, 10, 0], "fault") == (None, False)
+    assert k.refaults - r0 == 10 and lru.shadows["prog"] == [[0, 20]]
+    # evicted while min_seq is 2 and faulted back at once: the token matches -> a stall
+    g.move("prog", 10, 3, 2)
+    _s, freed, _z = lru.evict_folios(k, 1, M.GFP_KERNEL, 32, young=set())
+    assert g.min_seq == 2 and lru.shadows["prog"] == [[0, 20], [2, 10]]
+    _cache(k, text, "mapped", 30)
+    assert lru.add(text, [0, 30, 0], "fault") == (None, True)
+    assert k.refaults - r0 == 40 and lru.shadows["prog"] == []
+    lru.check()
+    k.check_pages()
