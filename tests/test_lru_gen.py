@@ -18,8 +18,8 @@ from harness.machine import MachineSpec
 
 ALL = W.load_dir(registry.WORKLOAD_DIR)[0]
 POLICIES = sorted(registry.discover()[0])
-NEW = ["build-under-limit.ram_mb128", "build-under-limit.ram_mb48", "build-under-limit.ram_mb40",
-       "build-under-limit.ram_mb36", "swap-thrash"]
+NEW = ["build-under-limit.ram_mb128", "build-under-limit.ram_mb48", "build-under-limit.ram_mb36",
+       "swap-thrash"]
 
 
 # ---------------------------------------------------------------------------- generations
