@@ -68,9 +68,10 @@ Departures:
 * No tiers, no PID controller, no refault feedback (``lru_gen_refault``'s tier counters): a
   page read twice through a file descriptor is not protected; no Bloom filters (the walk
   visits exactly the mm's that ran).
-* The engine learns of page-cache pages added or freed outside reclaim only when reclaim
-  looks (:meth:`MultiGenLRU.sync`): placement is the same, since generations change only
-  inside reclaim.
+* The engine tells the generations of every page-cache page it adds through ``k.lru.add``
+  (the API of :mod:`harness.lru`, whose place this LRU takes); :meth:`MultiGenLRU.sync`
+  catches any other change of a file's resident count when reclaim looks (placement is the
+  same, since generations change only inside reclaim).
 * jiffies are the engine's (HZ 100); ``min_ttl_ms`` 1000 is 100 jiffies at HZ 100 as at
   HZ 250 (250), so the test is the same.
 """
