@@ -574,7 +574,8 @@ class LruGenReclaim:
     OomReaper)``); the class sets ``min_ttl_ms`` (a parameter: 0 = off).
 
     :meth:`try_to_free_pages` is 6.1 ``do_try_to_free_pages`` / ``balance_pgdat``: priorities
-    12..0; for kswapd each starts with ``kswapd_age_node`` -> :meth:`MultiGenLRU.age_node`
+    12..0; for kswapd each starts with the ``pgdat_balanced`` test (balanced: done) and
+    ``kswapd_age_node`` -> :meth:`MultiGenLRU.age_node`
     (and its ``out_of_memory()`` under ``mutex_trylock(&oom_lock)``); each then runs
     ``shrink_node``: :meth:`MultiGenLRU.shrink_lruvec` for file pages, the base's anonymous
     reclaim while there is free swap (``swappiness`` split, ``nr_saved_scan``) and
@@ -624,6 +625,8 @@ class LruGenReclaim:
         for prio in range(DEF_PRIORITY, -1, -1):
             ver = k.version
             if kswapd:
+                if not self.need_balance(k, cz):
+                    break                      # balance_pgdat: pgdat_balanced -> goto out
                 oom, cost = lru.age_node(k, prio, order)
                 pending += cost
                 if oom and self.take_oom_lock(k, task):           # mutex_trylock(&oom_lock)
