@@ -57,6 +57,10 @@ class Kernel(Model, Scheduler):
         self.dstate = {}             # pid -> task, for tasks in D state
         self.next_pid = 1             # pid 0 is the idle task; init is pid 1
         self.runq = deque()
+        # pid -> task put on a CPU since the multi-gen LRU's walk last cleared it: the
+        # context switch's lru_gen_use_mm (6.1 kernel/sched/core.c), which sets the mm's bit
+        # on the mm_list; harness.lru_gen reads and clears it
+        self.switched_in = {}
         self.cpus = [CPUState(i) for i in range(max(1, spec.cpus))]
         self.n_runnable = 0
         self.timers = []

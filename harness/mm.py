@@ -152,6 +152,85 @@ def fault_anon(k, task, pages: int, rate_us: float):
             yield (CPU, user_us, True)
 
 
+SWAP_CLUSTER_PAGES = 8     # 2.4 and 6.1 page_cluster = 3 on more than 16 MB: 8 pages a read
+
+
+def access_anon(k, task, pages: int, rate_us: float):
+    """Touch ``pages`` of the task's own anonymous memory again (a loop over a working set that
+    was faulted in before).  The touched pages are a uniform sample of the task's anonymous
+    pages -- resident, in the swap cache, or out on swap -- so each kind is met in proportion
+    to its count (pages are counts, ``model.md``).  Then, per kind:
+
+    * resident: the user's work only (``rate_us`` a page);
+    * in the swap cache (unmapped, its write still queued): a minor fault, ``do_swap_page``
+      finds it with ``lookup_swap_cache`` and maps it again (2.4 ``mm/memory.c``, 6.1
+      ``do_swap_page``);
+    * out on swap: a major fault, ``do_swap_page`` -> ``swapin_readahead`` (2.4; 6.1
+      ``swap_cluster_readahead``): allocate the pages (GFP_HIGHUSER, a user fault) and read
+      ``SWAP_CLUSTER_PAGES`` of them in one disk request, waiting in D state until it is done.
+
+    Departures: the swap slot is freed when its page comes back, as 6.1's
+    ``should_try_to_free_swap`` does for a write fault (2.4 keeps it in the swap cache until
+    swap is half full); readahead reads only pages the task will touch (no wasted reads).  A
+    failed allocation takes the i386 fault path, as :func:`fault_anon` does.
+    """
+    mm = task.mm
+    c = k.costs
+    resident = sum(mm.anon)
+    cached = sum(mm.swapc)
+    out = mm.swapped - cached
+    total = resident + cached + out
+    pages = min(pages, total)
+    if pages <= 0:
+        return
+    if pages >= total:
+        want_cached, want_out = cached, out
+    else:
+        want_cached = pages * cached // total
+        want_out = pages * out // total
+    user_us = int(pages * rate_us) if rate_us else 0
+    if want_cached:                           # minor faults on the swap cache
+        left = want_cached
+        for zi in range(3):
+            n = min(left, mm.swapc[zi])
+            if n:
+                mm.swapc[zi] -= n
+                mm.anon[zi] += n
+                k.move(zi, "swapc", "anon", n)
+                left -= n
+        mm.swapped -= want_cached
+        k.nr_swap_pages += want_cached
+        k.changed()
+        yield (CPU, int(want_cached * c.fault_us), False)
+    left = want_out
+    while left > 0:                           # major faults: read back from swap
+        if task.sigpending and k.fatal_pending(task):
+            return
+        out_now = mm.swapped - sum(mm.swapc)
+        if out_now <= 0:                      # the reaper freed our slots meanwhile
+            break
+        req = yield from alloc(k, task, M.GFP_HIGHUSER, 0,
+                               min(left, out_now, SWAP_CLUSTER_PAGES), True)
+        got = req.pages
+        if not got:
+            if task.pid == 1:
+                yield CMD_YIELD
+                continue
+            fault_kill(k, task)
+        if task.mm is not mm:                 # exited while allocating
+            return
+        k.assign(req, "anon", mm.anon)
+        got = min(got, mm.swapped - sum(mm.swapc))
+        mm.swapped -= got
+        k.nr_swap_pages += got
+        left -= got
+        k.changed()
+        yield (CPU, int(got * c.fault_us), False)
+        yield (DWAIT, k.disk_io(got))
+    if user_us:
+        yield (CPU, user_us, True)
+
+
 def ensure_text(k, task):
     """Before user code runs, its program's text working set must be mapped (minor or major faults).
 

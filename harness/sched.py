@@ -143,6 +143,7 @@ class Scheduler:
     def _dispatch(self, cpu: CPUState):
         t = self.runq.popleft()
         cpu.task = t
+        self.switched_in[t.pid] = t            # context_switch -> lru_gen_use_mm
         cpu.slice_left = max(t.boost_us, t.slice_len or self.costs.timeslice_us)
         t.slice_len = None
         psi = self.psi                        # psi_task_switch (a migration first, if any)

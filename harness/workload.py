@@ -113,7 +113,7 @@ RANGES = {
 }
 STEP_RANGE = {"compute_ms": "step.ms", "sleep_s": "step.s", "dwait_s": "step.s",
               "kernel_spin_s": "step.s", "mmap_mb": "step.mb", "munmap_mb": "step.mb",
-              "touch_mb": "step.mb"}
+              "touch_mb": "step.mb", "access_mb": "step.mb"}
 
 
 def _num(v) -> str:
@@ -166,6 +166,7 @@ STEPS = {
     "mmap_mb": (NUM, set()),
     "munmap_mb": (NUM, set()),
     "touch_mb": (NUM, {"us_per_page"}),
+    "access_mb": (NUM, {"us_per_page"}),         # touch own anonymous memory again (swap-in)
     "grow": (dict, set()),                       # {mb, cpu_ms, phases}
     "read": (str, {"mb", "kb", "on_fail"}),       # on_fail: "exit" (default) or "continue"
     "write": (str, {"mb", "kb", "on_fail"}),
@@ -311,7 +312,7 @@ def _check_script(path, prefix, script, templates):
         if kind in ("read", "write") and step.get("on_fail", "exit") not in ("exit", "continue"):
             raise WorkloadError(path, f"{key}.on_fail", "expected \"exit\" (the program gives up "
                                 "on -ENOMEM) or \"continue\" (it ignores the error)")
-        if kind == "touch_mb" and "us_per_page" in step:
+        if kind in ("touch_mb", "access_mb") and "us_per_page" in step:
             _check_num(path, f"{key}.us_per_page", step["us_per_page"], positive=True,
                        rng="step.us_per_page")
         if kind == "spawn":
@@ -983,6 +984,13 @@ class Builder:
             rate = draw(k, s.get("us_per_page", c.user_touch_us))
             nominal = self._fault_us(n, rate)
             yield from MMops.fault_anon(k, t, n, rate)
+        elif "access_mb" in s:
+            # the task's anonymous working set again: what swap_out took comes back from swap;
+            # nominal: every page resident, the user's work only
+            n = _pages(draw(k, s["access_mb"]))
+            rate = draw(k, s.get("us_per_page", c.user_touch_us))
+            nominal = int(n * rate)
+            yield from MMops.access_anon(k, t, n, rate)
         elif "grow" in s:
             g = s["grow"]
             n = _pages(draw(k, g["mb"]))

@@ -20,7 +20,7 @@ from harness.real import matrix, qemu, record
 from harness.real import policies as P
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = {"real-6.1": "oom_reaper", "real-6.1-mglru": "oom_reaper", "real-6.1-mglru-ttl": None,
+SHIPPED = {"real-6.1": "oom_reaper", "real-6.1-mglru": "oom_reaper", "real-6.1-mglru-ttl": "mglru_ttl",
            "real-6.12": "oom_reaper", "real-6.1-kill-allocating": "kill_allocating",
            "real-6.1-overcommit-never": "aa",
            "real-6.1-earlyoom": "psi_userspace[daemon=earlyoom]",
