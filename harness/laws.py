@@ -113,11 +113,25 @@ def check_dead(k):
                         f"pid {t.pid} ({t.name}) is dead and still holds {what}")
 
 
+def check_lru(k):
+    """The modern file LRU (``k.lru``, :mod:`harness.lru`) holds every resident file page
+    exactly once, and its list counts are right; O(runs + files).  Nothing to check for a
+    model without one (2.4)."""
+    lru = getattr(k, "lru", None)
+    if lru is None:
+        return
+    try:
+        lru.check()
+    except AssertionError as e:
+        raise LawBroken("page conservation", k.now, "none", str(e)) from None
+
+
 def check_all(k):
     """Every law: the end-of-run check."""
     check_zones(k)
     check_dead(k)
     check_owners(k)
+    check_lru(k)
 
 
 class Periodic:

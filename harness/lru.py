@@ -52,8 +52,10 @@ The mechanism (tree ``torvalds/linux``; ``rules`` picks the generation):
   pages are counts; mapped pages are program text, ``VM_EXEC``).
 * Referenced (``page_referenced`` / ``folio_referenced``).  A mapped page's ptes are young in
   every mm that ran user code since the page was last scanned: the engine's record of what
-  ran (``task.utime``), read at every reclaim pass (:meth:`ClassicLRU.refresh`), plus one
-  young pte from the faulting access.  The count is ``referenced_ptes``; scanning clears them.
+  ran (``task.utime``), read for a file's mappers whenever reclaim or a fault looks at its
+  pages (:meth:`ClassicLRU._update`; one epoch per reclaim pass, :meth:`ClassicLRU.refresh`),
+  plus one young pte from the faulting access (the access that faulted completes when the
+  task runs).  The count is ``referenced_ptes``; scanning clears them.
 * ``shrink_active_list``: a referenced page of a ``VM_EXEC`` file mapping "gets one more trip
   around the active list"; every other page is deactivated (``ClearPageActive``; 4.20+ and
   6.1 ``SetPageWorkingset``) to the head of the inactive list.
@@ -146,8 +148,9 @@ class ClassicLRU:
         self.ran = {}                              # id(mm) -> epoch at which it last ran
         self.last_utime = {}                       # pid -> utime at the last refresh
         self.mappers = {}                          # id(f) -> ids of the mms mapping it
-        self._tasks_key = None                     # (what refresh's task list was built for)
-        self._tasks = []
+        self._seen_pid = 1                         # tasks below this pid are indexed
+        self._tasks_of = {}                        # id(f) -> live tasks with f as text
+        self._checked = {}                         # id(f) -> epoch of its last _update
         self.noexec = set()                        # ids of files mapped without VM_EXEC
         self.snap_refaults = 0                     # lruvec->refaults (snapshot_refaults)
         self.activate_count = 0                    # WORKINGSET_ACTIVATE(_FILE)
@@ -209,35 +212,52 @@ class ClassicLRU:
 
     # ------------------------------------------------------------------ referenced
     def refresh(self):
-        """Read the engine's record of what ran: a mm some task of which gained user time since
-        the last refresh ran, so its ptes are young for every page not scanned since."""
-        k = self.k
+        """A reclaim pass begins: a new epoch.  Which mms ran since a file was last looked at
+        is read when its pages are (:meth:`_update`): the same answers as reading every task
+        now, at the cost of the mappings reclaim actually walks."""
         self.epoch += 1
+        k = self.k
+        if self._seen_pid != k.next_pid:
+            by_pid = k.by_pid
+            tasks_of = self._tasks_of
+            for pid in range(self._seen_pid, k.next_pid):
+                t = by_pid.get(pid)
+                if t is not None and t.mm is not None and t.mm.text is not None:
+                    tasks_of.setdefault(id(t.mm.text), []).append(t)
+                    self._checked.pop(id(t.mm.text), None)
+            self._seen_pid = k.next_pid
+
+    def _update(self, f):
+        """The engine's record of what ran, for the tasks mapping ``f``: a mm some task of
+        which gained user time since ``f`` was last looked at ran since then (its ptes of
+        ``f`` are young for every page scanned before)."""
+        fid = id(f)
         e = self.epoch
-        key = (k.next_pid, len(k.live), k.state_epoch)
-        if key != self._tasks_key:
-            # the tasks with program text mapped and who maps what: rebuilt when tasks
-            # come, go or change state (an mm is dropped at exit, the reaper unmaps text)
-            self._tasks_key = key
-            tasks = []
-            mappers = {}
-            for t in k.live.values():
-                mm = t.mm
-                if mm is None or mm.text is None:
-                    continue
-                tasks.append((t, id(mm)))
-                lst = mappers.setdefault(id(mm.text), [])
-                if id(mm) not in lst:
-                    lst.append(id(mm))
-            self._tasks = tasks
-            self.mappers = mappers
+        if self._checked.get(fid) == e:
+            return
+        self._checked[fid] = e
+        tasks = self._tasks_of.get(fid)
+        if not tasks:
+            self.mappers[fid] = ()
+            return
         last = self.last_utime
         ran = self.ran
-        for t, m in self._tasks:
+        alive = []
+        mms = {}                                      # (a dict: ordered, no duplicates)
+        for t in tasks:
+            mm = t.mm
+            if mm is None or mm.text is not f:        # exited, or its text unmapped
+                continue
+            alive.append(t)
+            m = id(mm)
             u = t.utime
             if last.get(t.pid, 0) != u:
                 last[t.pid] = u
                 ran[m] = e
+            mms[m] = None
+        if len(alive) != len(tasks):
+            self._tasks_of[fid] = alive
+        self.mappers[fid] = tuple(mms)
 
     def referenced_ptes(self, r: Run) -> int:
         """``page_referenced``'s count for a mapped page of run ``r`` (0, 1 or 2 = "more")."""
@@ -372,6 +392,7 @@ class ClassicLRU:
         stall = False
         # zones of the pages: in the order the allocator filled them (highest zone first)
         zones = [(zi, got[zi]) for zi in (2, 1, 0) if got[zi]]
+        self._update(f)                 # what ran before the fault is not a reference to it
         epoch = self.epoch
         taken = sum(p for p, _, _ in plan)
         if n > taken:
@@ -537,6 +558,7 @@ class ClassicLRU:
         set_ws = WORKINGSET if self.rules == "6.1" else 0
         rotate, deact = [], []
         mappers, ran, noexec = self.mappers, self.ran, self.noexec
+        checked = self._checked
         for r in self._isolate(ACTIVE, cz, nr):
             n = r.n
             scanned += n
@@ -545,6 +567,8 @@ class ClassicLRU:
                 continue
             f = r.f
             zi = r.zi
+            if checked.get(id(f)) != e:
+                self._update(f)
             mapped = f.mapped[zi]
             if mapped and mapped + f.clean[zi] + f.dirty[zi] + f.wb[zi] != mapped:
                 mapped = self._apportion(f, zi, n)[0]
@@ -594,6 +618,7 @@ class ClassicLRU:
         e = self.epoch
         keep, activate = [], []
         mappers, ran, noexec = self.mappers, self.ran, self.noexec
+        checked = self._checked
         evict = self._evict
         for r in self._isolate(INACTIVE, cz, nr):
             n = r.n
@@ -602,6 +627,8 @@ class ClassicLRU:
                 keep.append(r)
                 continue
             f, zi = r.f, r.zi
+            if checked.get(id(f)) != e:
+                self._update(f)
             m0 = f.mapped[zi]
             if m0 and m0 + f.clean[zi] + f.dirty[zi] + f.wb[zi] == m0:
                 mapped, clean, dirty, wb = n, 0, 0, 0        # all text: the usual case

@@ -111,10 +111,12 @@ def plan(policy) -> Plan:
 # ---------------------------------------------------------------------------- noop_round
 def nothing_to_reclaim(policy, k, cz: int, gfp: int) -> bool:
     """No clean or (for ``__GFP_FS``) dirty cache, no text that could be unmapped, no
-    dentry cache, no swap to write to: a reclaim pass can only scan.  (Remembered until
-    the machine changes.)"""
+    dentry cache, no swap to write to: a reclaim pass can only scan.  With the modern file
+    LRU (``k.lru``): no dentry cache, no swap, and no priority of the round would hand the
+    LRU a page to scan (:func:`lru_round_idle`; a scan of any page changes the LRU).
+    (Remembered until the machine or the saved scan changes.)"""
     p = policy.replay
-    key = (k.version, k.state_epoch, cz, gfp & M.GFPF_FS)
+    key = (k.version, k.state_epoch, cz, gfp & M.GFPF_FS, policy.saved_scan[1])
     if p.nothing_key == key:
         return p.nothing
     p.nothing_key = key
@@ -125,8 +127,12 @@ def nothing_to_reclaim(policy, k, cz: int, gfp: int) -> bool:
 def _nothing_to_reclaim(policy, k, cz: int, gfp: int) -> bool:
     zones = k.zones[: cz + 1]
     fs, swap = gfp & M.GFPF_FS, k.nr_swap_pages > 0
-    if k.lru is not None and k.lru.pages(cz):
-        return False                  # the two-list LRU: any scan changes it (harness.lru)
+    if k.lru is not None:
+        if swap and any(z.anon for z in zones):
+            return False
+        if any(z.dcache for z in k.zones):
+            return False
+        return lru_round_idle(policy.file_lru(k, cz), policy.saved_scan[1])
     mapped = False
     for z in zones:
         if z.clean or (fs and z.dirty) or (swap and z.anon):
@@ -142,6 +148,17 @@ def _nothing_to_reclaim(policy, k, cz: int, gfp: int) -> bool:
             if f.mappers and any(f.mapped[: cz + 1]) and not (
                     id(f) in busy if busy is not None else k.text_in_use(f, dstate=True)):
                 return False
+    return True
+
+
+def lru_round_idle(file_pages: int, saved: int) -> bool:
+    """With ``k.lru``: the 13 priorities of a round, from the file LRU's saved scan
+    ``saved``, never reach SWAP_CLUSTER_MAX (``nr_scan_try_batch``), so no pass gives the
+    LRU anything to scan.  (Only without swap: :func:`_nothing_to_reclaim` asks first.)"""
+    for prio in range(12, -1, -1):
+        saved += file_pages >> prio
+        if saved >= M.SWAP_CLUSTER_MAX:
+            return False
     return True
 
 
@@ -191,6 +208,7 @@ def noop_retries(policy, k, req, loops):
 
     noop_rounds = self.replay.noop_rounds
     reclaim_cost, pid = self.reclaim_cost, task.pid
+    lru = k.lru is not None and file_pages > 0     # rounds stay no-ops only while idle
     s0 = s1 = 0                 # nr_saved_scan as the current round found it
 
     def head():
@@ -208,7 +226,8 @@ def noop_retries(policy, k, req, loops):
     def boundary():
         nonlocal loops, total, s0, s1
         if (k.version != version or loops >= MAX_RECLAIM_RETRIES
-                or (saved_scan[0] == s0 and saved_scan[1] == s1)):
+                or (saved_scan[0] == s0 and saved_scan[1] == s1)
+                or (lru and not lru_round_idle(file_pages, saved_scan[1]))):
             return None
         reclaim_cost[pid] = total
         if k.trace_on:
@@ -238,6 +257,8 @@ def noop_retries(policy, k, req, loops):
         ended = total
         trace = k.trace if k.trace_on else None
         while loops < MAX_RECLAIM_RETRIES and (saved_scan[0] != s0 or saved_scan[1] != s1):
+            if lru and not lru_round_idle(file_pages, saved_scan[1]):
+                break
             hit = noop_rounds.get((file_pages, saved_scan[1], cz))
             if hit is None or now + spent + hit[0] >= limit:
                 break

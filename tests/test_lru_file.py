@@ -37,6 +37,7 @@ def mapper(k, f, pid):
     t = Task(pid, f"t{pid}", mm=MM(10, f))
     f.mappers += 1
     k.live[pid] = t
+    k.by_pid[pid] = t
     k.next_pid = max(k.next_pid, pid + 1)
     return t
 
@@ -282,3 +283,23 @@ def test_2_4_traces_did_not_move(cell):
     policy, workload, seed = cell
     rec = runner.run_one(policy, workload, seed)
     assert rec["trace_sha256"] == PINNED_24[cell]
+
+
+def test_mark_page_accessed_references_then_activates_read_pages():
+    """``mark_page_accessed``: an inactive page gets PG_referenced at the first access and is
+    activated (PG_referenced cleared, the non-resident age advanced) at the second."""
+    k = machine()
+    f = k.file("data", 64)
+    f.clean[NORMAL] = 64
+    k.zones[NORMAL].clean += 64
+    k.zones[NORMAL].free -= 64
+    k.lru._push(INACTIVE, f, NORMAL, 64, 0, 0)
+    age = k.lru.ws.lruvec.nonresident_age
+    k.lru.accessed(f, 40)
+    assert on_list(k, INACTIVE, f) == 64
+    assert sum(r.n for r in k.lru.lists[INACTIVE] if r.flags & REFERENCED) == 40
+    k.lru.accessed(f, 64)                  # 40 referenced ones activated, 24 referenced now
+    assert on_list(k, ACTIVE, f) == 40 and on_list(k, INACTIVE, f) == 24
+    assert not any(r.flags & REFERENCED for r in k.lru.lists[ACTIVE])
+    assert k.lru.ws.lruvec.nonresident_age == age + 40
+    k.lru.check()
