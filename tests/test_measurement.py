@@ -18,7 +18,9 @@ BEFORE = {
     ("mainline_2419", "dstate-victim", 0): ("livelock", True, False, 119.947536, 20, 1, "db"),
     ("rmap", "dstate-victim", 0): ("livelock", True, False, 1.000118, 24, 1, "db"),
     ("linux26", "init-alloc", 0): ("recovered", False, False, 4.2e-05, 1, 1, "hog"),
-    ("oom_reaper", "init-alloc", 0): ("recovered", False, False, 0.000586, 1, 1, "hog"),
+    # (0.000586 before the modern models' two-list file LRU, harness/lru.py, changed their
+    # reclaim: the longest stall is now 0.497 ms)
+    ("oom_reaper", "init-alloc", 0): ("recovered", False, False, 0.000497, 1, 1, "hog"),
 }
 
 
