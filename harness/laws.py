@@ -138,11 +138,11 @@ def check_measures(k):
     if not 0 <= tot["full"] <= tot["some"] <= k.now:
         raise LawBroken("PSI full <= some <= run time", k.now, "psi",
                         f"full {tot['full']} us, some {tot['some']} us, run {k.now} us")
-    for t, c, a in k.prog.windows(k.now):
-        if not 0 <= c <= a:
+    for t, c, a, q in k.prog.windows(k.now):
+        if not (0 <= c <= a and 0 <= q <= a):
             raise LawBroken("progress within 0..100 %", k.now, "progress",
-                            f"window ending {t / 1e6:g} s: {c} us of nominal work in {a} us "
-                            f"of goal-task time")
+                            f"window ending {t / 1e6:g} s: {c} us of nominal work and {q} us "
+                            f"queued for a CPU in {a} us of goal-task time")
 
 
 def check_all(k):

@@ -95,7 +95,7 @@ class Task:
                  "in_alloc_since", "spin_seen", "spin_ver", "killed_at", "sleep_token",
                  "oom_score_adj", "tpl", "cmd_user",
                  "boost_us", "send_val", "rep_per", "rep_total", "rep_ver", "iter_fn",
-                 "iter_many")
+                 "iter_many", "rq_since")
 
     def __init__(self, pid, name, *, role="bystander", parent=None, uid=0, euid=None, nice=0,
                  caps=(), mm=None, kthread=False, daemon=False, goal=False,
@@ -115,6 +115,7 @@ class Task:
         self.cmd_user = False
         self.slice_len = None        # timeslice override
         self.boost_us = 0            # CPU left of the OOM victim's 5*HZ ``counter`` boost
+        self.rq_since = None         # when it joined the run queue (waiting for a CPU), or None
         self.send_val = None         # value sent into the generator when it next resumes
         self.rep_per = 0             # REPEAT in progress: cost of one iteration,
         self.rep_total = 0           # ... total cost granted,

@@ -21,13 +21,22 @@ Definitions chosen where the issue leaves room:
   engine tracks a goal task's descendants as goal tasks).  Alive time outside any completed
   step -- a gap between steps, or a step still unfinished when the task exits or the run ends
   (a fault that never completed) -- earns no credit: it is time that produced nothing.
-- **Window progress.**  Pooled over the goal tasks: ``P(W) = sum credit(W) / sum alive(W)``,
-  the share of goal-task time in ``W`` that did nominal work.  One starved task among healthy
+- **Waiting for a CPU is not a lack of progress.**  Time a goal task spends runnable in the
+  run queue (:meth:`queued`, from the scheduler: from the moment it is queued to the moment it
+  is put on a CPU) is taken out of its alive time: twenty compile jobs sharing one CPU each
+  progress at 1/20 of their nominal rate, yet the machine is doing all the work it can -- that
+  is CPU contention, not thrashing.  What stays in is time on a CPU (direct reclaim, a fault)
+  and asleep (a disk read, a D wait), where memory pressure shows.  A step's credit is still
+  spread over its whole duration, queued parts included, so a window's credit may exceed its
+  queue-free alive time: the window's progress is capped at 100 %.
+- **Window progress.**  Pooled over the goal tasks: ``P(W) = min(1, sum credit(W) /
+  (sum alive(W) - sum queued(W)))``, the share of goal-task time in ``W`` that did nominal
+  work.  One starved task among healthy
   ones lowers ``P`` in proportion, it does not decide it alone.  ``W`` is ``window_s`` (10 s)
   long, ends on a grid of ``step_s`` (0.1 s), the first window ends ``window_s`` after time 0.
   A window with no goal task alive has no progress (it neither starts nor continues a stretch).
 - **Stretch.**  A maximal run of consecutive windows with ``P < 20 %`` (exactly:
-  ``5 * credit < alive``).  It starts at the end ``s`` of its first window and ends at the end
+  ``5 * credit < alive - queued``).  It starts at the end ``s`` of its first window and ends at the end
   ``e`` of the first window after it that is not below (or at the end of the run); its length
   is ``e - s``.  ``thrash_s`` is the longest length.
 - **Ended by a kill.**  A stretch that ended before the run did is ended by the last kill or
@@ -66,6 +75,7 @@ class Progress:
         self.start: dict = {}             # task -> when it started (tracked tasks)
         self.open: dict = {}              # task -> start of its current alive interval
         self.closed: list = []            # (a, z) alive intervals that ended
+        self.waits: list = []             # (a, z) run-queue waits inside alive intervals
         self.exited: set = set()
         self.kills: list[int] = []
 
@@ -91,6 +101,17 @@ class Progress:
     def resume(self, task, t_us: int) -> None:
         if task in self.start and task not in self.exited and task not in self.open:
             self.open[task] = t_us
+
+    def queued(self, task, a_us: int, z_us: int) -> None:
+        """``task`` waited in the run queue from ``a_us`` to ``z_us`` (the scheduler, when it
+        puts the task on a CPU).  Counted only inside the task's current alive interval."""
+        a0 = self.open.get(task)
+        if a0 is None:
+            return
+        if a_us < a0:
+            a_us = a0
+        if z_us > a_us:
+            self.waits.append((a_us, z_us))
 
     def kill(self, t_us: int) -> None:
         """An OOM kill (kernel or user-space killer) or a fault kill."""
@@ -134,15 +155,15 @@ class Progress:
         for a in self.open.values():
             yield a, t_end
 
-    def _alive(self, nb: int, t_end: int) -> list[int]:
-        """Alive us per grid bucket, pooled over the tasks: the partial buckets at an
-        interval's ends directly, the whole ones between through a difference array
-        (O(intervals + buckets))."""
+    def _alive(self, nb: int, t_end: int, intervals=None) -> list[int]:
+        """Alive us per grid bucket, pooled over the tasks (or the us of ``intervals``): the
+        partial buckets at an interval's ends directly, the whole ones between through a
+        difference array (O(intervals + buckets))."""
         alive = [0] * nb
         whole = [0] * (nb + 1)                  # +1 at the first whole bucket, -1 after the last
         step = self.step
         lim = nb * step
-        for a, z in self._intervals(t_end):
+        for a, z in (self._intervals(t_end) if intervals is None else intervals):
             if z > lim:
                 z = lim
             if a >= z:
@@ -163,20 +184,31 @@ class Progress:
         return alive
 
     def windows(self, t_end_us: int):
-        """``(window end us, credit us, alive us)`` of every full window up to ``t_end_us``."""
+        """``(window end us, credit us, alive us, queued us)`` of every full window up to
+        ``t_end_us`` (``queued``: the part of ``alive`` spent waiting for a CPU)."""
         step, n = self.step, self.window // self.step
         nb = t_end_us // step
         credit = (self.credit + [0] * nb)[:nb]
         alive = self._alive(nb, t_end_us)
-        c = a = 0
+        waits = self._alive(nb, t_end_us, self.waits)
+        c = a = q = 0
         for b in range(nb):
             c += credit[b]
             a += alive[b]
+            q += waits[b]
             if b >= n:
                 c -= credit[b - n]
                 a -= alive[b - n]
+                q -= waits[b - n]
             if b >= n - 1:
-                yield (b + 1) * step, c, a
+                yield (b + 1) * step, c, a, q
+
+    @staticmethod
+    def rate(c: int, a: int, q: int):
+        """A window's progress: credit over queue-free alive time, at most 1; None when no
+        goal task could work in it."""
+        w = a - q
+        return None if w <= 0 else min(1.0, c / w)
 
     def finish(self, t_end_us: int) -> dict:
         """The metrics columns: ``progress_min10``, ``thrash_s``, ``thrash_to_kill_s``,
@@ -184,10 +216,11 @@ class Progress:
         stretches = []                      # (s, e, ended before the run did)
         s = None
         lowest = None
-        for t, c, a in self.windows(t_end_us):
-            below = a > 0 and 5 * c < a
-            if a > 0:
-                p = c / a
+        for t, c, a, q in self.windows(t_end_us):
+            w = a - q
+            below = w > 0 and 5 * c < w
+            if w > 0:
+                p = min(1.0, c / w)
                 lowest = p if lowest is None else min(lowest, p)
             if below and s is None:
                 s = t

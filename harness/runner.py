@@ -148,7 +148,8 @@ def thrash_series(k, every_s: float = 1.0) -> dict:
     samples).  Lists of ``(t_s, value)``; about ten points per simulated second in all."""
     from .psi import load_str
     step = round(every_s * 1e6)
-    prog = [(t / 1e6, c / a) for t, c, a in k.prog.windows(k.now) if a > 0 and t % step == 0]
+    prog = [(t / 1e6, k.prog.rate(c, a, q)) for t, c, a, q in k.prog.windows(k.now)
+            if a > q and t % step == 0]
     psi = [(t / 1e6, float(load_str(v))) for t, v in k.psi.series]
     rates, last_t, last_n = [], None, 0
     for (t, *_), n in zip(k.samples, k.refault_samples):

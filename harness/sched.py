@@ -106,6 +106,7 @@ class Scheduler:
                 self.runq.appendleft(t)
             else:
                 self.runq.append(t)
+            t.rq_since = self.now
             self.n_runnable += 1
             self.changed()
             psi = self.psi                    # psi_enqueue, on the CPU it last ran on
@@ -143,6 +144,11 @@ class Scheduler:
     def _dispatch(self, cpu: CPUState):
         t = self.runq.popleft()
         cpu.task = t
+        since = t.rq_since
+        if since is not None:                  # its wait for a CPU is not a lack of progress
+            t.rq_since = None
+            if since < self.now:
+                self.prog.queued(t.pid, since, self.now)
         self.switched_in[t.pid] = t            # context_switch -> lru_gen_use_mm
         cpu.slice_left = max(t.boost_us, t.slice_len or self.costs.timeslice_us)
         t.slice_len = None
@@ -153,8 +159,10 @@ class Scheduler:
             psi.switch(self.now, cpu.idx, t.pid)
 
     def _preempt(self, cpu: CPUState, t: Task):
-        """``t`` leaves ``cpu`` still runnable (its timeslice is used up, or it yields)."""
+        """``t`` leaves ``cpu`` still runnable (its timeslice is used up, or it yields): back to
+        the run queue."""
         cpu.task = None
+        t.rq_since = self.now
         if t.pid in self.psi.ms:
             self.psi.switch(self.now, cpu.idx, None)
 
