@@ -27,7 +27,7 @@ Realised (each step means what ``harness.workload.Builder`` makes it mean):
 * ``dwait_s``: a read from a FUSE file served by the runner, answered only when the wait is
   over; after a fatal signal the kernel waits for the answer uninterruptibly (csrc/vmreal.c).
 
-Not realised, :class:`NotRealisable` says which and why: ``kernel_spin_s``,
+Not realised, :class:`NotRealisable` says which and why: ``kernel_spin_s``, ``access_mb``,
 ``dwait_io``, ``kalloc``, ``[[irq]]``, an ``[init] script``, ``age_s``/``cpu_s``, capabilities
 of a non-root task, ``euid`` different from ``uid``.
 
@@ -228,8 +228,10 @@ class _Compiler:
             us = self.draw(s["dwait_s"]) * 1e6
             self.op(t, "dwait", self.us(us))
             return us
-        if kind in ("kernel_spin_s", "dwait_io", "kalloc"):
-            why = {"kernel_spin_s": "a task looping inside the kernel deaf to signals needs a "
+        if kind in ("kernel_spin_s", "dwait_io", "kalloc", "access_mb"):
+            why = {"access_mb": "the runner has no op that re-touches a task's own anonymous "
+                                "memory yet (csrc/vmreal.c)",
+                   "kernel_spin_s": "a task looping inside the kernel deaf to signals needs a "
                                     "kernel module",
                    "dwait_io": "an I/O path that must allocate kernel memory first needs a "
                                "kernel module",
