@@ -277,14 +277,22 @@ def ensure_text(k, task):
         lock, stall = lru.add(f, zones, "fault")
         done = k.disk_io(got)
         lru.unlock_at(lock, done)
-        if stall:                         # a page flagged workingset: a memory stall
-            k.memstall(task, True)
-            try:
-                yield (DWAIT, done)
-            finally:
-                k.memstall(task, False)
-        else:
-            yield (DWAIT, done)
+        yield from read_wait(k, task, done, stall)
+
+
+def read_wait(k, task, done: int, stall: bool):
+    """Wait for a page-cache read to complete at ``done``: a memory stall when the pages read
+    back were flagged workingset (6.1 ``mm/filemap.c`` ``folio_wait_bit_common``:
+    ``!folio_test_uptodate && folio_test_workingset`` -> ``psi_memstall_enter``), else a plain
+    I/O wait."""
+    if not stall:
+        yield (DWAIT, done)
+        return
+    k.memstall(task, True)
+    try:
+        yield (DWAIT, done)
+    finally:
+        k.memstall(task, False)
 
 
 def compute(k, task, us: int, quantum_us: int = 10_000):
@@ -363,14 +371,7 @@ def file_read(k, task, f, pages: int):
             yield (DWAIT, done)
             continue
         lru.unlock_at(lock, done)
-        if stall:
-            k.memstall(task, True)
-            try:
-                yield (DWAIT, done)
-            finally:
-                k.memstall(task, False)
-        else:
-            yield (DWAIT, done)
+        yield from read_wait(k, task, done, stall)
     return 0
 
 
