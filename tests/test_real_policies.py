@@ -209,6 +209,25 @@ def test_cache_key_depends_on_what_of_the_policy_file_a_run_uses(tmp_path, monke
     assert not keys('description = "a"\n[sysctl]\n"vm.oom_kill_allocating_task" = 1\n') & base
 
 
+def test_a_cached_run_is_held_against_todays_model(tmp_path, monkeypatch):
+    """The model is not in the key, so a run cached before the file named a new model is
+    read back with the new one (and nothing is run)."""
+    monkeypatch.setattr(matrix, "kernel_id", lambda pol: "linux-image-x 1")
+    w = W.load(ROOT / "workloads" / "tiny.toml")
+    (tmp_path / "a.toml").write_text('description = "a"\nmodels = ""\n')
+    old = matrix.make_cells([P.load(tmp_path / "a.toml")], [w], [0], 0.1, 10)[0][0]
+    cache = tmp_path / "cache"
+    path = cache / old.key[:2] / f"{old.key}.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"policy": "a", "workload": "tiny", "seed": 0, "status": "ok",
+                                "model": None}))
+    (tmp_path / "a.toml").write_text('description = "a"\nmodels = "aa"\n')
+    new = matrix.make_cells([P.load(tmp_path / "a.toml")], [w], [0], 0.1, 10)[0]
+    assert new[0].key == old.key
+    recs = matrix.run_matrix(new, jobs=1, cache_dir=cache, progress=False)
+    assert [r["model"] for r in recs] == ["aa"]
+
+
 def test_a_kernel_not_fetched_is_a_skip_line(monkeypatch, tmp_path):
     monkeypatch.setattr(matrix, "kernel_id", lambda pol: None)
     (tmp_path / "k.toml").write_text('description = "k"\nkernel = "linux-image-7-amd64"\n')

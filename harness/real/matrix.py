@@ -133,7 +133,10 @@ def run_matrix(cells, *, jobs=None, cache_dir=CACHE, out_dir=None, progress=True
             continue
         if p.exists():
             try:
-                records[c.key] = dict(json.loads(p.read_text()), _cached=True)
+                rec = dict(json.loads(p.read_text()), _cached=True)
+                # the model is the report's, not the run's (not in the key): today's file's
+                rec["model"] = c.policy.model_label
+                records[c.key] = rec
                 continue
             except ValueError:
                 pass
