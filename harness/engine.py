@@ -75,5 +75,4 @@ class Kernel(Model, Scheduler):
         self.samples = []            # (t_us, free per zone...)
         self.goal_tasks = 0
         self.goal_done = 0
-        self.refaults = 0            # file pages read back after eviction (workingset_refault_file)
         self._reserve_boot()
