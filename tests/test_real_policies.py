@@ -382,12 +382,16 @@ def _no_leftovers():
 def _start_real(out, workload, seeds):
     """``python -m harness real`` of real-6.1 in a session of its own (the terminal's Ctrl-C
     is the test's signal)."""
+    import signal
     import sys
     cmd = [sys.executable, "-m", "harness", "real", "--policies", "real-6.1", "--workloads",
            workload, "--seeds", str(seeds), "--jobs", "1", "--no-progress", "--no-report",
            "--out", str(out)]
+    # a terminal's foreground job has SIGINT at its default whatever started this test (a job
+    # started with & by a non-interactive shell inherits SIGINT ignored, and Python keeps it so)
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 @vm
