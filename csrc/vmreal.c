@@ -7,7 +7,8 @@
  * The plan (written by harness/real/plan.py) is one line per task and per operation; every
  * random value was drawn by the compiler, so the runner only executes.  Format:
  *   vmreal-plan 1
- *   tasks N | limit_us U | watchdog_us U | quantum_us U     (workload/seed/time_scale: informative)
+ *   tasks N | limit_us U | watchdog_us U | quantum_us U | sample_us U | measure ID
+ *                                             (workload/seed/time_scale: informative)
  *   task ID NAME ROLE START_US GOAL AUTOSTART DAEMON UID NICE OOM_SCORE_ADJ IGNORE_SIGTERM PARENT
  *   op ID OP ARGS...     every op follows its task's line, in order:
  *     text FILE KB WS_KB | reserve KB | mmap KB | munmap KB | touch KB | grow KB CPU_US PHASES |
@@ -30,6 +31,19 @@
  *   VMREAL <t_us> limit                               (after stop, unless done) the limit was reached
  *   VMREAL <t_us> stuck ID PID STATE SINCE_US         at the limit: a task inside one allocation for >= watchdog
  *   VMREAL <t_us> end REASON                          done | limit | signal
+ *   VMREAL <t_us> step ID PID K START_US RUNDELAY_US  a measured task (plan line 'measure ID')
+ *                                                     completed its op K (0-based), begun at
+ *                                                     START_US; RUNDELAY_US: the time it spent
+ *                                                     runnable but waiting for a CPU meanwhile
+ *                                                     (/proc/self/schedstat's run_delay)
+ *   VMREAL <t_us> wait ID PID START_US                a measured task waited for its children
+ *                                                     (spawn with wait, waitall, make) from START_US
+ *   VMREAL <t_us> psi SOME_TOTAL FULL_TOTAL SOME_AVG10 FULL_AVG10 REFAULT_FILE PGMAJFAULT
+ *                                                     every sample_us (plan; 0: never): the
+ *                                                     memory pressure (totals in us, averages in
+ *                                                     percent) and the counters of /proc/vmstat,
+ *                                                     or of the cgroup's memory.pressure and
+ *                                                     memory.stat with --cgroup; -1 if unreadable
  * t_us is CLOCK_MONOTONIC in microseconds.  If /dev/kmsg can be written, the runner first
  * writes "vmreal: clock <t_us>" there, so that the kernel log's timestamps (local_clock) can be
  * put on the same clock by whoever reads both.
@@ -74,7 +88,7 @@ struct op { int type; long a, b, c; int file; int list_off, list_len; };
 struct task {
     char name[64], role[16];
     long start_us;
-    int goal, autostart, daemon, uid, nice, oomadj, ignterm;
+    int goal, autostart, daemon, uid, nice, oomadj, ignterm, measure;
     int op_off, op_n, defined;
 };
 /* one per task, in a shared memfd: the runner and the parents read what the task wrote */
@@ -93,7 +107,7 @@ static int *lists;
 static int nlists, cap_lists;
 static char **files;
 static int nfiles;
-static long limit_us = 600000000L, watchdog_us = 12000000L, quantum_us = 1000;
+static long limit_us = 600000000L, watchdog_us = 12000000L, quantum_us = 1000, sample_us = 0;
 static struct slot *slots;
 static const char *plan_path, *data_dir;
 static int self_id = -1;
@@ -180,6 +194,14 @@ static void load_plan(const char *path) {
         } else if (!strcmp(tok, "quantum_us")) {
             quantum_us = atol(strtok_r(NULL, " \t\r\n", &save));
             if (quantum_us < 100) quantum_us = 100;
+        } else if (!strcmp(tok, "sample_us")) {
+            sample_us = atol(strtok_r(NULL, " \t\r\n", &save));
+        } else if (!strcmp(tok, "measure")) {
+            char *x = strtok_r(NULL, " \t\r\n", &save);
+            int id = x ? atoi(x) : -1;
+            if (id < 0 || id >= ntasks || !tasks[id].defined)
+                die("%s:%d: measure: no task %s defined above", path, lineno, x ? x : "(none)");
+            tasks[id].measure = 1;
         } else if (!strcmp(tok, "task")) {
             /* task ID NAME ROLE START_US GOAL AUTOSTART DAEMON UID NICE OOMADJ IGNTERM */
             char *a[12];
@@ -660,16 +682,33 @@ static int make(const struct op *o) {
     return failed ? 2 : 0;
 }
 
+/* the time this task has spent runnable, waiting for a CPU (kernel/sched/stats.h
+ * sched_info_dequeue: /proc/PID/schedstat's second field, ns); -1 if unreadable */
+static int64_t run_delay_us(void) {
+    static int fd = -2;
+    char buf[128];
+    if (fd == -2) fd = open("/proc/self/schedstat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    if (n <= 0) return -1;
+    buf[n] = 0;
+    unsigned long long run, delay;
+    if (sscanf(buf, "%llu %llu", &run, &delay) != 2) return -1;
+    return (int64_t)(delay / 1000);
+}
+
 static int run_ops(const struct task *t) {
     for (int k = 0; k < t->op_n; k++) {
         const struct op *o = &ops[t->op_off + k];
+        int64_t t0 = t->measure ? now_us() : 0, rd0 = t->measure ? run_delay_us() : 0;
         switch (o->type) {
         case OP_RESERVE:
             if (o->a > 0) new_region((o->a + 3) / 4);
             break;
         case OP_TEXT: {
             int fd = open_file(o->file, 0);
-            text_base = mmap(NULL, o->a * 1024L, PROT_READ, MAP_PRIVATE, fd, 0);
+            /* PROT_EXEC: the kernel sees program text (VM_EXEC), which reclaim treats apart */
+            text_base = mmap(NULL, o->a * 1024L, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
             if (text_base == MAP_FAILED) {
                 if (errno == ENOMEM) enomem_exit("mmap");
                 die("task %d: mmap text: %s", self_id, strerror(errno));
@@ -710,19 +749,39 @@ static int run_ops(const struct task *t) {
         case OP_SPAWN: {
             pid_t pid = start_task((int)o->a, 0);
             if (pid < 0) enomem_exit("fork");
-            if (o->b) wait_for(pid);
+            if (o->b) {
+                int64_t w0 = now_us();
+                if (t->measure) {         /* the fork is a step; the wait is its children's */
+                    int64_t rd = run_delay_us();
+                    emit("step %d %d %d %lld %lld", self_id, (int)getpid(), k, (long long)t0,
+                         (long long)(rd >= 0 && rd0 >= 0 ? rd - rd0 : 0));
+                }
+                wait_for(pid);
+                if (t->measure) emit("wait %d %d %lld", self_id, (int)getpid(), (long long)w0);
+                t0 = -1;
+            }
             break;
         }
         case OP_WAITALL:
             while (wait_any() != -1) {}
+            if (t->measure) emit("wait %d %d %lld", self_id, (int)getpid(), (long long)t0);
+            t0 = -1;
             break;
-        case OP_MAKE:
-            return make(o);
+        case OP_MAKE: {
+            int code = make(o);
+            if (t->measure) emit("wait %d %d %lld", self_id, (int)getpid(), (long long)t0);
+            return code;
+        }
         case OP_EXIT:
             return (int)o->a;
         case OP_DWAIT:
             dwait(o->a);
             break;
+        }
+        if (t->measure && t0 >= 0 && o->type != OP_EXIT) {
+            int64_t rd = run_delay_us();
+            emit("step %d %d %d %lld %lld", self_id, (int)getpid(), k, (long long)t0,
+                 (long long)(rd >= 0 && rd0 >= 0 ? rd - rd0 : 0));
         }
         reap_nohang();
     }
@@ -839,6 +898,47 @@ static char proc_state(pid_t pid) {
     return p && p[1] && p[2] ? p[2] : '?';
 }
 
+/* ---------------------------------------------------------------- sampling
+ * The machine's memory pressure and refault counters, read as a monitoring daemon reads them:
+ * kernel/sched/psi.c psi_show ("some avg10=A avg60=.. avg300=.. total=US" and "full ...") and
+ * mm/vmstat.c's workingset_refault_file and pgmajfault (in a cgroup: memory.pressure and
+ * memory.stat, mm/memcontrol.c memory_stat_format, the same names). */
+static char pressure_path[4200] = "/proc/pressure/memory", counters_path[4200] = "/proc/vmstat";
+
+static int read_text(const char *path, char *buf, size_t cap) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, cap - 1);
+    close(fd);
+    if (n < 0) return -1;
+    buf[n] = 0;
+    return (int)n;
+}
+
+static long long counter_of(const char *text, const char *name) {
+    size_t len = strlen(name);
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : p)
+        if (!strncmp(p, name, len) && p[len] == ' ') return atoll(p + len + 1);
+    return -1;
+}
+
+static void sample(void) {
+    static char buf[16384];
+    double sa = -1, fa = -1;
+    long long st = -1, ft = -1, refault = -1, major = -1;
+    if (read_text(pressure_path, buf, sizeof buf) > 0) {
+        const char *some = strstr(buf, "some "), *full = strstr(buf, "full ");
+        double a60, a300;
+        if (some) sscanf(some, "some avg10=%lf avg60=%lf avg300=%lf total=%lld", &sa, &a60, &a300, &st);
+        if (full) sscanf(full, "full avg10=%lf avg60=%lf avg300=%lf total=%lld", &fa, &a60, &a300, &ft);
+    }
+    if (read_text(counters_path, buf, sizeof buf) > 0) {
+        refault = counter_of(buf, "workingset_refault_file");
+        major = counter_of(buf, "pgmajfault");
+    }
+    emit("psi %lld %lld %.2f %.2f %lld %lld", st, ft, sa, fa, refault, major);
+}
+
 static int cmd_run(int argc, char **argv) {
     if (argc < 4) die("usage: vmreal run PLAN DATA_DIR [--cgroup PROCS_FILE] [--cpus LIST] [--limit-ms N]");
     plan_path = argv[2];
@@ -857,6 +957,10 @@ static int cmd_run(int argc, char **argv) {
         snprintf(pid, sizeof pid, "%d\n", (int)getpid());
         if (fd < 0 || write(fd, pid, strlen(pid)) < 0) die("cannot join cgroup %s: %s", cgroup, strerror(errno));
         close(fd);
+        const char *slash = strrchr(cgroup, '/');
+        int dir = slash ? (int)(slash - cgroup) : 0;
+        snprintf(pressure_path, sizeof pressure_path, "%.*s/memory.pressure", dir, cgroup);
+        snprintf(counters_path, sizeof counters_path, "%.*s/memory.stat", dir, cgroup);
     }
     if (cpus) {
         cpu_set_t set;
@@ -901,8 +1005,15 @@ static int cmd_run(int argc, char **argv) {
     const char *reason = "done";
     int ngoal = 0;
     for (int i = 0; i < ntasks; i++) ngoal += tasks[i].autostart && tasks[i].goal;
+    int64_t next_sample = t0;
     for (;;) {
         int64_t now = now_us(), next = t0 + limit_us;
+        if (sample_us > 0 && now >= next_sample) {
+            sample();
+            next_sample += sample_us;
+            if (next_sample <= now) next_sample = now + sample_us;
+        }
+        if (sample_us > 0 && next_sample < next) next = next_sample;
         for (int i = 0; i < ntasks; i++) {
             if (!tasks[i].autostart || started[i]) continue;
             int64_t at = t0 + tasks[i].start_us;
@@ -941,6 +1052,7 @@ static int cmd_run(int argc, char **argv) {
             break;
         }
     }
+    if (sample_us > 0) sample();
     emit("stop %s", reason);                  /* exits after this line are our kills */
     if (strcmp(reason, "done")) {
         emit("limit");

@@ -143,7 +143,20 @@ def _summary(ok: pd.DataFrame, n_all: int) -> dict:
         "stuck_share": float(stuck.mean()) if n else math.nan,
         "completion_rate": float(F.as_bool(ok["workload_completed"].fillna(False)).mean())
         if n else math.nan,
+        # thrashing (issue 9): the share of runs whose outcome it is, the median time from the
+        # start of the longest low-progress stretch to the kill that ended it, and the median
+        # highest PSI full avg10 (real: the guest's, sampled; sim: the engine's)
+        "thrashing_share": float((ok["outcome"] == "thrashing").mean()) if n else math.nan,
+        "thrash_to_kill_median_s": _median(ok, "thrash_to_kill_s"),
+        "psi_full_avg10_max_median": _median(ok, "psi_full_avg10_max"),
     }
+
+
+def _median(ok: pd.DataFrame, col: str) -> float:
+    if col not in ok.columns:
+        return math.nan
+    v = pd.to_numeric(ok[col], errors="coerce").dropna()
+    return float(v.median()) if len(v) else math.nan
 
 
 def table(real: pd.DataFrame, sim: pd.DataFrame) -> pd.DataFrame:
@@ -214,7 +227,7 @@ def agreement(tab: pd.DataFrame, roles: dict | None = None) -> pd.DataFrame:
         for a, b in pairs:
             if not a.runs_ok or not b.runs_ok:
                 rows.append({"workload": w, "real": a.pair, "model": b.model,
-                             "victims_agree": None, "roles_agree": None,
+                             "victims_agree": None, "roles_agree": None, "thrash_agrees": None,
                              "real_victim": a.first_victim_mode,
                              "sim_victim": b.first_victim_mode, "kills_ratio": math.nan,
                              "rank_real": None, "rank_sim": None, "same_rank": None})
@@ -230,6 +243,8 @@ def agreement(tab: pd.DataFrame, roles: dict | None = None) -> pd.DataFrame:
                          "roles_agree": role(a.first_victim_mode) == role(b.first_victim_mode)
                          if rw or a.first_victim_mode == "none" else None,
                          "real_victim": a.first_victim_mode, "sim_victim": b.first_victim_mode,
+                         # thrashing in most runs, or in few, on both sides
+                         "thrash_agrees": (a.thrashing_share > 0.5) == (b.thrashing_share > 0.5),
                          "kills_ratio": ratio, "rank_real": rk_r.get(a.pair),
                          "rank_sim": rk_s.get(a.pair),
                          "same_rank": (rk_r.get(a.pair) == rk_s.get(a.pair)
@@ -248,6 +263,7 @@ def _ranks(ttk: dict) -> dict:
 # ---------------------------------------------------------------------------- display
 HEADERS = ["source", "runs ok", "first victim (mode, share)", "kills/run", "wrong/run",
            "median time to kill [95 % CI] s", "stuck", "completed", "alloc failures/run",
+           "thrashing", "thrash to kill s (median)", "PSI full avg10 max % (median)",
            "cut at wall bound"]
 
 
@@ -274,12 +290,16 @@ def display(tw: pd.DataFrame) -> pd.DataFrame:
         rows.append([label, int(r.runs_ok) + 0, fv, F.num(r.kills_per_run),
                      F.num(r.wrong_victims_per_run), ttk, F.pct(r.stuck_share),
                      F.pct(r.completion_rate), F.num(r.alloc_failures_per_run),
+                     F.pct(r.thrashing_share),
+                     "-" if pd.isna(r.thrash_to_kill_median_s) else f"{r.thrash_to_kill_median_s:.2f}",
+                     "-" if pd.isna(r.psi_full_avg10_max_median)
+                     else f"{r.psi_full_avg10_max_median:.2f}",
                      str(int(r.truncated_runs)) if r.kind == "real" else "-"])
     return pd.DataFrame(rows, columns=HEADERS, dtype=object)
 
 
 AG_HEADERS = ["workload", "real policy", "model", "modal first victim (real / sim)", "agree",
-              "its role agrees", "kills/run ratio (real / sim)",
+              "its role agrees", "thrashing (most runs) agrees", "kills/run ratio (real / sim)",
               "rank by time to kill (real / sim)", "same rank"]
 
 
@@ -294,7 +314,7 @@ def display_agreement(ag: pd.DataFrame) -> pd.DataFrame:
         sim_v = name(r.sim_victim) if r.sim_victim is not None or r.victims_agree is not None \
             else "-"
         rows.append([r.workload, r.real, r.model, f"{name(r.real_victim)} / {sim_v}",
-                     yn(r.victims_agree), yn(r.roles_agree),
+                     yn(r.victims_agree), yn(r.roles_agree), yn(r.thrash_agrees),
                      "-" if pd.isna(r.kills_ratio) else f"{r.kills_ratio:.2f}",
                      "-" if r.rank_real is None or pd.isna(r.rank_real)
                      else f"{int(r.rank_real)} / {int(r.rank_sim)}", yn(r.same_rank)])

@@ -101,6 +101,7 @@ def test_plan_unrolls_and_realises_exactly():
         limit_us 2500000
         watchdog_us 1000000
         quantum_us 5000
+        sample_us 100000
         task 0 d protected 0 0 1 1 0 0 0 0 -1
         op 0 reserve 1024
         op 0 sleep 500000
@@ -145,8 +146,27 @@ def test_plan_unrolls_and_realises_exactly():
         task 8 kid culprit 0 0 0 0 0 0 0 0 4
         op 8 reserve 1024
         op 8 grow 2048 20000 4
+        measure 1
+        measure 2
+        measure 3
+        measure 4
+        measure 5
+        measure 6
+        measure 7
+        measure 8
         """)
     assert p.files == {"prog.p": 40, "data": 1024} and p.written == {"log"}
+    # progress: the goal tasks and their descendants are measured (not the daemon), each op
+    # with the simulator's nominal time x 0.5 (harness.workload.Builder.step; machine.Costs
+    # fault 2 + zero 4 + allocator pass 1 us a page, user touch 4 us, disk 8 ms + 400 us a
+    # page, a fork 200 us): touch 256 pages = 256 x 7 + 256 x 4 = 2816 us -> 1408; compute
+    # 10 ms -> 5000; read 256 pages = 8000 + 256 x 400 = 110400 us -> 55200; grow 512 pages
+    # + 40 ms = 3584 + 2048 + 40000 = 45632 us -> 22816; text, reserve, make, exit: no step
+    assert [t.measure for t in p.tasks] == [False] + [True] * 8
+    assert p.tasks[1].nominal == [None, None, 1408, 5000, 1408, 5000, 55200, 100, 100, None]
+    assert p.tasks[2].nominal == [None, 22816] and p.tasks[4].nominal == [None, None]
+    assert p.tasks[0].nominal[:3] == [None, 500000, 0]
+    assert (p.thrash_limit_s, p.disk_request_us, p.disk_page_us) == (30.0, 4000.0, 200.0)
 
 
 def test_plan_text_is_what_the_runner_reads():

@@ -106,7 +106,7 @@ def test_write_files_and_display(frames, tmp_path):
             " s (TCG faults x3.75, CPU x1.21) |") in md
     assert "| sim oom_reaper (for real-memcg) | 4 | usemem (75 %) |" in md
     assert "Modal first victims agree in 2 of 3 (pair, workload) cells." in md
-    assert "| w | real-6.1 | oom_reaper | cc1 / usemem | no | - | 1.60 | 2 / 1 | no |" in md
+    assert "| w | real-6.1 | oom_reaper | cc1 / usemem | no | - | yes | 1.60 | 2 / 1 | no |" in md
     assert "results/real/x" in md and "plots/real_vs_sim_w.png" in md
     assert (tmp_path / "real_agreement.csv").exists()
 

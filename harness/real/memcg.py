@@ -465,7 +465,7 @@ def run(plan: Plan, workload, seed: int, out_dir, max_wall_s: float):
     mem_kb, terms = limit_kb(plan, workload)
     runner_limit_s = min(plan.limit_s, max_wall_s)
     cpus, ncpus = _cpu_list(plan.cpus)
-    meta = {"backend": "memcg", "kernel": kernel_release(), "cgroup": kind,
+    meta = {"backend": "memcg", "disk_throttle": "none", "kernel": kernel_release(), "cgroup": kind,
             "limit_kb": mem_kb, "limit_terms": terms, "swap_kb": swap_kb, "cpus": cpus,
             "cpus_asked": plan.cpus, "max_wall_s": max_wall_s, "runner_limit_s": runner_limit_s,
             "status": "ok", "error": None, "kills_scope": "pids"}

@@ -43,10 +43,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import workload as W
+from ..mm import FORK_US
 
 PAGE_KB = 4
 MAX_OPS = 400_000
 MAX_TASKS = 20_000
+SAMPLE_US = 100_000                # real: /proc/pressure/memory and /proc/vmstat every 100 ms
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9_.+-]*$")
 
 
@@ -73,6 +75,10 @@ class PlanTask:
     ignores_sigterm: bool = False
     parent: int | None = None
     ops: list = field(default_factory=list)       # tuples: (name, *args)
+    # progress (harness.progress): a goal task and its descendants are measured -- the runner
+    # times each of their ops -- and each op's nominal time in real us (None: not a step)
+    measure: bool = False
+    nominal: list = field(default_factory=list)
 
 
 @dataclass
@@ -82,12 +88,18 @@ class Plan:
     time_scale: float
     limit_s: float                 # the run's time limit, scaled (real seconds)
     watchdog_s: float              # the workload's watchdog, scaled
+    thrash_limit_s: float          # the thrashing rule's hold time, scaled
     quantum_us: int
     cpus: int
     ram_mb: int
     swap_mb: int
     tasks: list = field(default_factory=list)
     files: dict = field(default_factory=dict)     # name -> size in KB, must exist in DATA_DIR
+    sample_us: int = SAMPLE_US     # the runner reads the memory pressure and vmstat this often
+    # the modelled disk (machine.Costs) at the run's time scale, real us: what a backend that
+    # can throttle its disk throttles it to (qemu: throttling.iops-total / bps-total)
+    disk_request_us: float = 0.0
+    disk_page_us: float = 0.0
     written: set = field(default_factory=set)     # files the run writes (created by the runner)
 
     # ---- what the records need
@@ -105,13 +117,14 @@ class Plan:
                f"tasks {len(self.tasks)}",
                f"limit_us {int(round(self.limit_s * 1e6))}",
                f"watchdog_us {int(round(self.watchdog_s * 1e6))}",
-               f"quantum_us {self.quantum_us}"]
+               f"quantum_us {self.quantum_us}", f"sample_us {self.sample_us}"]
         for t in self.tasks:
             out.append(f"task {t.id} {t.name} {t.role} {t.start_us} {int(t.goal)} "
                        f"{int(t.autostart)} {int(t.daemon)} {t.uid} {t.nice} {t.oom_score_adj} "
                        f"{int(t.ignores_sigterm)} {t.parent if t.parent is not None else -1}")
             for op in t.ops:
                 out.append(f"op {t.id} " + " ".join(str(x) for x in op))
+        out += [f"measure {t.id}" for t in self.tasks if t.measure]
         return "\n".join(out) + "\n"
 
     def write_files(self, folder) -> list[Path]:
@@ -145,10 +158,14 @@ class _Compiler:
         self.rng = random.Random(seed)
         self.plan = Plan(workload=w.name, seed=seed, time_scale=scale,
                          limit_s=w.time_limit_s * scale, watchdog_s=w.watchdog_s * scale,
+                         thrash_limit_s=w.thrash_limit_s * scale,
+                         disk_request_us=w.machine.costs.disk_request_us * scale,
+                         disk_page_us=w.machine.costs.disk_page_us * scale,
                          quantum_us=max(100, int(round(10_000 * scale))),
                          cpus=w.machine.cpus, ram_mb=w.machine.ram_mb, swap_mb=w.machine.swap_mb)
         self.nops = 0
         self.limit_us = int(w.time_limit_s * 1e6)       # unscaled: for unrolling loop = 0
+        self.costs = w.machine.costs
 
     def fail(self, what: str):
         raise NotRealisable(f"workload {self.w.name}: {what}")
@@ -185,7 +202,8 @@ class _Compiler:
                      start_us=start_us, goal=goal, autostart=autostart,
                      daemon=bool(spec.get("daemon", False)), uid=int(spec.get("uid", 0)),
                      nice=int(spec.get("nice", 0)), oom_score_adj=int(spec.get("oom_score_adj", 0)),
-                     ignores_sigterm=bool(spec.get("ignores_sigterm", False)), parent=parent)
+                     ignores_sigterm=bool(spec.get("ignores_sigterm", False)), parent=parent,
+                     measure=goal or (parent is not None and self.plan.tasks[parent].measure))
         self.plan.tasks.append(t)
         prog = spec.get("program")
         p = self.w.programs.get(prog)
@@ -201,11 +219,23 @@ class _Compiler:
             self.op(t, "reserve", vm * PAGE_KB)
         return t
 
-    def op(self, t: PlanTask, *args):
+    def op(self, t: PlanTask, *args, nominal: float | None = None):
+        """Append an op; ``nominal``: the simulated step's nominal time (simulated us, as
+        ``harness.workload.Builder.step`` computes it), kept scaled to real us."""
         self.nops += 1
         if self.nops > MAX_OPS:
             self.fail(f"the plan would exceed {MAX_OPS} operations")
         t.ops.append(tuple(args))
+        t.nominal.append(None if nominal is None else self.us(nominal))
+
+    # the nominal times of harness.workload.Builder (its _fault_us and _disk_us)
+    def fault_us(self, pages: int, rate_us: float) -> float:
+        c = self.costs
+        return int(pages * (c.fault_us + c.page_zero_us + c.alloc_pass_us)) + int(pages * rate_us)
+
+    def disk_us(self, pages: int) -> float:
+        c = self.costs
+        return c.disk_request_us + pages * c.disk_page_us if pages else 0
 
     def instantiate(self, tname: str, parent: PlanTask, elapsed_us: float) -> tuple[PlanTask, float]:
         spec = self.w.templates[tname]
@@ -226,7 +256,7 @@ class _Compiler:
         kind = next(k for k in s if k in W.STEPS)
         if kind == "dwait_s":
             us = self.draw(s["dwait_s"]) * 1e6
-            self.op(t, "dwait", self.us(us))
+            self.op(t, "dwait", self.us(us), nominal=us)
             return us
         if kind in ("kernel_spin_s", "dwait_io", "kalloc", "access_mb"):
             why = {"access_mb": "the runner has no op that re-touches a task's own anonymous "
@@ -239,27 +269,30 @@ class _Compiler:
             self.fail(f"task {t.name}: {kind} has no real counterpart ({why})")
         if kind == "compute_ms":
             us = self.draw(s["compute_ms"]) * 1000
-            self.op(t, "compute", self.us(us))
+            self.op(t, "compute", self.us(us), nominal=us)
             return us
         if kind == "mmap_mb":
-            self.op(t, "mmap", _pages(self.draw(s["mmap_mb"])) * PAGE_KB)
+            self.op(t, "mmap", _pages(self.draw(s["mmap_mb"])) * PAGE_KB, nominal=20)
             return 0.0
         if kind == "munmap_mb":
             self.op(t, "munmap", _pages(self.draw(s["munmap_mb"])) * PAGE_KB)
             return 0.0
         if kind == "touch_mb":
             pages = _pages(self.draw(s["touch_mb"]))
-            self.op(t, "touch", pages * PAGE_KB)
             if "us_per_page" in s:          # user work per page beyond the store itself
+                self.op(t, "touch", pages * PAGE_KB, nominal=self.fault_us(pages, 0))
                 us = pages * self.draw(s["us_per_page"])
-                self.op(t, "compute", self.us(us))
+                self.op(t, "compute", self.us(us), nominal=int(us))
                 return us
+            self.op(t, "touch", pages * PAGE_KB,
+                    nominal=self.fault_us(pages, self.costs.user_touch_us))
             return 0.0
         if kind == "grow":
             g = s["grow"]
             pages = _pages(self.draw(g["mb"]))
             us = self.draw(g["cpu_ms"]) * 1000
-            self.op(t, "grow", pages * PAGE_KB, self.us(us), g.get("phases", 8))
+            self.op(t, "grow", pages * PAGE_KB, self.us(us), g.get("phases", 8),
+                    nominal=self.fault_us(pages, self.costs.user_touch_us) + int(us))
             return us
         if kind in ("read", "write"):
             fname = self.file(s[kind])
@@ -275,14 +308,14 @@ class _Compiler:
                     self.plan.files[fname] = max(self.plan.files.get(fname, 0), pages * PAGE_KB)
             else:
                 self.plan.written.add(fname)
-            self.op(t, kind, fname, pages * PAGE_KB, on_fail)
+            self.op(t, kind, fname, pages * PAGE_KB, on_fail, nominal=self.disk_us(pages))
             return 0.0
         if kind == "spawn":
             spent = 0.0
             for _ in range(s.get("count", 1)):
                 child, est = self.instantiate(s["spawn"], t, elapsed_us + spent)
                 wait = bool(s.get("wait", False))
-                self.op(t, "spawn", child.id, int(wait))
+                self.op(t, "spawn", child.id, int(wait), nominal=FORK_US)
                 if wait:
                     spent += est
             return spent
@@ -291,7 +324,7 @@ class _Compiler:
             return 0.0
         if kind == "sleep_s":
             us = self.draw(s["sleep_s"]) * 1e6
-            self.op(t, "sleep", self.us(us))
+            self.op(t, "sleep", self.us(us), nominal=us)
             return us
         if kind == "loop":
             n = s["loop"]

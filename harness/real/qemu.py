@@ -735,7 +735,7 @@ def accel() -> str:
 
 def boot(*, mem_mb: int, cpus: int, conf: dict, plan_text: str | None, disks: list[Path],
          work: Path, wall_s: float, on_line=None, package: str = META_PACKAGE,
-         cmdline: str = "", extra_cpio: tuple = ()) -> dict:
+         cmdline: str = "", extra_cpio: tuple = (), throttle: dict | None = None) -> dict:
     """Boot one VM and read ttyS1 until the guest powers off or ``wall_s`` passes; the VM is
     dead when this returns or raises.  Returns the console texts and how it ended.
 
@@ -763,9 +763,10 @@ def boot(*, mem_mb: int, cpus: int, conf: dict, plan_text: str | None, disks: li
            "-display", "none", "-no-reboot", "-m", str(int(mem_mb)), "-smp", str(int(cpus)),
            "-kernel", info["boot_image"], "-initrd", str(initrd), "-append", append,
            "-serial", f"file:{console}", "-serial", "stdio", "-monitor", "none"]
+    limits = "".join(f",throttling.{k}={v}" for k, v in (throttle or {}).items())
     for i, d in enumerate(disks):        # the data disk (first) is read-only: writes to an overlay
         cmd += ["-drive", f"file={d},format=raw,if=virtio,cache=unsafe"
-                + (",snapshot=on" if i == 0 else "")]
+                + (",snapshot=on" if i == 0 else "") + limits]
     serial = bytearray()
     t0 = time.monotonic()
     ended, p, errf, conf_r = "running", None, None, None
@@ -1159,6 +1160,22 @@ def policy_failure(policy, status: list[str]) -> str | None:
     return None
 
 
+def disk_throttle(plan) -> dict | None:
+    """The qemu ``throttling.*`` options that make the guest's disks the modelled disk at the
+    run's time scale (``plan.disk_request_us``, ``plan.disk_page_us``: machine.Costs x scale):
+    ``iops-total`` one request per ``disk_request_us``, ``bps-total`` one page per
+    ``disk_page_us``, the data and swap disks in one throttle group (one spindle).  Departs from
+    the model: qemu's leaky buckets limit the request rate and the byte rate each (a request
+    waits for the slower of the two, with qemu's default bursts of a tenth of a second's
+    budget), where ``Model.disk_io`` adds the two costs.  The host's page cache holds the image,
+    so without this the guest's "disk" is memory-speed (docs/real-kernel.md)."""
+    req, page = getattr(plan, "disk_request_us", 0), getattr(plan, "disk_page_us", 0)
+    if not (req > 0 and page > 0):
+        return None
+    return {"iops-total": max(1, int(round(1e6 / req))),
+            "bps-total": max(4096, int(round(4096 * 1e6 / page))), "group": "disk"}
+
+
 def run(plan, workload, seed, out_dir, max_wall_s, policy=None) -> tuple[list, list, dict, dict]:
     """One VM, one run.  Returns (runner_lines, kernel_lines, extra, meta):
 
@@ -1190,6 +1207,7 @@ def run(plan, workload, seed, out_dir, max_wall_s, policy=None) -> tuple[list, l
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     plan_text = _plan_text(plan)
+    throttle = disk_throttle(plan)
     run_s = max(1, int(math.ceil(max_wall_s)))
     wall = run_s + 15 + BOOT_BUDGET_S           # /init's TERM at +10 s, KILL 5 s later
     t0 = time.monotonic()
@@ -1206,7 +1224,7 @@ def run(plan, workload, seed, out_dir, max_wall_s, policy=None) -> tuple[list, l
                          "TRACE": int(trace)},
                    plan_text=plan_text, disks=disks, work=work, wall_s=wall,
                    on_line=lambda ln: _watch_line(ln, seen, t0), package=package,
-                   cmdline=cmdline, extra_cpio=extra_cpio)
+                   cmdline=cmdline, extra_cpio=extra_cpio, throttle=throttle)
         serial_log = out_dir / f"{seed}.qemu-serial.log"
         console_log = out_dir / f"{seed}.qemu-console.log"
         serial_log.write_text(res["serial"])
@@ -1254,6 +1272,8 @@ def run(plan, workload, seed, out_dir, max_wall_s, policy=None) -> tuple[list, l
         "daemon_name": policy.daemon.name if policy is not None and policy.daemon else None,
         "cmdline": CMDLINE + (
             " " + cmdline if cmdline else ""),
+        "disk_throttle": (",".join(f"{k}={v}" for k, v in throttle.items()) if throttle
+                          else "none"),
     }
     if status != "ok":
         meta["error"] = _boot_failure(res, mem)

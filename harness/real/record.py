@@ -32,7 +32,20 @@ The rules (docs/real-kernel.md has the reasons):
   means livelock, otherwise (D, S) deadlock;
 * ``ineffective_kills``: the victim had not exited ``10 s x time_scale`` after the kill line;
   ``repeat_kills``, ``extra_kills`` as in ``harness.metrics``;
-* ``workload_completed``: every goal task exited 0 before the runner stopped.
+* ``workload_completed``: every goal task exited 0 before the runner stopped;
+* progress and ``thrashing`` (metrics.md "Thrashing"; :func:`progress_columns`): the goal
+  tasks' and their descendants' ``step`` and ``wait`` lines (each op's start and end, and the
+  time it waited for a CPU: /proc/self/schedstat run_delay) with the plan's nominal times, fed
+  to the simulator's own :class:`harness.progress.Progress` with its windows scaled by the time
+  scale (10 s x scale, on a 0.1 s x scale grid; ``thrash_limit_s`` x scale); a killed task
+  stops counting at its kill;
+* ``refaults``, ``psi_*`` (:func:`pressure_columns`): the differences between the runner's
+  first and last ``psi`` samples (``/proc/pressure/memory`` totals, ``workingset_refault_file``
+  of ``/proc/vmstat``; in a cgroup its ``memory.pressure`` and ``memory.stat``), and the
+  highest ``full avg10`` sampled: the kernel's 10-s average, real seconds, not rescaled;
+* ``outcome`` ``thrashing`` when the rule held and no task was stuck inside one allocation
+  (as in the simulator, a hang -- ``stuck`` -- comes first): a wall bound reached while the
+  rule holds is thrashing, not a hang and not a completed run.
 """
 from __future__ import annotations
 
@@ -40,6 +53,7 @@ import hashlib
 import re
 
 from ..metrics import COLUMNS, INEFFECTIVE_US
+from ..progress import Progress, STEP_US, WINDOW_US
 
 EXTRA_COLUMNS = ["backend", "kernel", "time_scale", "truncated", "max_wall_s", "end_reason",
                  "sim_equiv_s", "max_fault_s", "kills_sig9", "oom_kill_counter", "victim_names",
@@ -48,7 +62,9 @@ EXTRA_COLUMNS = ["backend", "kernel", "time_scale", "truncated", "max_wall_s", "
                  "real_policy_file", "model", "kernel_package", "settings", "daemon",
                  "kernel_kills", "daemon_kills", "first_signal", "first_signal_by",
                  "oom_invoker", "reaped", "first_victim_exit_s", "tcg_fault_factor",
-                 "tcg_cpu_factor"]
+                 "tcg_cpu_factor",
+                 # thrashing (issue 9): the guest's counters and the disk it had
+                 "pgmajfault", "psi_samples", "disk_throttle"]
 ALL_COLUMNS = COLUMNS + EXTRA_COLUMNS
 
 KERNEL_RE = re.compile(r"^\s*\[\s*(\d+)\.(\d+)\]\s?(.*)$")
@@ -105,6 +121,71 @@ def kernel_offset(kernel, t0: int | None) -> int:
     return best[0] if best else 0
 
 
+def progress_columns(plan, ev, t0: int, stop_t: int, kills: list, failures: list) -> dict:
+    """``Progress.finish``'s columns of a real run: ``ev`` the parsed runner lines, ``kills`` and
+    ``failures`` (t_us, plan task id or None) on the runner's clock."""
+    scale = plan.time_scale
+    step_us = max(1, round(STEP_US * scale))          # the grid and window, scaled exactly
+    limit = getattr(plan, "thrash_limit_s", None)         # (a plan made before issue 9: 60 s)
+    prog = Progress(thrash_limit_s=60 * scale if limit is None else limit, step_s=step_us / 1e6,
+                    window_s=step_us * (WINDOW_US // STEP_US) / 1e6)
+    tasks = plan.tasks
+    killed_at = {}
+    for t, tid in kills:
+        prog.kill(t - t0)
+        if tid is not None:
+            killed_at.setdefault(tid, t)
+    for t, _tid in failures:
+        prog.alloc_failure(t - t0)
+    for t, kind, f in ev:
+        if kind not in ("start", "step", "wait", "exit") or len(f) < 2:
+            continue
+        tid = int(f[0])
+        if not (0 <= tid < len(tasks) and getattr(tasks[tid], "measure", False)):
+            continue
+        if kind == "start":
+            prog.task_start(tid, t - t0)
+        elif kind == "step" and len(f) >= 5:
+            k, a, rd = int(f[2]), int(f[3]) - t0, int(f[4])
+            nominal = tasks[tid].nominal[k] if k < len(tasks[tid].nominal) else None
+            if nominal is not None and t - t0 >= a:
+                if rd > 0:
+                    prog.queued(tid, a, min(a + rd, t - t0))
+                prog.step_done(tid, a, t - t0, nominal)
+        elif kind == "wait" and len(f) >= 3:
+            prog.suspend(tid, int(f[2]) - t0)
+            prog.resume(tid, t - t0)
+        elif kind == "exit":
+            end = min(t, killed_at.get(tid, t))
+            prog.task_exit(tid, end - t0)
+    return prog.finish(max(0, stop_t - t0))
+
+
+def pressure_columns(ev) -> dict:
+    """``refaults`` and the ``psi_*`` columns from the runner's ``psi`` samples (-1: unread)."""
+    rows = []
+    for _t, kind, f in ev:
+        if kind == "psi" and len(f) >= 6:
+            try:
+                rows.append((int(f[0]), int(f[1]), float(f[2]), float(f[3]), int(f[4]), int(f[5])))
+            except ValueError:
+                continue
+    out = {"refaults": None, "psi_some_s": None, "psi_full_s": None, "psi_full_avg10_max": None,
+           "pgmajfault": None, "psi_samples": len(rows)}
+    if not rows:
+        return out
+    first, last = rows[0], rows[-1]
+
+    def diff(i):
+        return last[i] - first[i] if first[i] >= 0 and last[i] >= 0 else None
+
+    some, full = diff(0), diff(1)
+    out.update(psi_some_s=_s(some), psi_full_s=_s(full), refaults=diff(4), pgmajfault=diff(5))
+    avgs = [r[3] for r in rows if r[3] >= 0]
+    out["psi_full_avg10_max"] = max(avgs) if avgs else None
+    return out
+
+
 def make_record(plan, runner_lines, kernel_lines, meta, extra=None) -> dict:
     """One row: every column of ``metrics.COLUMNS`` plus ``EXTRA_COLUMNS``."""
     extra = extra or {}
@@ -145,6 +226,7 @@ def make_record(plan, runner_lines, kernel_lines, meta, extra=None) -> dict:
     pid_of, id_of = {}, {}
     exits = {}                        # id -> (t, code, sig)
     enomem_victims, alloc_failures = set(), 0
+    failures = []                     # (t, tid): the enomem lines, for progress
     stuck = []
     stop_t = end_t = None
     end_reason = None
@@ -167,6 +249,7 @@ def make_record(plan, runner_lines, kernel_lines, meta, extra=None) -> dict:
         elif kind == "enomem" and len(f) >= 3:
             alloc_failures += 1
             tid = int(f[0])
+            failures.append((t, tid))
             then = f[3] if len(f) >= 4 else "exit"
             if tid >= 0 and then not in ("continue", "runner"):
                 enomem_victims.add(tid)
@@ -268,6 +351,7 @@ def make_record(plan, runner_lines, kernel_lines, meta, extra=None) -> dict:
         reclaim = min(reclaim, pressure)
     first_kill = kills[0][0] if kills else None
 
+    thrash = progress_columns(plan, ev, t0, stop_t, [(k[0], k[3]) for k in kills], failures)
     livelock = any(state == "R" for _, state in stuck)
     deadlock = bool(stuck) and not livelock
     goals = plan.goal_ids
@@ -276,6 +360,8 @@ def make_record(plan, runner_lines, kernel_lines, meta, extra=None) -> dict:
         for g in goals)
     if livelock or deadlock:
         outcome = "livelock" if livelock else "deadlock"
+    elif thrash["thrashing"]:
+        outcome = "thrashing"
     elif victims or alloc_failures:
         outcome = "recovered"
     else:
@@ -312,5 +398,9 @@ def make_record(plan, runner_lines, kernel_lines, meta, extra=None) -> dict:
         first_victim_exit_s=(_s(rel(exit_time_of(kills[0][3], kills[0][1])))
                              if kills and exit_time_of(kills[0][3], kills[0][1]) is not None
                              else None),
+        progress_min10=thrash["progress_min10"], thrash_s=thrash["thrash_s"],
+        thrash_start_s=thrash["thrash_start_s"], thrash_to_kill_s=thrash["thrash_to_kill_s"],
+        disk_throttle=meta.get("disk_throttle"),
     )
+    rec.update({k: v for k, v in pressure_columns(ev).items() if k in rec})
     return rec
