@@ -356,6 +356,9 @@ def section_md(tab: pd.DataFrame, plot_rel: str | None, real_dir: str | None = N
         out += [f"### {w} (real)", "", F.md_table(display(tab.loc[w])), ""]
         if w in plots:
             out += [f"![{w}: real and simulated]({base}/{Path(plots[w]).name})", ""]
+        if w in tab.attrs.get("thrash_plots", {}):
+            out += [f"![{w}: thrashing]({base}/{Path(tab.attrs['thrash_plots'][w]).name})", "",
+                    THRASH_NOTE, ""]
     out += ["Where the two can part, by mechanism:", ""]
     out += [f"- **{k}**: {v}" for k, v in DIFFERENCES]
     out.append("")
@@ -380,6 +383,9 @@ def section_html(tab: pd.DataFrame, plot_png: Path | None, real_dir: str | None 
                 f'<div class="scroll">{F.html_table(display(tab.loc[w]))}</div>']
         if w in plots and plot_png is not None:
             out.append(F.img(Path(plot_png).parent / Path(plots[w]).name, PLOT_NOTE))
+        tp = tab.attrs.get("thrash_plots", {})
+        if w in tp and plot_png is not None:
+            out.append(F.img(Path(plot_png).parent / Path(tp[w]).name, THRASH_NOTE))
     out.append('<p class="note">Where the two can part, by mechanism:</p><ul class="note">')
     out += [f"<li><b>{e(k)}</b>: {e(v)}</li>" for k, v in DIFFERENCES]
     out.append("</ul>")
@@ -453,6 +459,94 @@ def plot_workload(w: str, real: pd.DataFrame, sim: pd.DataFrame, tab: pd.DataFra
     return F.save(fig, Path(plots_dir), f"real_vs_sim_{safe}", written)
 
 
+THRASH_NOTE = ("One seed per real policy (left) and of its model (right), on the simulator's "
+               "time axis (real runs: real seconds / time scale): the goal tasks' progress over "
+               "10-s windows, the share of each window PSI counted as memory 'full' (real: "
+               "from the guest's sampled totals), file refaults per simulated second, kills "
+               "(red lines).  Dotted: the 20 % line of the thrashing rule.")
+
+
+def _thrashes(w: str, r: pd.DataFrame, s: pd.DataFrame) -> bool:
+    """Whether ``w`` thrashed anywhere (a real or simulated run with a low-progress stretch):
+    only then is its thrashing plot drawn."""
+    def any_low(d):
+        d = d[(d.workload == w) & (d.status == "ok")] if len(d) else d
+        if not len(d) or "thrash_s" not in d.columns:
+            return False
+        return bool((pd.to_numeric(d["thrash_s"], errors="coerce").fillna(0) > 0).any())
+    return any_low(r) or any_low(s)
+
+
+def _real_panel(real_dir, policy: str, w: str, seed: int, scale: float):
+    """What :func:`harness.plot.draw_thrash` reads of a real run, from its raw log."""
+    from types import SimpleNamespace
+
+    from . import registry
+    from . import workload as W
+    from .real import plan as P, record as RR
+    log = Path(real_dir) / "raw" / policy / w / f"{seed}.log"
+    lines = log.read_text().splitlines()
+    i, j = lines.index("## runner"), lines.index("## kernel")
+    found, _ = W.load_dir(registry.WORKLOAD_DIR)
+    ser = RR.thrash_series(P.compile_plan(found[w], seed, scale), lines[i + 1:j], lines[j + 1:])
+    return SimpleNamespace(thrash=ser, trace=[(t, "kill") for t in ser.pop("kills_us")])
+
+
+def plot_thrash(w: str, r: pd.DataFrame, tab: pd.DataFrame, real_dir, plots_dir, written,
+                sim_runner=None) -> Path | None:
+    """Per real policy of ``w``: its run of the lowest seed beside its model's run of that
+    seed (drawn by :func:`harness.plot.draw_thrash`)."""
+    from . import plot
+    from .real import _parse_label
+    tw = tab.loc[w].reset_index()
+    rows = []
+    for rr in tw[tw.kind == "real"].itertuples():
+        d = r[(r.workload == w) & (r.policy == rr.pair) & (r.status == "ok")]
+        if not len(d):
+            continue
+        seed = int(pd.to_numeric(d["seed"]).min())
+        scale = float(pd.to_numeric(d[d.seed == seed]["time_scale"]).iloc[0])
+        try:
+            real_k = _real_panel(real_dir, rr.pair, w, seed, scale)
+        except (OSError, ValueError, KeyError) as e:
+            real_k = f"{type(e).__name__}: {e}"
+        rows.append((rr.pair, rr.model, seed, real_k))
+    if not rows:
+        return None
+    if sim_runner is None:
+        from . import runner
+
+        def sim_runner(label, wl, seed):
+            name, params = _parse_label(label)
+            return runner.run_one(name, wl, seed, params, keep_kernel=True)[1]
+    sims = {}
+    fig, axes = plt.subplots(len(rows), 2, figsize=(13, 2.3 * len(rows) + 0.9), squeeze=False,
+                             sharex=True)
+    for i, (pol, model, seed, real_k) in enumerate(rows):
+        if model and (model, seed) not in sims:
+            try:
+                sims[(model, seed)] = sim_runner(model, w, seed)
+            except Exception as e:  # noqa: BLE001 - a failed run is a panel saying so
+                sims[(model, seed)] = f"{type(e).__name__}: {e}"
+        for ax, k, title in ((axes[i][0], real_k, f"{pol} (seed {seed})"),
+                             (axes[i][1], sims.get((model, seed), "no model"),
+                              f"sim {model} (seed {seed})" if model else "no model")):
+            ax.set_title(title, fontsize=8.5, loc="left")
+            if isinstance(k, str) or k is None:
+                ax.text(0.5, 0.5, str(k), transform=ax.transAxes, ha="center", fontsize=8)
+                continue
+            plot.draw_thrash(ax, k)
+    for ax in axes[-1]:
+        ax.set_xlabel("s (simulated; real runs: real s / time scale)", fontsize=8)
+    fig.legend(handles=plot.thrash_handles(), loc="lower center", ncol=3, fontsize=8,
+               frameon=False)
+    fig.suptitle(f"{w}: thrashing, real policies and their models", fontsize=10, x=0.01,
+                 ha="left")
+    fig.tight_layout(rect=(0, 0.04, 1, 0.97))
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in w)
+    return F.save(fig, Path(plots_dir), f"real_thrash_{safe}", written)
+
+
 def write(out_dir, real: pd.DataFrame, sim: pd.DataFrame, real_dir: str | None = None,
           written: list | None = None) -> tuple[pd.DataFrame, Path | None]:
     """``real_vs_sim.csv``, ``real_vs_sim.md``, ``real_agreement.csv`` and one plot per
@@ -476,9 +570,15 @@ def write(out_dir, real: pd.DataFrame, sim: pd.DataFrame, real_dir: str | None =
     s = R.prepare(sim) if sim is not None and len(sim) else R.prepare(real.iloc[:0])
     r = R.prepare(real)
     plots = {}
+    thrash = {}
     for w in list(dict.fromkeys(tab.index.get_level_values(0))):
         plots[w] = plot_workload(w, r, s, tab, plots_dir, written)
+        if real_dir and _thrashes(w, r, s):
+            t = plot_thrash(w, r, tab, real_dir, plots_dir, written)
+            if t is not None:
+                thrash[w] = str(t)
     tab.attrs["agreement"] = ag
+    tab.attrs["thrash_plots"] = thrash
     tab.attrs["plots"] = {w: str(p) for w, p in plots.items()}
     png = next(iter(plots.values()))
     tab.to_csv(out_dir / "real_vs_sim.csv")

@@ -121,14 +121,21 @@ def kernel_offset(kernel, t0: int | None) -> int:
     return best[0] if best else 0
 
 
-def progress_columns(plan, ev, t0: int, stop_t: int, kills: list, failures: list) -> dict:
-    """``Progress.finish``'s columns of a real run: ``ev`` the parsed runner lines, ``kills`` and
-    ``failures`` (t_us, plan task id or None) on the runner's clock."""
+def _progress(plan):
+    """The simulator's :class:`harness.progress.Progress` with its windows at the run's time
+    scale: 10 s x scale on a 0.1 s x scale grid (kept a whole number of steps), the plan's
+    ``thrash_limit_s`` (already scaled)."""
     scale = plan.time_scale
-    step_us = max(1, round(STEP_US * scale))          # the grid and window, scaled exactly
+    step_us = max(1, round(STEP_US * scale))
     limit = getattr(plan, "thrash_limit_s", None)         # (a plan made before issue 9: 60 s)
-    prog = Progress(thrash_limit_s=60 * scale if limit is None else limit, step_s=step_us / 1e6,
+    return Progress(thrash_limit_s=60 * scale if limit is None else limit, step_s=step_us / 1e6,
                     window_s=step_us * (WINDOW_US // STEP_US) / 1e6)
+
+
+def _feed(prog, plan, ev, t0: int, kills: list, failures: list):
+    """Feed ``prog`` the measured tasks' start, step, wait and exit lines of ``ev`` (times from
+    ``t0``), the kills and allocation failures ((t_us, plan task id or None)); a killed task
+    stops counting at its kill."""
     tasks = plan.tasks
     killed_at = {}
     for t, tid in kills:
@@ -158,6 +165,13 @@ def progress_columns(plan, ev, t0: int, stop_t: int, kills: list, failures: list
         elif kind == "exit":
             end = min(t, killed_at.get(tid, t))
             prog.task_exit(tid, end - t0)
+    return prog
+
+
+def progress_columns(plan, ev, t0: int, stop_t: int, kills: list, failures: list) -> dict:
+    """``Progress.finish``'s columns of a real run: ``ev`` the parsed runner lines, ``kills`` and
+    ``failures`` (t_us, plan task id or None) on the runner's clock."""
+    prog = _feed(_progress(plan), plan, ev, t0, kills, failures)
     return prog.finish(max(0, stop_t - t0))
 
 
@@ -404,3 +418,61 @@ def make_record(plan, runner_lines, kernel_lines, meta, extra=None) -> dict:
     )
     rec.update({k: v for k, v in pressure_columns(ev).items() if k in rec})
     return rec
+
+
+def thrash_series(plan, runner_lines, kernel_lines=()) -> dict:
+    """A real run's thrashing over time, in the shape of :func:`harness.runner.thrash_series`
+    and on the simulator's time axis (real seconds / time scale), so that real and simulated
+    panels share their axes: ``progress`` (the goal tasks' pooled progress over each window of
+    10 s x scale, every 1 s x scale), ``psi_full`` (percent of each such window that PSI's
+    ``full`` total grew by: the guest's 10-s ``avg10`` is ten real seconds, a hundred simulated
+    ones at scale 0.1, so the window is made from the sampled totals instead), ``refault_rate``
+    (``workingset_refault_file`` per simulated second); ``kills_us`` the kills (simulated us)."""
+    ev = parse_runner(runner_lines)
+    t0 = next((t for t, k, _ in ev if k == "t0"), None)
+    out = {"progress": [], "psi_full": [], "refault_rate": [], "kills_us": []}
+    if t0 is None:
+        return out
+    scale = plan.time_scale
+    kern = parse_kernel(list(kernel_lines))
+    off = kernel_offset(kern, t0)
+    id_of = {int(f[1]): int(f[0]) for _t, k, f in ev if k == "start" and len(f) >= 2}
+    kills = []
+    for t, msg in kern:                   # the kernel's kills and a daemon's signals
+        daemon = msg.startswith(DAEMON_PREFIX)
+        m = (DAEMON_KILL_RE if daemon else KILLED_RE).search(msg)
+        if m:
+            kills.append((t - off, id_of.get(int(m.group(2 if daemon else 1)))))
+    stop = next((t for t, k, _ in ev if k == "stop"), ev[-1][0])
+    prog = _feed(_progress(plan), plan, ev, t0, kills, [])
+    every = prog.step * 10                                # 1 s x scale
+    win = prog.window
+    for t, c, a, q in prog.windows(max(0, stop - t0)):
+        if a > q and t % every == 0:
+            out["progress"].append((t / scale / 1e6, Progress.rate(c, a, q)))
+    samples = []
+    for t, kind, f in ev:
+        if kind == "psi" and len(f) >= 6:
+            try:
+                samples.append((t - t0, int(f[1]), int(f[4])))
+            except ValueError:
+                pass
+    j = 0
+    for i, (t, full, _r) in enumerate(samples):
+        while samples[j][0] < t - win:
+            j += 1
+        if t - samples[j][0] >= win * 0.9 and full >= 0 and samples[j][1] >= 0:
+            out["psi_full"].append((t / scale / 1e6, 100.0 * (full - samples[j][1])
+                                    / (t - samples[j][0])))
+    last = None
+    for t, _full, ref in samples:
+        if ref < 0:
+            continue
+        if last is None:
+            last = (t, ref)
+        elif t - last[0] >= every:
+            out["refault_rate"].append((t / scale / 1e6,
+                                        (ref - last[1]) * 1e6 * scale / (t - last[0])))
+            last = (t, ref)
+    out["kills_us"] = [(t - t0) / scale for t, _ in kills if t >= t0]
+    return out
