@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup test bench-quick bench perf clean real-setup bench-real browser-setup
+.PHONY: setup test bench-quick bench perf clean real-setup bench-real bench-real-thrash browser-setup
 
 setup: $(STAMP)
 
@@ -65,6 +65,15 @@ REAL_WORKLOADS := morton-make-usemem,several-hogs,dstate-victim,streaming-reader
 bench-real: setup
 	$(MAKE) --no-print-directory real-setup || echo "bench-real: real-setup failed; continuing"
 	$(PY) -m harness real --workloads $(REAL_WORKLOADS) --seeds 5
+
+# The thrashing workloads on the real policies that meet them (docs/thrashing.md "Real runs"):
+# the classic LRU, MGLRU's min_ttl_ms guard, earlyoom and 6.12, on the throttled disk.
+THRASH_REAL_WORKLOADS := desktop-thrash,swap-thrash,build-under-limit.ram_mb128,build-under-limit.ram_mb48,build-under-limit.ram_mb36
+THRASH_REAL_POLICIES := real-6.1,real-6.1-mglru-ttl,real-6.1-earlyoom,real-6.12
+
+bench-real-thrash: setup
+	$(MAKE) --no-print-directory real-setup || echo "bench-real-thrash: real-setup failed; continuing"
+	$(PY) -m harness real --policies $(THRASH_REAL_POLICIES) --workloads $(THRASH_REAL_WORKLOADS) --seeds 5
 
 # Debian's headless-capable Chromium for the report's browser test (tests/test_browser.py);
 # installed only when missing, only as root with apt.  Without it that test skips, saying so.

@@ -13,7 +13,8 @@
  *   op ID OP ARGS...     every op follows its task's line, in order:
  *     text FILE KB WS_KB | reserve KB | mmap KB | munmap KB | touch KB | grow KB CPU_US PHASES |
  *     compute US | sleep US | dwait US | read FILE KB CONTINUE | write FILE KB CONTINUE |
- *     spawn CHILD WAIT | waitall | make JOBS CHILD... [| CHILD...]... | exit CODE
+ *     spawn CHILD WAIT | waitall | make JOBS CHILD... [| CHILD...]... | exit CODE |
+ *     access KB (store again into KB of the pages the task touched, in order, wrapping)
  * AUTOSTART 1: started by the runner at START_US; 0: only spawned (by spawn or make).
  *
  * Every task is its own process: fork() + exec() of this binary (a fresh address space, as make forks and execs cc1),
@@ -80,9 +81,9 @@
 #define CHUNK (64 * 1024L)
 
 enum { OP_RESERVE, OP_TEXT, OP_MMAP, OP_MUNMAP, OP_TOUCH, OP_GROW, OP_COMPUTE, OP_SLEEP,
-       OP_READ, OP_WRITE, OP_SPAWN, OP_WAITALL, OP_MAKE, OP_EXIT, OP_DWAIT };
+       OP_READ, OP_WRITE, OP_SPAWN, OP_WAITALL, OP_MAKE, OP_EXIT, OP_DWAIT, OP_ACCESS };
 static const char *OP_NAMES[] = {"reserve", "text", "mmap", "munmap", "touch", "grow", "compute",
-                                 "sleep", "read", "write", "spawn", "waitall", "make", "exit", "dwait", 0};
+                                 "sleep", "read", "write", "spawn", "waitall", "make", "exit", "dwait", "access", 0};
 
 struct op { int type; long a, b, c; int file; int list_off, list_len; };
 struct task {
@@ -350,6 +351,33 @@ static void touch(long pages) {
         }
         r->touched += n;
         pages -= n;
+    }
+}
+
+/* a loop over a working set faulted in before: one store a page into the pages already
+ * touched, from where the last access stopped, wrapping (what reclaim swapped out comes back:
+ * do_swap_page) */
+static long access_region, access_page;
+
+static void access_pages(long pages) {
+    volatile char *p;
+    char v = (char)(getpid() | 1);
+    long have = 0;
+    for (int i = 0; i < nregions; i++) have += regions[i].touched;
+    if (have <= 0) return;
+    for (long done = 0; done < pages; done++) {
+        while (access_region >= nregions || access_page >= regions[access_region].touched) {
+            if (access_region >= nregions) access_region = 0;
+            else access_region++;
+            access_page = 0;
+            if (access_region < nregions && regions[access_region].touched > 0) break;
+        }
+        p = regions[access_region].base + access_page * PAGE;
+        fault_begin();
+        *p = v;
+        fault_end();
+        access_page++;
+        if ((done & 63) == 63) reap_nohang();
     }
 }
 
@@ -725,6 +753,9 @@ static int run_ops(const struct task *t) {
             break;
         case OP_TOUCH:
             touch((o->a + 3) / 4);
+            break;
+        case OP_ACCESS:
+            access_pages((o->a + 3) / 4);
             break;
         case OP_GROW: {          /* grow KB CPU_US PHASES: touch and compute in phases */
             long pages = (o->a + 3) / 4, cpu = o->b, ph = o->c > 0 ? o->c : 8;

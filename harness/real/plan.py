@@ -27,7 +27,10 @@ Realised (each step means what ``harness.workload.Builder`` makes it mean):
 * ``dwait_s``: a read from a FUSE file served by the runner, answered only when the wait is
   over; after a fatal signal the kernel waits for the answer uninterruptibly (csrc/vmreal.c).
 
-Not realised, :class:`NotRealisable` says which and why: ``kernel_spin_s``, ``access_mb``,
+* ``access_mb``: one store a page into the pages the task touched before, from where its last
+  access stopped (wrapping), then the user's work per page (``us_per_page``) as CPU.
+
+Not realised, :class:`NotRealisable` says which and why: ``kernel_spin_s``,
 ``dwait_io``, ``kalloc``, ``[[irq]]``, an ``[init] script``, ``age_s``/``cpu_s``, capabilities
 of a non-root task, ``euid`` different from ``uid``.
 
@@ -258,10 +261,8 @@ class _Compiler:
             us = self.draw(s["dwait_s"]) * 1e6
             self.op(t, "dwait", self.us(us), nominal=us)
             return us
-        if kind in ("kernel_spin_s", "dwait_io", "kalloc", "access_mb"):
-            why = {"access_mb": "the runner has no op that re-touches a task's own anonymous "
-                                "memory yet (csrc/vmreal.c)",
-                   "kernel_spin_s": "a task looping inside the kernel deaf to signals needs a "
+        if kind in ("kernel_spin_s", "dwait_io", "kalloc"):
+            why = {"kernel_spin_s": "a task looping inside the kernel deaf to signals needs a "
                                     "kernel module",
                    "dwait_io": "an I/O path that must allocate kernel memory first needs a "
                                "kernel module",
@@ -287,6 +288,15 @@ class _Compiler:
             self.op(t, "touch", pages * PAGE_KB,
                     nominal=self.fault_us(pages, self.costs.user_touch_us))
             return 0.0
+        if kind == "access_mb":
+            # the task's anonymous working set again (one store a page, then the user's work
+            # a page as CPU); nominal, as the simulator's: the user's work only
+            pages = _pages(self.draw(s["access_mb"]))
+            rate = self.draw(s.get("us_per_page", self.costs.user_touch_us))
+            self.op(t, "access", pages * PAGE_KB, nominal=0)
+            us = pages * rate
+            self.op(t, "compute", self.us(us), nominal=int(us))
+            return us
         if kind == "grow":
             g = s["grow"]
             pages = _pages(self.draw(g["mb"]))
