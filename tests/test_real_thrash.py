@@ -98,3 +98,39 @@ def test_a_bound_reached_while_thrashing_is_thrashing_a_stuck_task_a_hang():
     stuck = ln[:-1] + ["VMREAL 11000002 stuck 0 600 D 8000000", ln[-1]]
     rec = R.make_record(p, stuck, [], dict(META, runner_limit_s=12.0), {})
     assert (rec["outcome"], rec["deadlock"]) == ("deadlock", True)
+
+
+from harness.real import memcg, run_real  # noqa: E402
+import pytest  # noqa: E402
+
+OK, WHY = memcg.available()
+
+
+@pytest.mark.skipif(not OK, reason=f"memcg backend unavailable: {WHY}")
+def test_a_real_run_times_its_steps_and_samples_the_pressure(tmp_path):
+    """On the host's memory cgroup, at time scale 0.1: the goal task's ops come back as step
+    lines (touch 2 MB, then 20 times: access 4 MB -- two passes over its 512 pages --, compute,
+    sleep), the runner samples the cgroup's memory.pressure and memory.stat, and the record
+    has the progress columns."""
+    w = W.from_dict({
+        "name": "t-steps", "machine": {"ram_mb": 64, "cpus": 1},
+        "run": {"time_limit_s": 200, "watchdog_s": 50},
+        "task": [{"name": "worker", "role": "bystander", "goal": True,
+                  "script": [{"touch_mb": 2}, {"loop": 20, "steps": [
+                      {"access_mb": 4}, {"compute_ms": 300}, {"sleep_s": 0.5}]}]}]})
+    rec = run_real(w, "memcg", 0, tmp_path, time_scale=0.1, max_wall_s=15)
+    assert rec["status"] == "ok", rec["error"]
+    assert rec["outcome"] == "completed" and rec["workload_completed"]
+    log = (tmp_path / "raw" / "memcg" / "t-steps" / "0.log").read_text().splitlines()
+    steps = [ln.split() for ln in log if ln.startswith("VMREAL") and ln.split()[2] == "step"]
+    # ops: reserve, touch, then 20 x (access, compute (the access's user work), compute, sleep)
+    assert [int(s[5]) for s in steps] == list(range(2 + 20 * 4))
+    psi = [ln for ln in log if ln.startswith("VMREAL") and ln.split()[2] == "psi"]
+    assert len(psi) >= 10 and rec["psi_samples"] == len(psi)     # every 100 ms for >= 1 s
+    assert rec["refaults"] is not None            # memory.stat's workingset_refault_file
+    if memcg._own_cgroup()[0] == "v2":            # memory.pressure (cgroup v1 has none: -1)
+        assert all(int(x) >= 0 for x in psi[-1].split()[3:5]) and rec["psi_full_s"] is not None
+    else:
+        assert psi[-1].split()[3:5] == ["-1", "-1"] and rec["psi_full_s"] is None
+    # 20 x 80 ms of nominal CPU and sleep on an idle host: no window (1 s) below 50 %
+    assert 0.5 < rec["progress_min10"] <= 1.0 and rec["thrash_s"] == 0.0
