@@ -232,25 +232,35 @@ def access_anon(k, task, pages: int, rate_us: float):
 
 
 def ensure_text(k, task):
-    """Before user code runs, its program's text working set must be mapped (minor or major faults).
+    """Before user code runs on, its program's text working set is touched once (minor or
+    major faults): one pass over the working set per compute quantum.
 
     ``swap_out`` drops text ptes under pressure (2.4 ``try_to_swap_out``: a page with a mapping
-    is simply unmapped); the task then refaults them here, from the cache or from disk.
+    is simply unmapped; 6.1 ``shrink_folio_list`` -> ``try_to_unmap``); the task then refaults
+    them here, from the cache (``filemap_map_pages``) or from disk (``filemap_fault``).  A
+    program needs each page of its working set when it executes it, not all of them at once:
+    the pass faults in the pages missing when it starts, each once, and pages evicted again
+    while it waits for the later ones -- behind it -- are the next pass's (the real runner,
+    ``csrc/vmreal.c`` ``ensure_text``, touches the pages in order each quantum).  Pages are
+    counts (model.md), so "behind it" is the count brought in so far: the pass ends when it
+    has brought in as many pages as were missing at its start, or none is missing.
     """
     mm = task.mm
     if mm is None or mm.text is None:
         return
     f = mm.text
+    todo = f.ws - sum(f.mapped)          # the pages this pass must fault in
     while True:
         if k.fatal_pending(task):        # killed while waiting for its text: go and die
             return
         mapped = sum(f.mapped)
-        need = f.ws - mapped
+        need = min(todo, f.ws - mapped)
         if need <= 0:
             return
         # minor faults: resident clean pages of the file are mapped again
         remap = k.file_move(f, "clean", "mapped", need, range(3))
         if remap:
+            todo -= remap
             k.changed()
             k.touch_file(f)
             yield (CPU, int(remap * k.costs.fault_us), False)
@@ -263,6 +273,7 @@ def ensure_text(k, task):
                 continue
             fault_kill(k, task)
         got = req.pages
+        todo -= got
         lru = k.lru
         if lru is None:                   # the 2.4 models: no LRU of their own here
             k.assign(req, "mapped", f.mapped)
