@@ -477,27 +477,14 @@ def _thrashes(w: str, r: pd.DataFrame, s: pd.DataFrame) -> bool:
     return any_low(r) or any_low(s)
 
 
-def _real_panel(real_dir, policy: str, w: str, seed: int, scale: float):
-    """What :func:`harness.plot.draw_thrash` reads of a real run, from its raw log."""
-    from types import SimpleNamespace
-
-    from . import registry
-    from . import workload as W
-    from .real import plan as P, record as RR
-    log = Path(real_dir) / "raw" / policy / w / f"{seed}.log"
-    lines = log.read_text().splitlines()
-    i, j = lines.index("## runner"), lines.index("## kernel")
-    found, _ = W.load_dir(registry.WORKLOAD_DIR)
-    ser = RR.thrash_series(P.compile_plan(found[w], seed, scale), lines[i + 1:j], lines[j + 1:])
-    return SimpleNamespace(thrash=ser, trace=[(t, "kill") for t in ser.pop("kills_us")])
-
-
-def plot_thrash(w: str, r: pd.DataFrame, tab: pd.DataFrame, real_dir, plots_dir, written,
-                sim_runner=None) -> Path | None:
+def plot_thrash(w: str, r: pd.DataFrame, tab: pd.DataFrame, panels, plots_dir,
+                written) -> Path | None:
     """Per real policy of ``w``: its run of the lowest seed beside its model's run of that
-    seed (drawn by :func:`harness.plot.draw_thrash`)."""
+    seed (drawn by :func:`harness.plot.draw_thrash`).  ``panels`` (given by
+    :mod:`harness.real`, which reads its raw logs and runs the models; this module imports
+    neither): ``real(policy, workload, seed, time_scale)`` and ``sim(model label, workload,
+    seed)``, each returning what ``draw_thrash`` reads or raising."""
     from . import plot
-    from .real import _parse_label
     tw = tab.loc[w].reset_index()
     rows = []
     for rr in tw[tw.kind == "real"].itertuples():
@@ -507,18 +494,13 @@ def plot_thrash(w: str, r: pd.DataFrame, tab: pd.DataFrame, real_dir, plots_dir,
         seed = int(pd.to_numeric(d["seed"]).min())
         scale = float(pd.to_numeric(d[d.seed == seed]["time_scale"]).iloc[0])
         try:
-            real_k = _real_panel(real_dir, rr.pair, w, seed, scale)
-        except (OSError, ValueError, KeyError) as e:
+            real_k = panels.real(rr.pair, w, seed, scale)
+        except Exception as e:  # noqa: BLE001 - a run that cannot be drawn is a panel saying so
             real_k = f"{type(e).__name__}: {e}"
         rows.append((rr.pair, rr.model, seed, real_k))
     if not rows:
         return None
-    if sim_runner is None:
-        from . import runner
-
-        def sim_runner(label, wl, seed):
-            name, params = _parse_label(label)
-            return runner.run_one(name, wl, seed, params, keep_kernel=True)[1]
+    sim_runner = panels.sim
     sims = {}
     fig, axes = plt.subplots(len(rows), 2, figsize=(13, 2.3 * len(rows) + 0.9), squeeze=False,
                              sharex=True)
@@ -543,12 +525,29 @@ def plot_thrash(w: str, r: pd.DataFrame, tab: pd.DataFrame, real_dir, plots_dir,
     fig.suptitle(f"{w}: thrashing, real policies and their models", fontsize=10, x=0.01,
                  ha="left")
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in w)
-    return F.save(fig, Path(plots_dir), f"real_thrash_{safe}", written)
+    return F.save(fig, Path(plots_dir), _thrash_name(w), written)
+
+
+def _thrash_name(w: str) -> str:
+    return "real_thrash_" + "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in w)
+
+
+def _copy_thrash_plot(w: str, src_dir: Path, plots_dir: Path, written) -> Path | None:
+    import shutil
+    out = None
+    for ext in (".png", ".svg"):
+        src = src_dir / (_thrash_name(w) + ext)
+        if src.exists():
+            dst = Path(plots_dir) / src.name
+            if src.resolve() != dst.resolve():
+                shutil.copyfile(src, dst)
+            written.append(dst)
+            out = dst if ext == ".png" else out
+    return out
 
 
 def write(out_dir, real: pd.DataFrame, sim: pd.DataFrame, real_dir: str | None = None,
-          written: list | None = None) -> tuple[pd.DataFrame, Path | None]:
+          written: list | None = None, panels=None) -> tuple[pd.DataFrame, Path | None]:
     """``real_vs_sim.csv``, ``real_vs_sim.md``, ``real_agreement.csv`` and one plot per
     workload ``plots/real_vs_sim_<workload>.{png,svg}`` in ``out_dir``; returns the table (its
     ``attrs`` hold the agreement and the plots) and the first PNG (None when no workload has
@@ -573,10 +572,15 @@ def write(out_dir, real: pd.DataFrame, sim: pd.DataFrame, real_dir: str | None =
     thrash = {}
     for w in list(dict.fromkeys(tab.index.get_level_values(0))):
         plots[w] = plot_workload(w, r, s, tab, plots_dir, written)
-        if real_dir and _thrashes(w, r, s):
-            t = plot_thrash(w, r, tab, real_dir, plots_dir, written)
-            if t is not None:
-                thrash[w] = str(t)
+        if not _thrashes(w, r, s):
+            continue
+        t = None
+        if panels is not None:
+            t = plot_thrash(w, r, tab, panels, plots_dir, written)
+        elif real_dir:                 # the bench's report: the real run's own figure
+            t = _copy_thrash_plot(w, Path(real_dir) / "plots", plots_dir, written)
+        if t is not None:
+            thrash[w] = str(t)
     tab.attrs["agreement"] = ag
     tab.attrs["thrash_plots"] = thrash
     tab.attrs["plots"] = {w: str(p) for w, p in plots.items()}

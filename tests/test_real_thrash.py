@@ -134,3 +134,40 @@ def test_a_real_run_times_its_steps_and_samples_the_pressure(tmp_path):
         assert psi[-1].split()[3:5] == ["-1", "-1"] and rec["psi_full_s"] is None
     # 20 x 80 ms of nominal CPU and sleep on an idle host: no window (1 s) below 50 %
     assert 0.5 < rec["progress_min10"] <= 1.0 and rec["thrash_s"] == 0.0
+
+
+def test_the_report_draws_the_thrashing_plot_and_the_bench_report_reuses_it(tmp_path):
+    """A workload that thrashed gets ``plots/real_thrash_<workload>.png``: the real run's panel
+    from the panels given (by harness.real), its model's beside it (here a model that fails:
+    the panel says so); the bench's report, given no panels, copies the real run's figure."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from harness import report_real as RR
+    from harness.real.record import ALL_COLUMNS
+    rec = R.make_record(compile_plan(worker(), 0, 0.1), lines(), [], META, {})
+    rec.update(policy="real-6.1", model="oom_reaper", real_policy_file="policies/real/x.toml")
+    real = pd.DataFrame([rec], columns=ALL_COLUMNS)
+    asked = []
+
+    class Panels:
+        def real(self, policy, w, seed, scale):
+            asked.append((policy, w, seed, scale))
+            return SimpleNamespace(trace=[(5_000_000, "kill")], thrash={
+                "progress": [(10.0, 0.5), (20.0, 0.1)], "psi_full": [(10.0, 5.0)],
+                "refault_rate": [(10.0, 100.0)]})
+
+        def sim(self, label, w, seed):
+            raise RuntimeError("no such model here")
+
+    out = tmp_path / "real"
+    tab, _png = RR.write(out, real, None, str(out), panels=Panels())
+    fig = out / "plots" / "real_thrash_t-thrash.png"
+    assert fig.exists() and asked == [("real-6.1", "t-thrash", 0, 0.1)]
+    assert "plots/real_thrash_t-thrash.png" in (out / "real_vs_sim.md").read_text()
+    bench = tmp_path / "bench"
+    tab2, _ = RR.write(bench, real, None, str(out))
+    assert (bench / "plots" / "real_thrash_t-thrash.png").read_bytes() == fig.read_bytes()
+    assert tab2.attrs["thrash_plots"] == {"t-thrash": str(bench / "plots" /
+                                                         "real_thrash_t-thrash.png")}

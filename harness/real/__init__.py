@@ -236,15 +236,7 @@ def _qemu_available(pol) -> tuple[bool, str]:
         return False, f"{type(e).__name__}: {e}"
 
 
-def _parse_label(label: str) -> tuple[str, dict]:
-    """``psi_userspace[daemon=oomd]`` -> ("psi_userspace", {"daemon": "oomd"})."""
-    name, _, rest = label.partition("[")
-    params = {}
-    for kv in rest.rstrip("]").split(","):
-        if "=" in kv:
-            k, v = kv.split("=", 1)
-            params[k] = v
-    return name, params
+from .policies import parse_model_label as _parse_label  # noqa: E402
 
 
 def simulate_models(labels, workloads, seeds, say=None):
@@ -279,6 +271,32 @@ def simulate_models(labels, workloads, seeds, say=None):
     return pd.DataFrame(recs, columns=metrics.COLUMNS)
 
 
+class _Panels:
+    """The thrashing plot's runs (``report_real.plot_thrash``): a real run's series from its
+    raw log (``record.thrash_series`` of the plan it ran), a model's run simulated again."""
+
+    def __init__(self, out: Path):
+        self.out = Path(out)
+
+    def real(self, policy: str, workload: str, seed: int, scale: float):
+        from types import SimpleNamespace
+
+        from .. import registry
+        from .. import workload as W
+        from . import plan as P, record
+        lines = (self.out / "raw" / policy / workload / f"{seed}.log").read_text().splitlines()
+        i, j = lines.index("## runner"), lines.index("## kernel")
+        found, _ = W.load_dir(registry.WORKLOAD_DIR)
+        ser = record.thrash_series(P.compile_plan(found[workload], seed, scale),
+                                   lines[i + 1:j], lines[j + 1:])
+        return SimpleNamespace(thrash=ser, trace=[(t, "kill") for t in ser.pop("kills_us")])
+
+    def sim(self, label: str, workload: str, seed: int):
+        from .. import runner
+        name, params = _parse_label(label)
+        return runner.run_one(name, workload, seed, params, keep_kernel=True)[1]
+
+
 def _report(out: Path, records: list, seeds: list):
     """``real_vs_sim.{md,csv}``, ``real_agreement.csv``, ``sim_models.csv`` and
     ``plots/real_vs_sim_<workload>.*`` in ``out``: each real policy beside its model on the
@@ -293,7 +311,7 @@ def _report(out: Path, records: list, seeds: list):
         labels.append(RR.SIM_REFERENCE)                # records from before real policies
     sim = simulate_models(labels, list(dict.fromkeys(real.workload)), seeds)
     _atomic_write(out / "sim_models.csv", sim.to_csv(index=False))
-    tab, png = RR.write(out, real, sim, str(out))
+    tab, png = RR.write(out, real, sim, str(out), panels=_Panels(out))
     if png is not None:
         ag = tab.attrs.get("agreement")
         if ag is not None and len(ag):

@@ -270,3 +270,15 @@ def check_model(pol: RealPolicy, sim_policies: dict) -> str | None:
         return (f"{pol.file}: model_params: {pol.models} has no parameter "
                 f"{', '.join(sorted(unknown))}; known: {', '.join(sorted(cls.params))}")
     return None
+
+
+def parse_model_label(label: str) -> tuple[str, dict]:
+    """A model as ``RealPolicy.model_label`` names it -> (simulated policy, parameters):
+    ``psi_userspace[daemon=oomd]`` -> ("psi_userspace", {"daemon": "oomd"})."""
+    name, _, rest = label.partition("[")
+    params = {}
+    for kv in rest.rstrip("]").split(","):
+        if "=" in kv:
+            k, v = kv.split("=", 1)
+            params[k] = v
+    return name, params
