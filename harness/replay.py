@@ -169,11 +169,16 @@ def lru_round_idle(file_pages: int, saved: int) -> bool:
     """With ``k.lru``: the 13 priorities of a round, from the file LRU's saved scan
     ``saved``, never reach SWAP_CLUSTER_MAX (``nr_scan_try_batch``), so no pass gives the
     LRU anything to scan.  (Only without swap: :func:`_nothing_to_reclaim` asks first.)"""
-    for prio in range(12, -1, -1):
-        saved += file_pages >> prio
-        if saved >= M.SWAP_CLUSTER_MAX:
-            return False
-    return True
+    total = _ROUND_SCANS.get(file_pages)
+    if total is None:
+        if len(_ROUND_SCANS) > 4096:
+            _ROUND_SCANS.clear()
+        total = _ROUND_SCANS[file_pages] = sum(file_pages >> prio for prio in range(13))
+    # the priorities' running sums only grow: the last one, ``saved + total``, is the largest
+    return saved + total < M.SWAP_CLUSTER_MAX
+
+
+_ROUND_SCANS: dict = {}         # file LRU pages -> the 13 priorities' scans added up
 
 
 def noop_round(policy, k, cz: int, file_pages: int) -> int:

@@ -121,3 +121,16 @@ def test_abort_restarts_equal_the_plain_code(monkeypatch):
     assert fast["kills"] == 1 and oom_calls > 20_000 and 0 < used < oom_calls // 100
     assert len(calls) > used                             # (the debug run used it too)
     assert fast == plain == one_by_one                   # trace hash and events included
+
+
+def test_lru_round_idle_is_the_priority_loop():
+    """``lru_round_idle`` in closed form against the 13 priorities' ``nr_scan_try_batch``."""
+    def loop(file_pages, saved):
+        for prio in range(12, -1, -1):
+            saved += file_pages >> prio
+            if saved >= 32:
+                return False
+        return True
+    for file_pages in list(range(0, 70)) + [4095, 4096, 8191, 8192, 100_000]:
+        for saved in range(0, 40):
+            assert replay.lru_round_idle(file_pages, saved) == loop(file_pages, saved)
