@@ -142,8 +142,8 @@ def _nothing_to_reclaim(policy, k, cz: int, gfp: int) -> bool:
     zones = k.zones[: cz + 1]
     fs, swap = gfp & M.GFPF_FS, k.nr_swap_pages > 0
     if k.lru is not None:
-        if swap and any(z.anon for z in zones):
-            return False
+        if swap and (policy.anon_lru(k, cz) or policy.file_lru(k, cz)):
+            return False           # (with swap, shrink_zones scales the file scan by swappiness)
         if any(z.dcache for z in k.zones):
             return False
         return lru_round_idle(policy.file_lru(k, cz), policy.saved_scan[1])
@@ -328,15 +328,17 @@ def same_rounds(policy, k, req, loops, ver, saved, top):
 def idle_round(policy, k, cz: int) -> bool:
     """``do_try_to_free_pages``' 13 priorities would scan nothing and free nothing, from the
     saved scans as they are: no swap-cache page written and freed waiting to be counted, no
-    anonymous page to scan (no free swap, or none on the anonymous LRU), and the file LRU's
+    free swap (or no page on either LRU: with swap, ``shrink_zones`` scales the scans by
+    ``swappiness``, which :func:`noop_round` does not), and the file LRU's
     ``nr_scan_try_batch`` never reaching SWAP_CLUSTER_MAX (:func:`lru_round_idle`).  Each
     priority then only walks the zonelist (``shrink_slab`` is not called for a pass that
     scanned nothing, and ``priority_nap`` naps only after a scan)."""
     if policy.swapped_free:
         return False
-    if k.nr_swap_pages > 0 and policy.anon_lru(k, cz):
-        return False
-    return lru_round_idle(policy.file_lru(k, cz), policy.saved_scan[1])
+    file_pages = policy.file_lru(k, cz)
+    if k.nr_swap_pages > 0 and (file_pages or policy.anon_lru(k, cz)):
+        return False               # (with swap, shrink_zones scales the file scan by swappiness)
+    return lru_round_idle(file_pages, policy.saved_scan[1])
 
 
 def abort_restarts(policy, k, req):
