@@ -135,12 +135,18 @@ class Progress:
         c = self.credit
         if last >= len(c):
             c.extend([0] * (last + 1 - len(c)))
-        done = 0
-        for b in range(b, last):
-            upto = nominal_us * ((b + 1) * step - t_start_us) // dur
-            c[b] += upto - done
-            done = upto
-        c[last] += nominal_us - done
+        if b == last:
+            c[last] += nominal_us
+        elif nominal_us == dur:
+            # 100 % productive: every whole bucket gets ``step`` (the same floors, summed)
+            c[b] += (b + 1) * step - t_start_us
+            if last > b + 1:
+                c[b + 1:last] = [x + step for x in c[b + 1:last]]
+            c[last] += t_end_us - last * step
+        else:
+            ups = [nominal_us * ((i + 1) * step - t_start_us) // dur for i in range(b, last)]
+            c[b:last] = [x + u - d for x, u, d in zip(c[b:last], ups, [0] + ups[:-1])]
+            c[last] += nominal_us - ups[-1]
 
     def _add(self, b: int, v: int) -> None:
         c = self.credit

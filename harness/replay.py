@@ -18,6 +18,11 @@ The loops replayed (tree ``torvalds/linux``):
 * ``noop_retries`` -- ``mm/page_alloc.c`` 4.15 ``__alloc_pages_slowpath``'s ``retry:`` loop
   after an iteration that changed nothing: the iterations are made by the engine through an
   ``ITER`` command, many at a time (:func:`noop_retries`).
+* ``abort_restarts`` -- ``mm/page_alloc.c`` 2.6.36 ``__alloc_pages_slowpath``'s ``restart:`` loop
+  after an iteration that changed nothing: a reclaim round that could scan nothing
+  (:func:`idle_round`) and an ``out_of_memory`` whose ``select_bad_process`` met a TIF_MEMDIE
+  task; the engine makes the round and the task-list scan through an ``ITER`` command, many at
+  a time (:func:`abort_restarts`).
 * ``select_26`` / ``select_415`` -- ``mm/oom_kill.c`` ``select_bad_process`` with
   ``oom_badness`` (2.6.36 / 4.15) computed inline: one task-list scan without the method calls
   (:func:`select_26`, :func:`select_415`).
@@ -53,6 +58,14 @@ SHORTCUTS = {
          "thresholds", "direct_reclaim", "try_to_free_pages", "shrink_zones", "file_lru",
          "anon_lru", "scan_batch", "priority_nap", "should_reclaim_retry",
          "zone_reclaimable_pages")),
+    "abort_restarts": Shortcut(
+        "2.6.36 __alloc_pages_slowpath's restart loop after an iteration in which reclaim "
+        "scanned nothing and out_of_memory met a TIF_MEMDIE task",
+        ("slow_path", "wake_all_kswapd", "gfp_flags", "thresholds", "reserve_flags",
+         "direct_reclaim", "try_to_free_pages", "shrink_zones", "file_lru", "anon_lru",
+         "scan_batch", "priority_nap", "may_oom", "take_oom_lock", "release_oom_lock",
+         "out_of_memory", "dying_caller", "select_bad_process", "badness", "unkillable",
+         "mm_points", "has_cap_sys_admin")),
     "select_26": Shortcut(
         "2.6.36 select_bad_process with oom_badness inline",
         ("select_bad_process", "badness", "unkillable", "mm_points", "has_cap_sys_admin")),
@@ -94,6 +107,7 @@ class Plan:
         cls = type(policy)
         self.noop_round = status(cls, "noop_round", policy)[0]
         self.retries = self.noop_round and status(cls, "noop_retries", policy)[0]
+        self.restarts = status(cls, "abort_restarts", policy)[0]
         if status(cls, "select_415", policy)[0]:
             self.select = partial(select_415, policy)
         elif status(cls, "select_26", policy)[0]:
@@ -128,8 +142,8 @@ def _nothing_to_reclaim(policy, k, cz: int, gfp: int) -> bool:
     zones = k.zones[: cz + 1]
     fs, swap = gfp & M.GFPF_FS, k.nr_swap_pages > 0
     if k.lru is not None:
-        if swap and any(z.anon for z in zones):
-            return False
+        if swap and (policy.anon_lru(k, cz) or policy.file_lru(k, cz)):
+            return False           # (with swap, shrink_zones scales the file scan by swappiness)
         if any(z.dcache for z in k.zones):
             return False
         return lru_round_idle(policy.file_lru(k, cz), policy.saved_scan[1])
@@ -155,11 +169,16 @@ def lru_round_idle(file_pages: int, saved: int) -> bool:
     """With ``k.lru``: the 13 priorities of a round, from the file LRU's saved scan
     ``saved``, never reach SWAP_CLUSTER_MAX (``nr_scan_try_batch``), so no pass gives the
     LRU anything to scan.  (Only without swap: :func:`_nothing_to_reclaim` asks first.)"""
-    for prio in range(12, -1, -1):
-        saved += file_pages >> prio
-        if saved >= M.SWAP_CLUSTER_MAX:
-            return False
-    return True
+    total = _ROUND_SCANS.get(file_pages)
+    if total is None:
+        if len(_ROUND_SCANS) > 4096:
+            _ROUND_SCANS.clear()
+        total = _ROUND_SCANS[file_pages] = sum(file_pages >> prio for prio in range(13))
+    # the priorities' running sums only grow: the last one, ``saved + total``, is the largest
+    return saved + total < M.SWAP_CLUSTER_MAX
+
+
+_ROUND_SCANS: dict = {}         # file LRU pages -> the 13 priorities' scans added up
 
 
 def noop_round(policy, k, cz: int, file_pages: int) -> int:
@@ -303,6 +322,178 @@ def same_rounds(policy, k, req, loops, ver, saved, top):
     same = (policy.replay.retries and k.version == top
             and nothing_to_reclaim(policy, k, req.zl[0], req.gfp))
     return True, loops, same
+
+
+# ---------------------------------------------------------------------------- abort_restarts
+def idle_round(policy, k, cz: int) -> bool:
+    """``do_try_to_free_pages``' 13 priorities would scan nothing and free nothing, from the
+    saved scans as they are: no swap-cache page written and freed waiting to be counted, no
+    free swap (or no page on either LRU: with swap, ``shrink_zones`` scales the scans by
+    ``swappiness``, which :func:`noop_round` does not), and the file LRU's
+    ``nr_scan_try_batch`` never reaching SWAP_CLUSTER_MAX (:func:`lru_round_idle`).  Each
+    priority then only walks the zonelist (``shrink_slab`` is not called for a pass that
+    scanned nothing, and ``priority_nap`` naps only after a scan)."""
+    if policy.swapped_free:
+        return False
+    file_pages = policy.file_lru(k, cz)
+    if k.nr_swap_pages > 0 and (file_pages or policy.anon_lru(k, cz)):
+        return False               # (with swap, shrink_zones scales the file scan by swappiness)
+    return lru_round_idle(file_pages, policy.saved_scan[1])
+
+
+def abort_restarts(policy, k, req):
+    """Generator, in place of ``direct_reclaim`` in 2.6.36 ``slow_path``'s restart loop after
+    an iteration that changed nothing at all (the machine's version and the task's flags as
+    the iteration found them), in which the reclaim round was idle (:func:`idle_round`) and
+    ``out_of_memory`` met a TIF_MEMDIE task (``select_bad_process`` aborted).  Returns the
+    blocks ``may_oom`` got, 0 to ``goto restart``.
+
+    While the machine's version stays, every test of an iteration gives the answer it gave
+    last time: the watermark passes fail, the round is idle (only ``nr_saved_scan`` moves, as
+    :func:`noop_round` computes), ``select_bad_process`` aborts.  So the engine makes the
+    iterations (an ``ITER`` command) in two steps each, the two CPU spans of the plain code:
+    the round (then its tail -- ``snapshot_refaults``, the ``reclaim`` event, PF_MEMALLOC
+    cleared -- and ``__alloc_pages_may_oom`` up to the task-list scan: the OOM lock taken)
+    and the scan (then the ``oom_call`` event, the lock released, and the restart up to the
+    next round: the spin point, PF_MEMALLOC, the round).  It gives the generator back,
+    untouched, at the end of a span whose next step would see the machine changed, another
+    task holding the OOM lock or waiting for it, a fatal signal, or a round that would scan.
+    (The caller has made the restart's head up to the spin point.)"""
+    self = policy
+    task, cz = req.task, req.zl[0]
+    pid = task.pid
+    version = k.version
+    file_pages = self.file_lru(k, cz)
+    saved_scan = self.saved_scan
+    noop_rounds = self.replay.noop_rounds
+    reclaim_cost = self.reclaim_cost
+    lru = k.lru
+    direct = int(task is not k.kswapd)
+    reclaim_event = ("reclaim", pid, 0, 0, direct)    # note_reclaim of a round that freed 0
+    oom_event = ("oom_call", pid, 0)                    # out_of_memory: the scan aborted
+    scan_cost = int(len(k.live) * k.costs.oom_scan_us_per_task)
+    # lru_round_idle(file_pages, saved) <=> saved < idle_below (the priorities' scans add up)
+    idle_below = M.SWAP_CLUSTER_MAX - sum(file_pages >> prio for prio in range(13))
+    phase = 0                   # the CPU span being spent: 0 the round, 1 the scan
+    total = 0                   # the round's CPU
+
+    def round_cost():
+        """try_to_free_pages' idle round: its CPU, nr_saved_scan advanced (noop_round)."""
+        hit = noop_rounds.get((file_pages, saved_scan[1], cz))
+        if hit is None:
+            return noop_round(self, k, cz, file_pages)
+        saved_scan[1] = hit[1]
+        return hit[0]
+
+    def lock_free() -> bool:
+        holder = self.oom_lock
+        return holder is None or holder is task or not holder.alive
+
+    def boundary():
+        nonlocal phase, total
+        if k.version != version:
+            return None
+        if phase == 0:
+            # the round ends: its tail, then __alloc_pages_may_oom up to the scan's CPU
+            if not lock_free() or k.fatal_pending(task):
+                return None
+            if lru is not None:
+                lru.end_round()                              # snapshot_refaults
+            reclaim_cost[pid] = total
+            k.emit(*reclaim_event)
+            task.flags &= ~PF_MEMALLOC                       # direct_reclaim's exit
+            self.oom_lock = task                             # try_set_zonelist_oom
+            phase = 1
+            return scan_cost
+        # the scan ends: out_of_memory's tail, the restart up to the next round's CPU
+        if self.oom_lock_waiters or self.swapped_free or saved_scan[1] >= idle_below:
+            return None
+        k.emit(*oom_event)
+        self.oom_lock = None                                 # clear_zonelist_oom
+        if task.spin_ver != version:
+            k.spin_point(task)
+        task.flags |= PF_MEMALLOC
+        total = round_cost()
+        phase = 0
+        return total
+
+    def many(now, limit):
+        """``boundary`` again and again from ``now``, while each span ends before ``limit``
+        and the spin point would change nothing (nothing else can change meanwhile: no
+        other task runs, so the OOM lock, the signals and the LRU's counters stay).  Once a
+        round leaves ``nr_saved_scan`` as it found it, the iterations are all alike: their
+        events are written at once."""
+        nonlocal phase, total
+        if (k.version != version or task.spin_ver != version or self.oom_lock_waiters
+                or k.fatal_pending(task) or not lock_free() or self.swapped_free):
+            return 0, 0, 0
+        n = spent = last = 0
+        trace = k.trace if k.trace_on else None
+        if lru is not None:
+            lru.end_round()                  # (idempotent while nothing else runs)
+        while True:
+            t0 = now + spent
+            if phase == 0:
+                hit = noop_rounds.get((file_pages, saved_scan[1], cz))
+                if (hit is not None and hit[1] == saved_scan[1] and hit[0] == total
+                        and saved_scan[1] < idle_below):
+                    # a fixed point: pairs of spans (the scan, the same round) until limit
+                    period = scan_cost + total
+                    m = (limit - 1 - t0) // period
+                    if m > 0:
+                        m = int(m)
+                        if trace is not None:
+                            ev = [None] * (2 * m)
+                            ev[0::2] = [(t0 + i * period,) + reclaim_event for i in range(m)]
+                            ev[1::2] = [(t0 + i * period + scan_cost,) + oom_event
+                                        for i in range(m)]
+                            trace.extend(ev)
+                        reclaim_cost[pid] = total
+                        n += 2 * m
+                        spent += m * period
+                        last = total
+                        continue
+                if t0 + scan_cost >= limit:
+                    break
+                reclaim_cost[pid] = total
+                if trace is not None:
+                    trace.append((t0,) + reclaim_event)
+                task.flags &= ~PF_MEMALLOC
+                self.oom_lock = task
+                phase = 1
+                last = scan_cost
+            else:
+                if saved_scan[1] >= idle_below:
+                    break
+                hit = noop_rounds.get((file_pages, saved_scan[1], cz))
+                if hit is None or t0 + hit[0] >= limit:
+                    break
+                if trace is not None:
+                    trace.append((t0,) + oom_event)
+                self.oom_lock = None
+                task.flags |= PF_MEMALLOC
+                saved_scan[1] = hit[1]
+                total = last = hit[0]
+                phase = 0
+            n += 1
+            spent += last
+        return n, spent, last
+
+    task.flags |= PF_MEMALLOC                                # direct_reclaim's enter
+    total = round_cost()
+    if total:
+        yield (ITER, total, False, boundary, many)
+    if phase == 1:
+        # the scan ended: out_of_memory returns, __alloc_pages_may_oom releases the lock
+        k.emit(*oom_event)
+        self.release_oom_lock(k, task)
+        return 0
+    if lru is not None:
+        lru.end_round()
+    reclaim_cost[pid] = total
+    B.note_reclaim(k, task, B.ReclaimRound(), False, bool(direct))
+    task.flags &= ~PF_MEMALLOC
+    return (yield from self.may_oom(k, req))
 
 
 # ---------------------------------------------------------------------------- select_bad_process

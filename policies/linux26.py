@@ -33,6 +33,7 @@ progress means OOM; SCHED_FIFO of a dying task is the engine's boost for HZ of C
 """
 from harness import blocks as B
 from harness import machine as M
+from harness import replay
 from harness.engine import DWAIT
 from harness.machine import PF_MEMALLOC, PF_MEMDIE, SIGKILL, ZONE_NORMAL
 from harness.modern import (ALLOC_NO_WATERMARKS, OOM_SCORE_ADJ_MIN, PAGE_ALLOC_COSTLY_ORDER,
@@ -44,14 +45,17 @@ class Linux26(Modern):
     description = ("2.6.36: lowmem_reserve watermarks, RSS badness; no new kill while a "
                    "TIF_MEMDIE victim lives")
     params = {"lowmem_reserve_ratio": (256, 32), "swappiness": 60}
-    REPLAYS = ("select_26",)       # harness.replay: select_bad_process with badness inline
+    REPLAYS = ("select_26", "abort_restarts")   # harness.replay: the badness scan inline, the
+                                                 # restarts while out_of_memory aborts
 
     # ------------------------------------------------------------------ __alloc_pages
     def slow_path(self, k, req):
         """``__alloc_pages_slowpath`` (2.6.36)."""
         task, zl, order, gfp = req.task, req.zl, req.order, req.gfp
         wait = gfp & M.GFPF_WAIT
+        same = False                # the last iteration changed nothing (harness.replay)
         while True:                                             # restart:
+            top, fl = k.version, task.flags
             self.wake_all_kswapd(k, zl)
             flags = self.gfp_flags(gfp)
             n = k.take(req, self.thresholds(k, zl, order, WMARK_MIN, flags))
@@ -65,6 +69,13 @@ class Linux26(Modern):
                 if not wait or task.flags & (PF_MEMALLOC | PF_MEMDIE):
                     return 0
                 k.spin_point(task)
+                if same:
+                    same = False
+                    if k.version == top and replay.idle_round(self, k, zl[0]):
+                        n = yield from replay.abort_restarts(self, k, req)   # the same ones
+                        if n:
+                            return n
+                        break                                   # goto restart
                 progress, _rr = yield from self.direct_reclaim(k, req)
                 if progress:
                     n = k.take(req, self.thresholds(k, zl, order, WMARK_MIN, flags))
@@ -76,6 +87,9 @@ class Linux26(Modern):
                         return n
                     if order > PAGE_ALLOC_COSTLY_ORDER or zl[0] < ZONE_NORMAL:
                         return 0
+                    # an iteration that changed nothing (out_of_memory met a TIF_MEMDIE task):
+                    # the next ones are the same while the machine is (harness.replay)
+                    same = (self.replay.restarts and k.version == top and task.flags == fl)
                     break                                       # goto restart
                 retry, _ = yield from self.should_reclaim_retry(k, req, flags, progress, 0)
                 if not retry:                                   # should_alloc_retry
