@@ -141,6 +141,12 @@ def test_tiny_run_sees_the_oom_kill_and_its_victim(tiny, tmp_path):
     rec = R.make_record(plan, runner, kernel, meta)
     assert rec["kills"] >= 1 and rec["first_victim"] == "usemem", rec
     assert rec["policy"] == f"real-qemu-{meta['kernel']}"
+    # the disk is the modelled one at the run's time scale (8 ms a request, 400 us a page,
+    # x 1), and the guest's /proc/pressure/memory and /proc/vmstat were sampled
+    assert meta["disk_throttle"] == "iops-total=125,bps-total=10240000,group=disk"
+    psi = [ln.split() for ln in runner if ln.split()[2] == "psi"]
+    assert psi and all(int(x) >= 0 for x in psi[-1][3:5] + psi[-1][7:9]), psi[-1:]
+    assert rec["psi_samples"] == len(psi) and rec["refaults"] is not None
 
 
 def test_overhead_is_measured_once_and_cached(monkeypatch):
