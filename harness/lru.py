@@ -49,7 +49,17 @@ The mechanism (tree ``torvalds/linux``; ``rules`` picks the generation):
   PG_workingset, PG_locked (while its read is in flight) and "faulted" (the young pte left by
   the access that faulted it in).  Which pages of a file are mapped, clean, dirty or under
   write-back is the file's count, apportioned over a run when it is scanned (the model's
-  pages are counts; mapped pages are program text, ``VM_EXEC``).
+  pages are counts; mapped pages are program text).
+* VM_EXEC.  Program text is mapped as the real runner maps it, ``mmap(PROT_READ,
+  MAP_PRIVATE)`` (``csrc/vmreal.c`` OP_TEXT): ``vma->vm_flags`` has no VM_EXEC, so the two
+  executable-page rules below do not apply to it; they apply to the files in
+  :attr:`ClassicLRU.vm_exec` (none of a workload's).  This is what sets PSI on
+  ``desktop-thrash``: with VM_EXEC, ``folio_check_references`` activates a text page on its
+  first scan (the faulting access's young pte is enough) and ``shrink_active_list`` later
+  deactivates it with PG_workingset, so its refault, short after a whole working set was read,
+  is activated, restores PG_workingset and is a memory stall; without it, a page needs a
+  second young pte on a later inactive scan (``referenced_folio``) to be activated, and a
+  program that cannot run until its working set is in never gives it one.
 * Referenced (``page_referenced`` / ``folio_referenced``).  A mapped page's ptes are young in
   every mm that ran user code since the page was last scanned: the engine's record of what
   ran (``task.utime``), read for a file's mappers whenever reclaim or a fault looks at its
@@ -151,7 +161,7 @@ class ClassicLRU:
         self._seen_pid = 1                         # tasks below this pid are indexed
         self._tasks_of = {}                        # id(f) -> live tasks with f as text
         self._checked = {}                         # id(f) -> epoch of its last _update
-        self.noexec = set()                        # ids of files mapped without VM_EXEC
+        self.vm_exec = set()                       # ids of files mapped VM_EXEC (see vm_exec)
         self.snap_refaults = 0                     # lruvec->refaults (snapshot_refaults)
         self.activate_count = 0                    # WORKINGSET_ACTIVATE(_FILE)
         # /proc/vmstat-like counters
@@ -273,9 +283,14 @@ class ClassicLRU:
             refs = 1
         return refs
 
-    def vm_exec(self, f) -> bool:
-        """The file is mapped ``VM_EXEC`` (program text: every mapping the engine makes)."""
-        return not self.noexec or id(f) not in self.noexec
+    def is_vm_exec(self, f) -> bool:
+        """The file is mapped ``VM_EXEC``: its id is in :attr:`vm_exec`.  No mapping the
+        engine makes is: a workload's program text is mapped as the real runner maps it,
+        ``mmap(PROT_READ, MAP_PRIVATE)`` (``csrc/vmreal.c`` OP_TEXT, ``harness.real.plan``), so
+        ``vma->vm_flags`` has no VM_EXEC and neither of ``vmscan.c``'s executable-page rules
+        (``folio_check_references``: activate after first use; ``shrink_active_list``: one
+        more trip) applies to it.  Both rules are built, for a mapping that sets it."""
+        return id(f) in self.vm_exec
 
     def _apportion(self, f, zi: int, n: int):
         """How many of ``n`` pages of ``f`` in zone ``zi`` are mapped, clean, dirty, under
@@ -557,7 +572,7 @@ class ClassicLRU:
         e = self.epoch
         set_ws = WORKINGSET if self.rules == "6.1" else 0
         rotate, deact = [], []
-        mappers, ran, noexec = self.mappers, self.ran, self.noexec
+        mappers, ran, vm_exec = self.mappers, self.ran, self.vm_exec
         checked = self._checked
         for r in self._isolate(ACTIVE, cz, nr):
             n = r.n
@@ -589,7 +604,7 @@ class ClassicLRU:
                     refs = 1
             r.epoch = e
             r.flags &= ~FAULTED
-            if refs and (not noexec or id(f) not in noexec):
+            if refs and id(f) in vm_exec:
                 # "one more trip around the active list" for the mapped pages
                 if mapped < n:
                     deact.append(Run(f, zi, n - mapped, r.flags, e))
@@ -617,7 +632,7 @@ class ClassicLRU:
         freed = scanned = ptes = 0
         e = self.epoch
         keep, activate = [], []
-        mappers, ran, noexec = self.mappers, self.ran, self.noexec
+        mappers, ran, vm_exec = self.mappers, self.ran, self.vm_exec
         checked = self._checked
         evict = self._evict
         for r in self._isolate(INACTIVE, cz, nr):
@@ -657,8 +672,7 @@ class ClassicLRU:
                         part = r
                     else:
                         part = Run(f, zi, mapped, flags | REFERENCED, e)
-                    if (rflags & REFERENCED or refs > 1 or not noexec
-                            or id(f) not in noexec):
+                    if rflags & REFERENCED or refs > 1 or id(f) in vm_exec:
                         activate.append(part)
                     else:
                         keep.append(part)

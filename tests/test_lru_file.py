@@ -52,6 +52,7 @@ def test_vm_exec_text_gets_one_more_trip_around_the_active_list():
     k = machine()
     lru = k.lru
     f = text_file(k, "bin/a", 100)
+    lru.vm_exec.add(id(f))                    # mapped PROT_EXEC
     lru._push(ACTIVE, f, NORMAL, 100, 0, 0)
     t = mapper(k, f, 50)
     t.utime += 1000                           # it ran user code since the pages were scanned
@@ -73,8 +74,8 @@ def test_vm_exec_text_gets_one_more_trip_around_the_active_list():
 def test_referenced_pages_without_vm_exec_are_deactivated_anyway():
     k = machine()
     lru = k.lru
-    f = text_file(k, "bin/data-mapping", 100)
-    lru.noexec.add(id(f))
+    f = text_file(k, "bin/data-mapping", 100)   # not in lru.vm_exec: PROT_READ
+    assert not lru.is_vm_exec(f)
     lru._push(ACTIVE, f, NORMAL, 100, 0, 0)
     mapper(k, f, 50).utime += 1000
     lru.refresh()
@@ -101,7 +102,7 @@ def test_page_check_references_exec_on_first_use_others_on_second_and_unreferenc
     exe = text_file(k, "bin/exe", 64)
     dat = text_file(k, "bin/dat", 64)
     cold = text_file(k, "bin/cold", 64)
-    lru.noexec.add(id(dat))
+    lru.vm_exec.add(id(exe))                  # exe mapped PROT_EXEC; dat and cold PROT_READ
     for f in (exe, dat, cold):
         lru._push(INACTIVE, f, NORMAL, 64, 0, 0)
     te, td = mapper(k, exe, 50), mapper(k, dat, 51)
@@ -130,8 +131,7 @@ def test_page_check_references_exec_on_first_use_others_on_second_and_unreferenc
 def test_more_than_one_young_pte_activates_on_the_first_reference():
     k = machine()
     lru = k.lru
-    dat = text_file(k, "bin/shared", 32)
-    lru.noexec.add(id(dat))
+    dat = text_file(k, "bin/shared", 32)       # PROT_READ (not in lru.vm_exec)
     lru._push(INACTIVE, dat, NORMAL, 32, 0, 0)
     a, b = mapper(k, dat, 50), mapper(k, dat, 51)
     a.utime += 1
@@ -142,10 +142,13 @@ def test_more_than_one_young_pte_activates_on_the_first_reference():
     assert on_list(k, ACTIVE, dat) == 32
 
 
-def test_a_text_page_under_read_is_not_reclaimed():
+@pytest.mark.parametrize("vm_exec", [False, True])
+def test_a_text_page_under_read_is_not_reclaimed(vm_exec):
     k = machine()
     lru = k.lru
     f = k.file("bin/prog", 300, 100)
+    if vm_exec:
+        lru.vm_exec.add(id(f))
     f.mapped[NORMAL] = 64
     k.zones[NORMAL].mapped += 64
     k.zones[NORMAL].free -= 64
@@ -155,10 +158,20 @@ def test_a_text_page_under_read_is_not_reclaimed():
     freed, scanned, _ = lru.shrink_inactive(NORMAL, 64, GFP_HIGHUSER)
     assert (freed, scanned) == (0, 64) and on_list(k, INACTIVE, f) == 64
     lru._unlock(lock)
-    # the faulting access left one young pte: VM_EXEC, activated at the first scan
+    # the faulting access left one young pte: VM_EXEC is activated at the first scan; a
+    # PROT_READ mapping (the runner's text) gets PG_referenced and one more trip, inactive
     lru.refresh()
     lru.shrink_inactive(NORMAL, 64, GFP_HIGHUSER)
-    assert on_list(k, ACTIVE, f) == 64
+    assert on_list(k, ACTIVE, f) == (64 if vm_exec else 0)
+    assert on_list(k, INACTIVE, f) == (0 if vm_exec else 64)
+    if not vm_exec:
+        assert all(r.flags & REFERENCED for r in lru.lists[INACTIVE] if r.f is f)
+        # nobody ran since: no young pte at the next scan -> unmapped and freed, PG_referenced
+        # or not (FOLIOREF_RECLAIM_CLEAN), leaving a shadow without the workingset bit
+        lru.refresh()
+        freed, _, _ = lru.shrink_inactive(NORMAL, 64, GFP_HIGHUSER)
+        assert freed == 64 and lru.shadowed[id(f)] == 64
+        assert not any(sh & 1 for sh, _ in lru.shadows[id(f)])
 
 
 # ------------------------------------------------------------------ refault distance
