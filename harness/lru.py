@@ -72,7 +72,9 @@ The mechanism (tree ``torvalds/linux``; ``rules`` picks the generation):
 * ``shrink_page_list`` -> ``page_check_references`` (4.15) / ``folio_check_references`` (6.1):
   referenced ptes -> PG_referenced set, and activate if PG_referenced was already set, or
   more than one pte was young, or the mapping is ``VM_EXEC``; else keep (back to the head of
-  the inactive list).  No young pte -> reclaim: a mapped page is unmapped (``try_to_unmap``)
+  the inactive list).  2.6.36 activates on the already-set PG_referenced only: the two other
+  rules are 3.3's (commits 34dbc67a644f "vmscan: promote shared file mapped pages" and
+  c909e99364c8 "vmscan: activate executable pages after first usage").  No young pte -> reclaim: a mapped page is unmapped (``try_to_unmap``)
   and, clean, freed (``__remove_mapping``), leaving a shadow (``workingset_eviction``).
   Dirty pages get ``pageout`` (``__GFP_FS`` callers) and are kept; pages under write-back and
   locked pages are kept.
@@ -633,6 +635,9 @@ class ClassicLRU:
         e = self.epoch
         keep, activate = [], []
         mappers, ran, vm_exec = self.mappers, self.ran, self.vm_exec
+        # 3.3+ (commits 34dbc67a644f, c909e99364c8): a page young in more than one mm, or
+        # mapped VM_EXEC, is activated on its first reference; 2.6.36 only on the second
+        first_use = self.rules != "2.6.36"
         checked = self._checked
         evict = self._evict
         for r in self._isolate(INACTIVE, cz, nr):
@@ -672,7 +677,7 @@ class ClassicLRU:
                         part = r
                     else:
                         part = Run(f, zi, mapped, flags | REFERENCED, e)
-                    if rflags & REFERENCED or refs > 1 or id(f) in vm_exec:
+                    if rflags & REFERENCED or first_use and (refs > 1 or id(f) in vm_exec):
                         activate.append(part)
                     else:
                         keep.append(part)
