@@ -157,9 +157,9 @@ class ClassicLRU:
         self.shadows = {}                          # id(f) -> deque of [shadow, nr]
         self.shadowed = {}                         # id(f) -> pages with a shadow
         self.epoch = 0                             # refreshes so far
-        self.ran = {}                              # id(mm) -> epoch at which it last ran
+        self.ran = {}                              # mm -> epoch at which it last ran
         self.last_utime = {}                       # pid -> utime at the last refresh
-        self.mappers = {}                          # id(f) -> ids of the mms mapping it
+        self.mappers = {}                          # id(f) -> the mms mapping it
         self._seen_pid = 1                         # tasks below this pid are indexed
         self._tasks_of = {}                        # id(f) -> live tasks with f as text
         self._checked = {}                         # id(f) -> epoch of its last _update
@@ -261,7 +261,10 @@ class ClassicLRU:
             if mm is None or mm.text is not f:        # exited, or its text unmapped
                 continue
             alive.append(t)
-            m = id(mm)
+            # the mm itself as the key, not id(mm): an exited task's mm is freed and its id
+            # given to a new one, which would inherit its epoch (and with it a young pte) in
+            # an order that depends on the Python heap -- two runs of one seed differed
+            m = mm
             u = t.utime
             if last.get(t.pid, 0) != u:
                 last[t.pid] = u
