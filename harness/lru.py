@@ -50,16 +50,10 @@ The mechanism (tree ``torvalds/linux``; ``rules`` picks the generation):
   the access that faulted it in).  Which pages of a file are mapped, clean, dirty or under
   write-back is the file's count, apportioned over a run when it is scanned (the model's
   pages are counts; mapped pages are program text).
-* VM_EXEC.  Program text is mapped as the real runner maps it, ``mmap(PROT_READ,
-  MAP_PRIVATE)`` (``csrc/vmreal.c`` OP_TEXT): ``vma->vm_flags`` has no VM_EXEC, so the two
-  executable-page rules below do not apply to it; they apply to the files in
-  :attr:`ClassicLRU.vm_exec` (none of a workload's).  This is what sets PSI on
-  ``desktop-thrash``: with VM_EXEC, ``folio_check_references`` activates a text page on its
-  first scan (the faulting access's young pte is enough) and ``shrink_active_list`` later
-  deactivates it with PG_workingset, so its refault, short after a whole working set was read,
-  is activated, restores PG_workingset and is a memory stall; without it, a page needs a
-  second young pte on a later inactive scan (``referenced_folio``) to be activated, and a
-  program that cannot run until its working set is in never gives it one.
+* VM_EXEC.  Program text is mapped ``PROT_READ | PROT_EXEC``, as a program's text is and as
+  the real runner maps it (``csrc/vmreal.c`` OP_TEXT), so the two executable-page rules below
+  apply to every mapped page; a file in :attr:`ClassicLRU.noexec` is mapped without VM_EXEC
+  (the runner mapped text ``PROT_READ`` only when the issue's 3.4 % PSI was measured).
 * Referenced (``page_referenced`` / ``folio_referenced``).  A mapped page's ptes are young in
   every mm that ran user code since the page was last scanned: the engine's record of what
   ran (``task.utime``), read for a file's mappers whenever reclaim or a fault looks at its
@@ -163,7 +157,7 @@ class ClassicLRU:
         self._seen_pid = 1                         # tasks below this pid are indexed
         self._tasks_of = {}                        # id(f) -> live tasks with f as text
         self._checked = {}                         # id(f) -> epoch of its last _update
-        self.vm_exec = set()                       # ids of files mapped VM_EXEC (see vm_exec)
+        self.noexec = set()                        # ids of files mapped without VM_EXEC
         self.snap_refaults = 0                     # lruvec->refaults (snapshot_refaults)
         self.activate_count = 0                    # WORKINGSET_ACTIVATE(_FILE)
         # /proc/vmstat-like counters
@@ -289,13 +283,9 @@ class ClassicLRU:
         return refs
 
     def is_vm_exec(self, f) -> bool:
-        """The file is mapped ``VM_EXEC``: its id is in :attr:`vm_exec`.  No mapping the
-        engine makes is: a workload's program text is mapped as the real runner maps it,
-        ``mmap(PROT_READ, MAP_PRIVATE)`` (``csrc/vmreal.c`` OP_TEXT, ``harness.real.plan``), so
-        ``vma->vm_flags`` has no VM_EXEC and neither of ``vmscan.c``'s executable-page rules
-        (``folio_check_references``: activate after first use; ``shrink_active_list``: one
-        more trip) applies to it.  Both rules are built, for a mapping that sets it."""
-        return id(f) in self.vm_exec
+        """The file is mapped ``VM_EXEC`` (program text, every mapping the engine makes), unless
+        its id is in :attr:`noexec`."""
+        return id(f) not in self.noexec
 
     def _apportion(self, f, zi: int, n: int):
         """How many of ``n`` pages of ``f`` in zone ``zi`` are mapped, clean, dirty, under
@@ -577,7 +567,7 @@ class ClassicLRU:
         e = self.epoch
         set_ws = WORKINGSET if self.rules == "6.1" else 0
         rotate, deact = [], []
-        mappers, ran, vm_exec = self.mappers, self.ran, self.vm_exec
+        mappers, ran, noexec = self.mappers, self.ran, self.noexec
         checked = self._checked
         for r in self._isolate(ACTIVE, cz, nr):
             n = r.n
@@ -609,7 +599,7 @@ class ClassicLRU:
                     refs = 1
             r.epoch = e
             r.flags &= ~FAULTED
-            if refs and id(f) in vm_exec:
+            if refs and id(f) not in noexec:
                 # "one more trip around the active list" for the mapped pages
                 if mapped < n:
                     deact.append(Run(f, zi, n - mapped, r.flags, e))
@@ -637,7 +627,7 @@ class ClassicLRU:
         freed = scanned = ptes = 0
         e = self.epoch
         keep, activate = [], []
-        mappers, ran, vm_exec = self.mappers, self.ran, self.vm_exec
+        mappers, ran, noexec = self.mappers, self.ran, self.noexec
         # 3.3+ (commits 34dbc67a644f, c909e99364c8): a page young in more than one mm, or
         # mapped VM_EXEC, is activated on its first reference; 2.6.36 only on the second
         first_use = self.rules != "2.6.36"
@@ -680,7 +670,7 @@ class ClassicLRU:
                         part = r
                     else:
                         part = Run(f, zi, mapped, flags | REFERENCED, e)
-                    if rflags & REFERENCED or first_use and (refs > 1 or id(f) in vm_exec):
+                    if rflags & REFERENCED or first_use and (refs > 1 or id(f) not in noexec):
                         activate.append(part)
                     else:
                         keep.append(part)

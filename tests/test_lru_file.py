@@ -52,7 +52,6 @@ def test_vm_exec_text_gets_one_more_trip_around_the_active_list():
     k = machine()
     lru = k.lru
     f = text_file(k, "bin/a", 100)
-    lru.vm_exec.add(id(f))                    # mapped PROT_EXEC
     lru._push(ACTIVE, f, NORMAL, 100, 0, 0)
     t = mapper(k, f, 50)
     t.utime += 1000                           # it ran user code since the pages were scanned
@@ -74,7 +73,9 @@ def test_vm_exec_text_gets_one_more_trip_around_the_active_list():
 def test_referenced_pages_without_vm_exec_are_deactivated_anyway():
     k = machine()
     lru = k.lru
-    f = text_file(k, "bin/data-mapping", 100)   # not in lru.vm_exec: PROT_READ
+    f = text_file(k, "bin/data-mapping", 100)
+    assert lru.is_vm_exec(f)                  # program text is VM_EXEC ...
+    lru.noexec.add(id(f))                     # ... this one is mapped PROT_READ
     assert not lru.is_vm_exec(f)
     lru._push(ACTIVE, f, NORMAL, 100, 0, 0)
     mapper(k, f, 50).utime += 1000
@@ -102,7 +103,8 @@ def test_page_check_references_exec_on_first_use_others_on_second_and_unreferenc
     exe = text_file(k, "bin/exe", 64)
     dat = text_file(k, "bin/dat", 64)
     cold = text_file(k, "bin/cold", 64)
-    lru.vm_exec.add(id(exe))                  # exe mapped PROT_EXEC; dat and cold PROT_READ
+    lru.noexec.add(id(dat))                   # exe mapped PROT_EXEC, dat and cold PROT_READ
+    lru.noexec.add(id(cold))
     for f in (exe, dat, cold):
         lru._push(INACTIVE, f, NORMAL, 64, 0, 0)
     te, td = mapper(k, exe, 50), mapper(k, dat, 51)
@@ -132,7 +134,8 @@ def test_page_check_references_exec_on_first_use_others_on_second_and_unreferenc
 def test_more_than_one_young_pte_activates_on_the_first_reference(rules):
     k = machine(rules, None if rules == "2.6.36" else rules)
     lru = k.lru
-    dat = text_file(k, "bin/shared", 32)       # PROT_READ (not in lru.vm_exec)
+    dat = text_file(k, "bin/shared", 32)
+    lru.noexec.add(id(dat))                    # PROT_READ
     lru._push(INACTIVE, dat, NORMAL, 32, 0, 0)
     a, b = mapper(k, dat, 50), mapper(k, dat, 51)
     a.utime += 1
@@ -150,8 +153,8 @@ def test_a_text_page_under_read_is_not_reclaimed(rules, vm_exec):
     k = machine(rules, None if rules == "2.6.36" else rules)
     lru = k.lru
     f = k.file("bin/prog", 300, 100)
-    if vm_exec:
-        lru.vm_exec.add(id(f))
+    if not vm_exec:
+        lru.noexec.add(id(f))
     f.mapped[NORMAL] = 64
     k.zones[NORMAL].mapped += 64
     k.zones[NORMAL].free -= 64
