@@ -49,7 +49,11 @@ The mechanism (tree ``torvalds/linux``; ``rules`` picks the generation):
   PG_workingset, PG_locked (while its read is in flight) and "faulted" (the young pte left by
   the access that faulted it in).  Which pages of a file are mapped, clean, dirty or under
   write-back is the file's count, apportioned over a run when it is scanned (the model's
-  pages are counts; mapped pages are program text, ``VM_EXEC``).
+  pages are counts; mapped pages are program text).
+* VM_EXEC.  Program text is mapped ``PROT_READ | PROT_EXEC``, as a program's text is and as
+  the real runner maps it (``csrc/vmreal.c`` OP_TEXT), so the two executable-page rules below
+  apply to every mapped page; a file in :attr:`ClassicLRU.noexec` is mapped without VM_EXEC
+  (the runner mapped text ``PROT_READ`` only when the issue's 3.4 % PSI was measured).
 * Referenced (``page_referenced`` / ``folio_referenced``).  A mapped page's ptes are young in
   every mm that ran user code since the page was last scanned: the engine's record of what
   ran (``task.utime``), read for a file's mappers whenever reclaim or a fault looks at its
@@ -62,7 +66,9 @@ The mechanism (tree ``torvalds/linux``; ``rules`` picks the generation):
 * ``shrink_page_list`` -> ``page_check_references`` (4.15) / ``folio_check_references`` (6.1):
   referenced ptes -> PG_referenced set, and activate if PG_referenced was already set, or
   more than one pte was young, or the mapping is ``VM_EXEC``; else keep (back to the head of
-  the inactive list).  No young pte -> reclaim: a mapped page is unmapped (``try_to_unmap``)
+  the inactive list).  2.6.36 activates on the already-set PG_referenced only: the two other
+  rules are 3.3's (commits 34dbc67a644f "vmscan: promote shared file mapped pages" and
+  c909e99364c8 "vmscan: activate executable pages after first usage").  No young pte -> reclaim: a mapped page is unmapped (``try_to_unmap``)
   and, clean, freed (``__remove_mapping``), leaving a shadow (``workingset_eviction``).
   Dirty pages get ``pageout`` (``__GFP_FS`` callers) and are kept; pages under write-back and
   locked pages are kept.
@@ -145,9 +151,9 @@ class ClassicLRU:
         self.shadows = {}                          # id(f) -> deque of [shadow, nr]
         self.shadowed = {}                         # id(f) -> pages with a shadow
         self.epoch = 0                             # refreshes so far
-        self.ran = {}                              # id(mm) -> epoch at which it last ran
+        self.ran = {}                              # mm -> epoch at which it last ran
         self.last_utime = {}                       # pid -> utime at the last refresh
-        self.mappers = {}                          # id(f) -> ids of the mms mapping it
+        self.mappers = {}                          # id(f) -> the mms mapping it
         self._seen_pid = 1                         # tasks below this pid are indexed
         self._tasks_of = {}                        # id(f) -> live tasks with f as text
         self._checked = {}                         # id(f) -> epoch of its last _update
@@ -249,7 +255,10 @@ class ClassicLRU:
             if mm is None or mm.text is not f:        # exited, or its text unmapped
                 continue
             alive.append(t)
-            m = id(mm)
+            # the mm itself as the key, not id(mm): an exited task's mm is freed and its id
+            # given to a new one, which would inherit its epoch (and with it a young pte) in
+            # an order that depends on the Python heap -- two runs of one seed differed
+            m = mm
             u = t.utime
             if last.get(t.pid, 0) != u:
                 last[t.pid] = u
@@ -273,9 +282,10 @@ class ClassicLRU:
             refs = 1
         return refs
 
-    def vm_exec(self, f) -> bool:
-        """The file is mapped ``VM_EXEC`` (program text: every mapping the engine makes)."""
-        return not self.noexec or id(f) not in self.noexec
+    def is_vm_exec(self, f) -> bool:
+        """The file is mapped ``VM_EXEC`` (program text, every mapping the engine makes), unless
+        its id is in :attr:`noexec`."""
+        return id(f) not in self.noexec
 
     def _apportion(self, f, zi: int, n: int):
         """How many of ``n`` pages of ``f`` in zone ``zi`` are mapped, clean, dirty, under
@@ -589,7 +599,7 @@ class ClassicLRU:
                     refs = 1
             r.epoch = e
             r.flags &= ~FAULTED
-            if refs and (not noexec or id(f) not in noexec):
+            if refs and id(f) not in noexec:
                 # "one more trip around the active list" for the mapped pages
                 if mapped < n:
                     deact.append(Run(f, zi, n - mapped, r.flags, e))
@@ -618,6 +628,9 @@ class ClassicLRU:
         e = self.epoch
         keep, activate = [], []
         mappers, ran, noexec = self.mappers, self.ran, self.noexec
+        # 3.3+ (commits 34dbc67a644f, c909e99364c8): a page young in more than one mm, or
+        # mapped VM_EXEC, is activated on its first reference; 2.6.36 only on the second
+        first_use = self.rules != "2.6.36"
         checked = self._checked
         evict = self._evict
         for r in self._isolate(INACTIVE, cz, nr):
@@ -657,8 +670,7 @@ class ClassicLRU:
                         part = r
                     else:
                         part = Run(f, zi, mapped, flags | REFERENCED, e)
-                    if (rflags & REFERENCED or refs > 1 or not noexec
-                            or id(f) not in noexec):
+                    if rflags & REFERENCED or first_use and (refs > 1 or id(f) not in noexec):
                         activate.append(part)
                     else:
                         keep.append(part)

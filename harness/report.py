@@ -273,6 +273,8 @@ def aggregate(df: pd.DataFrame, workloads=None, info: dict | None = None) -> pd.
                 "stuck_rate": mean(ok["livelock"] | ok["deadlock"]),
                 "thrashing_rate": mean(ok["outcome"] == "thrashing"),
                 "thrash_to_kill_median_s": _median(ok.get("thrash_to_kill_s")),
+                "thrash_killed_runs": _count(ok.get("thrash_to_kill_s")),
+                "thrash_prevented_runs": thrash_prevented(ok),
                 "psi_full_avg10_max_median": _median(ok.get("psi_full_avg10_max")),
                 "wrong_victim_share": mean(wrong > 0),
                 "protected_per_run": mean(prot), "bystander_per_run": mean(wrong - prot),
@@ -294,6 +296,37 @@ def aggregate(df: pd.DataFrame, workloads=None, info: dict | None = None) -> pd.
         return pd.DataFrame(columns=["workload", "policy", "runs_ok", "errors", "stuck_rate"]
                             ).set_index(["workload", "policy"])
     return pd.DataFrame(rows).set_index(["workload", "policy"])
+
+
+def _count(col) -> int:
+    """How many of a column's values are there."""
+    return 0 if col is None else int(pd.to_numeric(col, errors="coerce").notna().sum())
+
+
+def thrash_prevented(ok: pd.DataFrame) -> int:
+    """Runs whose kill came before any thrash: an OOM kill (``first_kill_s``) and no 10-s window
+    of the goal tasks below 20 % progress in the whole run (``thrash_s`` 0).  Their
+    ``thrash_to_kill_s`` is empty because there was no stretch to end (``harness.progress``:
+    a stretch starts at the end of its first window below 20 %), not because no kill came;
+    the tables say so ("prevented") instead of leaving the cell blank."""
+    if "first_kill_s" not in ok or "thrash_s" not in ok:
+        return 0
+    killed = pd.to_numeric(ok["first_kill_s"], errors="coerce").notna()
+    no_stretch = pd.to_numeric(ok["thrash_s"], errors="coerce") == 0
+    return int((killed & no_stretch).sum())
+
+
+def thrash_to_kill_text(r) -> str:
+    """The "thrash to kill" cell: the median over the runs whose stretch a kill ended, with
+    their count, and the runs where the kill prevented the thrash."""
+    parts = []
+    n = int(getattr(r, "thrash_killed_runs", 0) or 0)
+    if n:
+        parts.append(f"{F.num(r.thrash_to_kill_median_s)} (n={n})")
+    m = int(getattr(r, "thrash_prevented_runs", 0) or 0)
+    if m:
+        parts.append(f"prevented {m}/{int(r.runs_ok)}")
+    return "; ".join(parts) if parts else F.num(math.nan)
 
 
 def _median(col) -> float:
@@ -467,7 +500,7 @@ def _agg_rows(agg_w: pd.DataFrame) -> list[list[tuple[str, object]]]:
                      (F.pct(r.livelock_rate), _key(r.livelock_rate)),
                      (F.pct(r.deadlock_rate), _key(r.deadlock_rate)),
                      (F.pct(r.thrashing_rate), _key(r.thrashing_rate)),
-                     (F.num(r.thrash_to_kill_median_s), _key(r.thrash_to_kill_median_s)),
+                     (thrash_to_kill_text(r), _key(r.thrash_to_kill_median_s)),
                      (F.num(r.psi_full_avg10_max_median), _key(r.psi_full_avg10_max_median)),
                      (_first_victim(r), _key(r.first_victim_share)),
                      (F.pct(r.right_first_share), _key(r.right_first_share)),
@@ -520,7 +553,7 @@ def brief_table(agg: pd.DataFrame) -> pd.DataFrame:
         row = {"workload": w, "policy": p, "runs": int(r.runs_ok), "errors": int(r.errors),
                "stuck": F.pct(r.stuck_rate), "livelock": F.pct(r.livelock_rate),
                "deadlock": F.pct(r.deadlock_rate), "thrashing": F.pct(r.thrashing_rate),
-               "thrash to kill s": F.num(r.thrash_to_kill_median_s),
+               "thrash to kill s": thrash_to_kill_text(r),
                "first victim": _first_victim(r),
                "right": F.pct(r.right_first_share), "ttk med s": F.num(r.ttk_median_s),
                "no kill": int(r.no_kill_runs), "kills/run": F.num(r.kills_per_run),

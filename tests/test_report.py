@@ -372,3 +372,24 @@ def test_quick_table_has_first_victims():
     rmap = next(ln for ln in rows if " rmap " in f" {ln} ")
     assert re.search(r"hog \(100 %\) +100 %", rmap)
     assert "4 runs (2 policies x 1 workloads x 2 seeds)" in r.stdout
+
+
+def test_thrash_to_kill_cell_says_prevented():
+    # three runs whose kill came before any window fell below 20 % (thrash_s 0), one whose
+    # stretch a kill ended 4 s in, one that thrashed without a kill
+    rows = [rec("mglru_ttl", "wl-t", s, outcome="recovered", kills=1, first_kill_s=5.9,
+                thrash_s=0.0) for s in range(3)]
+    rows.append(rec("mglru_ttl", "wl-t", 3, outcome="recovered", kills=1, first_kill_s=30.0,
+                    thrash_s=6.0, thrash_start_s=26.0, thrash_to_kill_s=4.0))
+    rows.append(rec("mglru_ttl", "wl-t", 4, outcome="thrashing", thrash_s=90.0,
+                    thrash_start_s=10.0))
+    rows.append(rec("oom_reaper", "wl-t", 0, outcome="thrashing", thrash_s=90.0,
+                    thrash_start_s=10.0))
+    agg = report.aggregate(pd.DataFrame(rows, columns=metrics.COLUMNS))
+    m, o = agg.loc[("wl-t", "mglru_ttl")], agg.loc[("wl-t", "oom_reaper")]
+    assert (m.thrash_killed_runs, m.thrash_prevented_runs, m.thrash_to_kill_median_s) == (1, 3, 4.0)
+    assert report.thrash_to_kill_text(m) == "4.00 (n=1); prevented 3/5"
+    assert (o.thrash_killed_runs, o.thrash_prevented_runs) == (0, 0)
+    assert report.thrash_to_kill_text(o) == report.F.num(math.nan)
+    assert report.brief_table(agg).loc[("wl-t", "mglru_ttl"), "thrash to kill s"] \
+        == "4.00 (n=1); prevented 3/5"

@@ -321,3 +321,25 @@ def test_unfinished_step_earns_nothing():
     assert r["progress_min10"] == 0.0
     # credit 5 s - (t - 10 s) < 2 s first at t = 13.1 s; stretch to 80 s = 66.9 s
     assert (r["thrash_start_s"], r["thrash_s"], r["thrashing"]) == (13.1, 66.9, True)
+
+
+def test_a_kill_before_any_low_window_leaves_no_stretch_to_end():
+    # mglru_ttl on desktop-thrash, scripted: goal task A at full speed from 1 s, one 300 ms
+    # text refault at 5.6 s, the hog killed at 5.9 s, A at full speed again until 40 s.  The
+    # lowest window (ending 10.0 s: A alive 9 s, 8.7 s of nominal plus the refault's 10 ms)
+    # is far above 20 %: no stretch, so no thrash_to_kill_s -- the kill prevented the thrash.
+    # Starting a stretch at the start of its first low window instead would change nothing:
+    # there is no low window.
+    p = Progress()
+    t = 1 * S
+    while t < 40 * S:
+        if t == 5_600_000:
+            p.step_done("A", t, t + 300_000, 10_000)
+            t += 300_000
+            continue
+        p.step_done("A", t, t + 100_000, 100_000)
+        t += 100_000
+    p.kill(5_900_000)
+    r = p.finish(40 * S)
+    assert r == {"progress_min10": 0.967778, "thrash_s": 0.0, "thrash_start_s": None,
+                 "thrash_to_kill_s": None, "thrashing": False}
