@@ -23,6 +23,7 @@ import inspect
 import json
 import math
 import os
+import pickle
 import platform
 import resource
 import signal
@@ -148,10 +149,15 @@ def _cache_path(cache_dir: Path, key: str) -> Path:
     return cache_dir / key[:2] / f"{key}.json"
 
 
-def _write_atomic(path: Path, text: str):
+def _view_path(cache_dir: Path, key: str) -> Path:
+    """The :class:`harness.runner.RunView` of a ``timeline`` cell's run, beside its record."""
+    return cache_dir / key[:2] / f"{key}.view.pickle"
+
+
+def _write_atomic(path: Path, text: str | bytes):
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "w") as f:
+    with open(tmp, "wb" if isinstance(text, bytes) else "w") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
@@ -272,6 +278,10 @@ def run_cell(cell: Cell, cache_dir: str | None, timeout_s: float) -> dict:
         rec = _failed(cell, "error", f"{type(e).__name__}: {e}{where_raised(e)}")
     if cache_dir and rec["status"] == "ok":
         _write_atomic(_cache_path(Path(cache_dir), cell.key), json.dumps(dict(rec, _key=cell.key)))
+        if view is not None:
+            # kept, so that a report of the cached run draws it without making it again
+            _write_atomic(_view_path(Path(cache_dir), cell.key),
+                          pickle.dumps(view, protocol=pickle.HIGHEST_PROTOCOL))
     rec["_cached"] = False
     rec["_key"] = cell.key
     rec["_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -365,6 +375,16 @@ def read_cached(path: Path, cell: Cell) -> dict:
         raise BadRecord(f"the record of {rec['policy']} / seed {rec['seed']}")
     del rec["_key"]
     return rec
+
+
+def read_view(cache_dir: Path, key: str):
+    """The RunView kept beside the cache record ``key`` (:func:`run_cell`), or None when there
+    is none or it cannot be read (the report then makes the run again)."""
+    try:
+        view = pickle.loads(_view_path(cache_dir, key).read_bytes())
+    except Exception:  # noqa: BLE001 - missing, cut short, of another version: made again
+        return None
+    return view if type(view).__name__ == "RunView" else None
 
 
 def _move_aside(cache_dir: Path, path: Path) -> Path:
@@ -487,7 +507,8 @@ def run_matrix(cells, *, jobs=None, backend="process", scheduler=None, cache_dir
     read (``read_cache``) in the main process through :func:`read_cached` -- one that fails is
     moved aside to ``cache/rejected/`` with a line to ``log`` and made again -- and every ``ok``
     run made is written (over a record already there).  ``views``: a dict that gets
-    ``(policy, workload, seed) -> RunView`` of the computed ``timeline`` cells."""
+    ``(policy, workload, seed) -> RunView`` of the ``timeline`` cells: those computed, and
+    the cached ones whose view was kept beside the record (:func:`read_view`)."""
     from tqdm import tqdm
 
     backend = "process" if backend == "loky" else backend     # (the former name of the pool)
@@ -515,6 +536,10 @@ def run_matrix(cells, *, jobs=None, backend="process", scheduler=None, cache_dir
                 log(f"cache: {path}: {e}; {dst}; the run is made again")
             else:
                 records[c.key] = dict(rec, _cached=True, _key=c.key)
+                if c.timeline and views is not None:
+                    view = read_view(Path(cache_dir), c.key)
+                    if view is not None:
+                        records[c.key]["_timeline"] = view
                 continue
         todo[c.key] = c
     n_cached = sum(1 for c in cells if c.key in records)

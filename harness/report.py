@@ -30,6 +30,7 @@ import html
 import json
 import math
 import os
+import pickle
 import re
 import shutil
 from pathlib import Path
@@ -1175,6 +1176,51 @@ def _plots_key(d: pd.DataFrame, meta: dict, timeline_seed, timelines: bool) -> s
     return h.hexdigest()
 
 
+def _figure_key(kind: str, *parts) -> str:
+    """What one figure depends on: its kind, its data (``parts``: text or bytes), the drawing
+    code and matplotlib's version.  The same key, the same figure."""
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha256(f"{kind}\0{matplotlib.__version__}\0".encode())
+    for f in ("report.py", "plot.py", "fmt.py"):
+        h.update((here / f).read_bytes())
+    for part in parts:
+        h.update(part if isinstance(part, bytes) else repr(part).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+class _FigureCache:
+    """Figures kept by :func:`_figure_key` under ``plot_cache/figures/``: a figure whose data
+    did not change (a workload's timeline runs, its ok runs) is copied, not drawn again."""
+
+    def __init__(self, root):
+        self.root = Path(root) / "figures" if root is not None else None
+
+    def get(self, key, plots_dir: Path) -> list[Path] | None:
+        if self.root is None or key is None or not (self.root / key / ".complete").exists():
+            return None
+        try:
+            return [p for p in _copy_tree(self.root / key, plots_dir) if p.name != ".complete"]
+        except OSError:
+            return None
+
+    def put(self, key, files: list[Path]):
+        if self.root is None or key is None:
+            return
+        dst = self.root / key
+        tmp = dst.with_name(f".{key}.{os.getpid()}.tmp")
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            for f in files:
+                shutil.copy2(f, tmp / f.name)
+            (tmp / ".complete").write_text("")
+            shutil.rmtree(dst, ignore_errors=True)
+            os.replace(tmp, dst)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _copy_tree(src: Path, dst: Path) -> list[Path]:
     out = []
     for f in sorted(src.iterdir()):
@@ -1245,21 +1291,36 @@ def write_report(out_dir, df, meta, *, timeline_seed=None, timeline_runner=None,
     else:
         agg_plots = True
     jobs = []                                      # (kind, arguments), in the order written
+    keys = []                                      # each job's figure key (or None)
     if len(agg) and agg_plots:
         jobs.append(("heatmap", (agg, workloads, policies)))
         jobs.append(("wrong_victims", (agg, workloads, policies, colours)))
+        keys += [None, None]
     for w in workloads if agg_plots else ():
         pw = [p for p in policies if (w, p) in agg.index]
-        jobs.append(("ttk", (ok[ok.workload == w], w, pw, colours)))
+        ok_w = ok[ok.workload == w]
+        jobs.append(("ttk", (ok_w, w, pw, colours)))
+        keys.append(_figure_key("ttk", w, pw, colours, ok_w.drop(
+            columns=["wall_s"], errors="ignore").to_csv(index=False)))
     if timelines and len(d):
         seed = timeline_seed if timeline_seed is not None else int(d["seed"].min())
         run = timeline_runner or _default_timeline_runner
         for w in workloads:
             views = {p: v for (p, wv, sv), v in (timeline_views or {}).items()
                      if wv == w and sv == seed} if timeline_runner is None else {}
-            jobs.append(("timeline", (w, [p for p in policies if (w, p) in agg.index], seed,
-                                      _ViewsOrRun(views, run) if views else run)))
-    for (kind, args), files in zip(jobs, _run_plot_jobs(jobs, n_jobs, plots_dir)):
+            pw = [p for p in policies if (w, p) in agg.index]
+            jobs.append(("timeline", (w, pw, seed, _ViewsOrRun(views, run) if views else run)))
+            # the runs are known (every one sent back by the matrix): the figure is their data
+            keys.append(_figure_key("timeline", w, seed, pw, *(
+                pickle.dumps(views[p], protocol=4) for p in pw)) if all(p in views for p in pw)
+                else None)
+    figures = _FigureCache(plot_cache)
+    done = [figures.get(key, plots_dir) for key in keys]
+    todo = [i for i, files in enumerate(done) if files is None]
+    for i, files in zip(todo, _run_plot_jobs([jobs[i] for i in todo], n_jobs, plots_dir)):
+        done[i] = files
+        figures.put(keys[i], files)
+    for (kind, args), files in zip(jobs, done):
         if kind in ("heatmap", "wrong_victims"):
             plots[kind] = files[0]
         else:

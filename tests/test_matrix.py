@@ -59,6 +59,29 @@ def test_cache_reads_back_and_recomputes_nothing(tmp_path):
     assert len(cached) == 6
 
 
+def _view_data(v) -> tuple:
+    return (v.now, v.seed, v.outcome, [z.__getstate__() for z in v.zones], v.samples, v.trace,
+            v.thrash)
+
+
+def test_a_cached_timeline_run_gives_back_the_view_it_was_made_with(tmp_path):
+    """The report draws the runs of the smallest seed: a cached one is read back with its
+    RunView (kept beside the record), the same as when it was made; one whose view file is
+    gone or broken has none (the report makes it again)."""
+    made = BN.bench(**SMALL, out_root=tmp_path, progress=False, log=lambda m: None)
+    assert sorted(made.views) == [("aa", "dstate-victim", 0), ("mainline", "dstate-victim", 0)]
+    views = sorted((tmp_path / "cache").rglob("*.view.pickle"))
+    assert len(views) == 2
+    again = BN.bench(**SMALL, out_root=tmp_path, progress=False, log=lambda m: None)
+    assert sorted(again.views) == sorted(made.views)
+    for key, v in made.views.items():
+        assert _view_data(again.views[key]) == _view_data(v)
+    views[0].write_bytes(b"not a pickle")
+    views[1].unlink()
+    third = BN.bench(**SMALL, out_root=tmp_path, progress=False, log=lambda m: None)
+    assert third.views == {} and third.failed == 0
+
+
 def test_a_sweep_point_equal_to_its_base_is_one_run_under_both_names(tmp_path):
     """make-j.jobs0 is morton-make-usemem with make.jobs = 0, its own value: the same tables,
     so one run per seed, recorded under each name; a second bench reads both back."""

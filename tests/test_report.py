@@ -255,6 +255,37 @@ def _short_run(policy, workload, seed):
     return runner.run_one(policy, "dstate-victim", 0, keep_kernel=True)[1]
 
 
+def test_unchanged_figures_come_from_the_plot_cache(tmp_path, monkeypatch):
+    """With a plot cache, a figure whose data did not change (a workload's ok runs, the
+    RunViews of its timeline runs) is copied, byte for byte, instead of drawn again; a
+    workload whose runs changed is drawn again, with the figures of every workload."""
+    pols = {"wl-a": ["mainline", "rmap", "aa"], "wl-b": ["rmap", "aa"]}
+    views = {(p, w, 0): runner.RunView(_short_run(p, w, 0), "recovered")
+             for w, ps in pols.items() for p in ps}
+    drawn = []
+    real_jobs = report._run_plot_jobs
+
+    def spy(jobs, n_jobs, plots_dir):
+        drawn.append(sorted((kind, args[1] if kind == "ttk" else
+                             args[0] if kind == "timeline" else "") for kind, args in jobs))
+        return real_jobs(jobs, n_jobs, plots_dir)
+    monkeypatch.setattr(report, "_run_plot_jobs", spy)
+    kw = dict(plot_cache=tmp_path / "cache", timeline_views=views, n_jobs=1, info=INFO)
+    d = matrix()
+    report.write_report(tmp_path / "a", d, {}, **kw)
+    assert len(drawn[0]) == 2 + 2 + 2
+    d2 = d.copy()
+    d2.loc[d2.workload == "wl-b", "sim_s"] = 31.0          # wl-b's runs changed, wl-a's not
+    report.write_report(tmp_path / "b", d2, {}, **kw)
+    assert drawn[1] == [("heatmap", ""), ("ttk", "wl-b"), ("wrong_victims", "")]
+    for f in ("ttk_wl-a", "timeline_wl-a", "timeline_wl-b"):
+        for ext in ("png", "svg"):
+            a, b = (tmp_path / x / "plots" / f"{f}.{ext}" for x in "ab")
+            assert a.read_bytes() == b.read_bytes()
+    page = (tmp_path / "b" / "index.html").read_text()
+    assert page.count("<img ") == 5
+
+
 def test_write_report_files(tmp_path):
     meta = {"git_commit": "abc123", "git_dirty": True, "created_utc": "2002-04-18T00:00:00Z",
             "matrix": {"policies": ["aa", "mainline", "rmap"], "workloads": ["wl-a", "wl-b"],
