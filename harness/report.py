@@ -1207,18 +1207,27 @@ class _FigureCache:
     def put(self, key, files: list[Path]):
         if self.root is None or key is None:
             return
-        dst = self.root / key
-        tmp = dst.with_name(f".{key}.{os.getpid()}.tmp")
         try:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            for f in files:
-                shutil.copy2(f, tmp / f.name)
-            (tmp / ".complete").write_text("")
-            shutil.rmtree(dst, ignore_errors=True)
-            os.replace(tmp, dst)
+            _store_dir(self.root / key, files)
         except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
+            pass
+
+
+def _store_dir(dst: Path, files) -> None:
+    """``dst`` becomes a folder of copies of ``files`` with a ``.complete`` mark, replaced
+    whole (built beside it, then renamed): a reader sees the old folder or the new one."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for f in files:
+            shutil.copy2(f, tmp / Path(f).name)
+        (tmp / ".complete").write_text("")
+        shutil.rmtree(dst, ignore_errors=True)
+        os.replace(tmp, dst)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _copy_tree(src: Path, dst: Path) -> list[Path]:
@@ -1327,14 +1336,7 @@ def write_report(out_dir, df, meta, *, timeline_seed=None, timeline_runner=None,
             plots[kind][args[1] if kind == "ttk" else args[0]] = files[0]
         written += files
     if cached is not None and agg_plots:
-        tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        for p in written:
-            shutil.copy2(p, tmp / p.name)
-        (tmp / ".complete").write_text("")
-        shutil.rmtree(cached, ignore_errors=True)
-        os.replace(tmp, cached)
+        _store_dir(cached, written)
     extra_md, extra_html = [], []
     for section in sections:
         md_part, html_part = section(out_dir, d, written)
