@@ -286,9 +286,11 @@ class _Panels:
         from . import plan as P, record
         lines = (self.out / "raw" / policy / workload / f"{seed}.log").read_text().splitlines()
         i, j = lines.index("## runner"), lines.index("## kernel")
+        meta = json.loads(lines[0][len("# meta "):]) if lines[0].startswith("# meta ") else {}
         found, _ = W.load_dir(registry.WORKLOAD_DIR)
         ser = record.thrash_series(P.compile_plan(found[workload], seed, scale),
-                                   lines[i + 1:j], lines[j + 1:])
+                                   lines[i + 1:j], lines[j + 1:],
+                                   scope_all=meta.get("kills_scope") == "all")
         return SimpleNamespace(thrash=ser, trace=[(t, "kill") for t in ser.pop("kills_us")])
 
     def sim(self, label: str, workload: str, seed: int):

@@ -177,13 +177,7 @@ def progress_columns(plan, ev, t0: int, stop_t: int, kills: list, failures: list
 
 def pressure_columns(ev) -> dict:
     """``refaults`` and the ``psi_*`` columns from the runner's ``psi`` samples (-1: unread)."""
-    rows = []
-    for _t, kind, f in ev:
-        if kind == "psi" and len(f) >= 6:
-            try:
-                rows.append((int(f[0]), int(f[1]), float(f[2]), float(f[3]), int(f[4]), int(f[5])))
-            except ValueError:
-                continue
+    rows = [r[1:] for r in _psi_samples(ev)]
     out = {"refaults": None, "psi_some_s": None, "psi_full_s": None, "psi_full_avg10_max": None,
            "pgmajfault": None, "psi_samples": len(rows)}
     if not rows:
@@ -198,6 +192,68 @@ def pressure_columns(ev) -> dict:
     avgs = [r[3] for r in rows if r[3] >= 0]
     out["psi_full_avg10_max"] = max(avgs) if avgs else None
     return out
+
+
+def kernel_kills(kern, off: int, id_of: dict, tasks, scope_all: bool, t0: int,
+                 daemon_name: str = "daemon"):
+    """The kernel log's kills and OOM invocation on the runner's clock: ``(kills, signals,
+    daemon kills, reaped, invoked, invoker)``; ``kills`` (t, pid, name, plan task id or None)
+    and ``signals`` (t, signal, by) in time order.  Only the run's own pids count unless
+    ``scope_all`` (a VM that runs nothing else)."""
+    kills = []                        # (t, pid, name, tid or None)
+    signals = []                      # (t, signal, by): the first signal sent to a victim
+    n_daemon = 0
+    invoked = invoker = None
+    reaped = 0
+    for i, (t, msg) in enumerate(kern):
+        tm = t - off
+        mr = REAPED_RE.search(msg)
+        if mr and (scope_all or int(mr.group(1)) in id_of):
+            reaped += 1
+            continue
+        if msg.startswith(DAEMON_PREFIX):
+            m = DAEMON_KILL_RE.search(msg)
+            if m:
+                pid = int(m.group(2))
+                tid = id_of.get(pid)
+                if tid is not None or scope_all:
+                    kills.append((tm, pid, tasks[tid].name if tid is not None else "?", tid))
+                    signals.append((tm, m.group(1), daemon_name))
+                    n_daemon += 1
+            continue
+        m = KILLED_RE.search(msg)
+        if m:
+            pid, name = int(m.group(1)), m.group(2)
+            tid = id_of.get(pid)
+            if tid is not None or scope_all:
+                kills.append((tm, pid, name, tid))
+                signals.append((tm, "SIGKILL", "kernel"))
+            continue
+        if invoked is None and tm >= t0 and INVOKED_RE.search(msg):
+            # ours if the allocating task (dump_stack's "PID: N Comm:" line that follows) is
+            pid = next((int(p.group(1)) for _, m2 in kern[i + 1:i + 4]
+                        for p in [PID_RE.search(m2)] if p), None)
+            if scope_all or (pid is not None and pid in id_of):
+                invoked = tm
+                tid = id_of.get(pid) if pid is not None else None
+                invoker = tasks[tid].name if tid is not None else INVOKED_RE.search(msg).group(1)
+    kills.sort(key=lambda k: k[0])
+    signals.sort(key=lambda k: k[0])
+    return kills, signals, n_daemon, reaped, invoked, invoker
+
+
+def _psi_samples(ev) -> list:
+    """The runner's ``psi`` samples: (t_us, some total, full total, some avg10, full avg10,
+    workingset_refault_file, pgmajfault); -1 where it could not read them."""
+    rows = []
+    for t, kind, f in ev:
+        if kind == "psi" and len(f) >= 6:
+            try:
+                rows.append((t, int(f[0]), int(f[1]), float(f[2]), float(f[3]), int(f[4]),
+                             int(f[5])))
+            except ValueError:
+                continue
+    return rows
 
 
 def make_record(plan, runner_lines, kernel_lines, meta, extra=None) -> dict:
@@ -283,46 +339,8 @@ def make_record(plan, runner_lines, kernel_lines, meta, extra=None) -> dict:
 
     # kernel: kills and OOM invocations on the runner's clock
     scope_all = meta.get("kills_scope") == "all"
-    kills = []                        # (t, pid, name, tid or None)
-    signals = []                      # (t, signal, by): the first signal sent to a victim
-    daemon_name = (meta.get("daemon_name") or "daemon")
-    n_daemon = 0
-    invoked = invoker = None
-    reaped = 0
-    for i, (t, msg) in enumerate(kern):
-        tm = t - off
-        mr = REAPED_RE.search(msg)
-        if mr and (scope_all or int(mr.group(1)) in id_of):
-            reaped += 1
-            continue
-        if msg.startswith(DAEMON_PREFIX):
-            m = DAEMON_KILL_RE.search(msg)
-            if m:
-                pid = int(m.group(2))
-                tid = id_of.get(pid)
-                if tid is not None or scope_all:
-                    kills.append((tm, pid, tasks[tid].name if tid is not None else "?", tid))
-                    signals.append((tm, m.group(1), daemon_name))
-                    n_daemon += 1
-            continue
-        m = KILLED_RE.search(msg)
-        if m:
-            pid, name = int(m.group(1)), m.group(2)
-            tid = id_of.get(pid)
-            if tid is not None or scope_all:
-                kills.append((tm, pid, name, tid))
-                signals.append((tm, "SIGKILL", "kernel"))
-            continue
-        if invoked is None and tm >= t0 and INVOKED_RE.search(msg):
-            # ours if the allocating task (dump_stack's "PID: N Comm:" line that follows) is
-            pid = next((int(p.group(1)) for _, m2 in kern[i + 1:i + 4]
-                        for p in [PID_RE.search(m2)] if p), None)
-            if scope_all or (pid is not None and pid in id_of):
-                invoked = tm
-                tid = id_of.get(pid) if pid is not None else None
-                invoker = tasks[tid].name if tid is not None else INVOKED_RE.search(msg).group(1)
-    kills.sort(key=lambda k: k[0])
-    signals.sort(key=lambda k: k[0])
+    kills, signals, n_daemon, reaped, invoked, invoker = kernel_kills(
+        kern, off, id_of, tasks, scope_all, t0, meta.get("daemon_name") or "daemon")
 
     def exit_time_of(tid, pid):
         if tid is not None and tid in exits:
@@ -420,14 +438,15 @@ def make_record(plan, runner_lines, kernel_lines, meta, extra=None) -> dict:
     return rec
 
 
-def thrash_series(plan, runner_lines, kernel_lines=()) -> dict:
+def thrash_series(plan, runner_lines, kernel_lines=(), scope_all: bool = False) -> dict:
     """A real run's thrashing over time, in the shape of :func:`harness.runner.thrash_series`
     and on the simulator's time axis (real seconds / time scale), so that real and simulated
     panels share their axes: ``progress`` (the goal tasks' pooled progress over each window of
     10 s x scale, every 1 s x scale), ``psi_full`` (percent of each such window that PSI's
     ``full`` total grew by: the guest's 10-s ``avg10`` is ten real seconds, a hundred simulated
     ones at scale 0.1, so the window is made from the sampled totals instead), ``refault_rate``
-    (``workingset_refault_file`` per simulated second); ``kills_us`` the kills (simulated us)."""
+    (``workingset_refault_file`` per simulated second); ``kills_us`` the kills (simulated us),
+    as :func:`make_record` counts them (``scope_all``: its ``kills_scope`` is ``all``)."""
     ev = parse_runner(runner_lines)
     t0 = next((t for t, k, _ in ev if k == "t0"), None)
     out = {"progress": [], "psi_full": [], "refault_rate": [], "kills_us": []}
@@ -435,14 +454,9 @@ def thrash_series(plan, runner_lines, kernel_lines=()) -> dict:
         return out
     scale = plan.time_scale
     kern = parse_kernel(list(kernel_lines))
-    off = kernel_offset(kern, t0)
     id_of = {int(f[1]): int(f[0]) for _t, k, f in ev if k == "start" and len(f) >= 2}
-    kills = []
-    for t, msg in kern:                   # the kernel's kills and a daemon's signals
-        daemon = msg.startswith(DAEMON_PREFIX)
-        m = (DAEMON_KILL_RE if daemon else KILLED_RE).search(msg)
-        if m:
-            kills.append((t - off, id_of.get(int(m.group(2 if daemon else 1)))))
+    kills = [(k[0], k[3]) for k in
+             kernel_kills(kern, kernel_offset(kern, t0), id_of, plan.tasks, scope_all, t0)[0]]
     stop = next((t for t, k, _ in ev if k == "stop"), ev[-1][0])
     prog = _feed(_progress(plan), plan, ev, t0, kills, [])
     every = prog.step * 10                                # 1 s x scale
@@ -450,15 +464,9 @@ def thrash_series(plan, runner_lines, kernel_lines=()) -> dict:
     for t, c, a, q in prog.windows(max(0, stop - t0)):
         if a > q and t % every == 0:
             out["progress"].append((t / scale / 1e6, Progress.rate(c, a, q)))
-    samples = []
-    for t, kind, f in ev:
-        if kind == "psi" and len(f) >= 6:
-            try:
-                samples.append((t - t0, int(f[1]), int(f[4])))
-            except ValueError:
-                pass
+    samples = [(t - t0, full, ref) for t, _s, full, _sa, _fa, ref, _m in _psi_samples(ev)]
     j = 0
-    for i, (t, full, _r) in enumerate(samples):
+    for t, full, _r in samples:
         while samples[j][0] < t - win:
             j += 1
         if t - samples[j][0] >= win * 0.9 and full >= 0 and samples[j][1] >= 0:
