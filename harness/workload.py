@@ -788,6 +788,20 @@ def _pages(mb) -> int:
     return max(0, int(round(mb * M.PAGES_PER_MB)))
 
 
+
+def fault_nominal_us(costs, pages: int, rate_us: float) -> int:
+    """A step's nominal CPU for touching ``pages`` new anonymous pages on an idle machine with
+    free memory (:func:`harness.mm.fault_anon` without reclaim): fault, zeroing, one allocator
+    pass and the user's work per page (also the real plan's, :mod:`harness.real.plan`)."""
+    c = costs
+    return int(pages * (c.fault_us + c.page_zero_us + c.alloc_pass_us)) + int(pages * rate_us)
+
+
+def disk_nominal_us(costs, pages: int) -> int:
+    """A step's nominal time for ``pages`` at the modelled disk: one request, no queueing
+    (:meth:`Model.disk_io`)."""
+    return costs.disk_request_us + pages * costs.disk_page_us if pages else 0
+
 class Builder:
     """Creates the workload's tasks inside a kernel and interprets their scripts."""
 
@@ -1094,16 +1108,10 @@ class Builder:
         return nominal, None
 
     def _fault_us(self, pages: int, rate_us: float) -> int:
-        """The CPU of touching ``pages`` new anonymous pages on an idle machine with free
-        memory (:func:`harness.mm.fault_anon` without reclaim): fault, zeroing, one allocator
-        pass and the user's work per page."""
-        c = self.k.costs
-        return int(pages * (c.fault_us + c.page_zero_us + c.alloc_pass_us)) + int(pages * rate_us)
+        return fault_nominal_us(self.k.costs, pages, rate_us)
 
     def _disk_us(self, pages: int) -> int:
-        """``pages`` at the modelled disk, one request, no queueing (:meth:`Model.disk_io`)."""
-        c = self.k.costs
-        return c.disk_request_us + pages * c.disk_page_us if pages else 0
+        return disk_nominal_us(self.k.costs, pages)
 
     def spawn(self, parent, tname):
         k = self.k

@@ -231,14 +231,12 @@ class _Compiler:
         t.ops.append(tuple(args))
         t.nominal.append(None if nominal is None else self.us(nominal))
 
-    # the nominal times of harness.workload.Builder (its _fault_us and _disk_us)
-    def fault_us(self, pages: int, rate_us: float) -> float:
-        c = self.costs
-        return int(pages * (c.fault_us + c.page_zero_us + c.alloc_pass_us)) + int(pages * rate_us)
+    # the nominal times of harness.workload.Builder.step
+    def fault_us(self, pages: int, rate_us: float) -> int:
+        return W.fault_nominal_us(self.costs, pages, rate_us)
 
-    def disk_us(self, pages: int) -> float:
-        c = self.costs
-        return c.disk_request_us + pages * c.disk_page_us if pages else 0
+    def disk_us(self, pages: int) -> int:
+        return W.disk_nominal_us(self.costs, pages)
 
     def instantiate(self, tname: str, parent: PlanTask, elapsed_us: float) -> tuple[PlanTask, float]:
         spec = self.w.templates[tname]
