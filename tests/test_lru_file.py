@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from harness import registry, runner
+from harness import metrics, registry, runner
 from harness import workload as W
 from harness.engine import MM, Kernel, Task
 from harness.lru import ACTIVE, INACTIVE, REFERENCED, WORKINGSET, ClassicLRU
@@ -283,6 +283,31 @@ def test_desktop_thrash_modern_reclaim_refaults_text():
     k = runner.simulate(registry.get_policy("oom_reaper")(), short(limit_s=60.0), 0)
     assert k.lru is not None and k.refaults > 10_000
     assert not [e for e in k.trace if e[1] == "kill"]
+
+
+def test_linux26_is_kept_out_of_the_thrash_by_its_naps_and_its_reference_rules():
+    """What keeps ``linux26`` from thrashing on desktop-thrash, separated: 2.6.36 alone
+    completes (the goal tasks keep 26 % of their pace at seed 0); the same policy with 6.1's
+    ``folio_check_references`` rules, 6.1's workingset.c and no nap between reclaim
+    priorities (4.15+'s ``do_try_to_free_pages``) thrashes as ``oom_reaper`` does.  Either
+    change alone is not enough (docs/thrashing.md, 20 seeds each)."""
+    base = registry.get_policy("linux26")
+
+    class Without(base):
+        lru_rules = workingset_kernel = "6.1"
+
+        def priority_nap(self, k, scanned, prio):
+            return
+            yield  # pragma: no cover
+
+    w = runner.resolve_workload("desktop-thrash")
+    plain = runner.run_one("linux26", w, 0)
+    k = runner.simulate(Without(), w, 0)
+    changed = metrics.compute(k)
+    assert plain["outcome"] == "completed" and plain["progress_min10"] > 0.2
+    assert plain["kills"] == 0 and changed["kills"] == 0
+    assert changed["outcome"] == "thrashing" and changed["progress_min10"] < 0.1
+    assert changed["refaults"] > 4 * plain["refaults"]
 
 
 #: trace_sha256 of 2.4 runs taken before the modern file LRU existed: the 2.4 models' reclaim
