@@ -52,6 +52,8 @@ Definitions chosen where the issue leaves room:
 """
 from __future__ import annotations
 
+from itertools import chain
+
 import numpy as np
 
 WINDOW_US = 10_000_000
@@ -80,6 +82,7 @@ class Progress:
         self.partial: list = []           # (start, end, nominal) of partly productive steps
                                           # over several buckets, not yet spread
         self.spread = np.zeros(0, dtype=np.int64)   # their credit per bucket, once spread
+        self._converted: dict = {}        # closed, waits as arrays so far (:meth:`_pairs`)
         self.start: dict = {}             # task -> when it started (tracked tasks)
         self.open: dict = {}              # task -> start of its current alive interval
         self.closed: list = []            # (a, z) alive intervals that ended
@@ -168,19 +171,28 @@ class Progress:
 
     # -- the columns -------------------------------------------------------------------------
 
-    def _intervals(self, t_end: int):
-        yield from self.closed
-        for a in self.open.values():
-            yield a, t_end
+    def _pairs(self, name: str) -> "np.ndarray":
+        """The ``(a, z)`` list ``name`` (``closed``, ``waits``: only ever appended to) as an
+        int64 array of two columns, converting only what was appended since the last call."""
+        lst = getattr(self, name)
+        done, arr = self._converted.get(name, (None, None))
+        if done is None or done[0] is not lst or done[1] > len(lst):
+            done, arr = (lst, 0), np.zeros((0, 2), dtype=np.int64)
+        n = done[1]
+        if len(lst) > n:
+            tail = np.fromiter(chain.from_iterable(lst[n:]), dtype=np.int64,
+                               count=2 * (len(lst) - n)).reshape(-1, 2)
+            arr = np.concatenate((arr, tail))
+        self._converted[name] = ((lst, len(lst)), arr)
+        return arr
 
-    def _alive(self, nb: int, intervals) -> "np.ndarray":
-        """Alive us per grid bucket, pooled over ``intervals`` (``(a, z)`` pairs): the partial
-        buckets at an interval's ends directly, the whole ones between through a difference
-        array (O(intervals + buckets), in numpy's int64: a bucket holds at most
+    def _alive(self, nb: int, iv: "np.ndarray") -> "np.ndarray":
+        """Alive us per grid bucket, pooled over the intervals ``iv`` (rows ``(a, z)``): the
+        partial buckets at an interval's ends directly, the whole ones between through a
+        difference array (O(intervals + buckets), in numpy's int64: a bucket holds at most
         ``step`` us per task)."""
         step = self.step
         alive = np.zeros(nb, dtype=np.int64)
-        iv = np.array(intervals, dtype=np.int64).reshape(-1, 2)
         a, z = iv[:, 0], np.minimum(iv[:, 1], nb * step)
         keep = a < z
         a, z = a[keep], z[keep]
@@ -243,9 +255,12 @@ class Progress:
         if nb < n:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty, empty, empty
+        opened = np.array([(a, t_end_us) for a in self.open.values()],
+                          dtype=np.int64).reshape(-1, 2)
         cols = []
-        for per in (self._credit(nb), self._alive(nb, list(self._intervals(t_end_us))),
-                    self._alive(nb, self.waits)):
+        for per in (self._credit(nb),
+                    self._alive(nb, np.concatenate((self._pairs("closed"), opened))),
+                    self._alive(nb, self._pairs("waits"))):
             run = np.concatenate(([0], np.cumsum(per)))
             cols.append(run[n:] - run[:nb + 1 - n])
         ends = np.arange(n, nb + 1, dtype=np.int64) * step
