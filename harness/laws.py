@@ -32,6 +32,8 @@ from __future__ import annotations
 
 from operator import attrgetter
 
+import numpy as np
+
 from .engine import X, Zone
 
 #: simulated us between two zone-level checks during a run (at 1 s they cost ~3 % of a run)
@@ -138,11 +140,13 @@ def check_measures(k):
     if not 0 <= tot["full"] <= tot["some"] <= k.now:
         raise LawBroken("PSI full <= some <= run time", k.now, "psi",
                         f"full {tot['full']} us, some {tot['some']} us, run {k.now} us")
-    for t, c, a, q in k.prog.windows(k.now):
-        if not (0 <= c <= a and 0 <= q <= a):
-            raise LawBroken("progress within 0..100 %", k.now, "progress",
-                            f"window ending {t / 1e6:g} s: {c} us of nominal work and {q} us "
-                            f"queued for a CPU in {a} us of goal-task time")
+    t, c, a, q = k.prog.window_arrays(k.now)
+    bad = np.flatnonzero((c < 0) | (c > a) | (q < 0) | (q > a))
+    if len(bad):
+        t, c, a, q = (int(col[bad[0]]) for col in (t, c, a, q))       # the first
+        raise LawBroken("progress within 0..100 %", k.now, "progress",
+                        f"window ending {t / 1e6:g} s: {c} us of nominal work and {q} us "
+                        f"queued for a CPU in {a} us of goal-task time")
 
 
 def check_all(k):

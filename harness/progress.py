@@ -52,7 +52,12 @@ Definitions chosen where the issue leaves room:
 """
 from __future__ import annotations
 
+from itertools import chain
+
+import numpy as np
+
 WINDOW_US = 10_000_000
+_INT64_SAFE = 1 << 62        # bound of the products of a step spread in int64
 STEP_US = 100_000
 THRASH_LIMIT_US = 60_000_000
 
@@ -71,7 +76,13 @@ class Progress:
         self.limit = round(thrash_limit_s * 1e6)
         if self.step <= 0 or self.window % self.step:
             raise ValueError("progress: window_s must be a whole number of step_s")
-        self.credit: list[int] = []       # per grid bucket, nominal us credited
+        self.credit: list[int] = []       # per grid bucket, nominal us credited (but:)
+        self.whole: list[int] = []        # +1/-1 at the ends of runs of buckets credited a
+                                          # whole ``step`` each (100 % productive steps)
+        self.partial: list = []           # (start, end, nominal) of partly productive steps
+                                          # over several buckets, not yet spread
+        self.spread = np.zeros(0, dtype=np.int64)   # their credit per bucket, once spread
+        self._converted: dict = {}        # closed, waits as arrays so far (:meth:`_pairs`)
         self.start: dict = {}             # task -> when it started (tracked tasks)
         self.open: dict = {}              # task -> start of its current alive interval
         self.closed: list = []            # (a, z) alive intervals that ended
@@ -134,80 +145,131 @@ class Progress:
         last = (t_end_us - 1) // step           # the bucket holding the step's last us
         c = self.credit
         if last >= len(c):
-            c.extend([0] * (last + 1 - len(c)))
+            grow = [0] * (last + 1 - len(c))
+            c.extend(grow)
+            self.whole.extend(grow)
         if b == last:
             c[last] += nominal_us
         elif nominal_us == dur:
-            # 100 % productive: every whole bucket gets ``step`` (the same floors, summed)
+            # 100 % productive: every whole bucket gets ``step`` (the same floors, summed):
+            # those between the ends through the difference array ``whole`` (O(1), not
+            # O(buckets): a goal task's sleep of minutes is thousands of buckets)
             c[b] += (b + 1) * step - t_start_us
             if last > b + 1:
-                c[b + 1:last] = [x + step for x in c[b + 1:last]]
+                w = self.whole
+                w[b + 1] += 1
+                w[last] -= 1
             c[last] += t_end_us - last * step
+        elif dur * (dur + step) < _INT64_SAFE:
+            # partly productive over several buckets: spread in one go, in int64, when the
+            # windows are next read (:meth:`_spread_partial`)
+            self.partial.append((t_start_us, t_end_us, nominal_us))
         else:
             ups = [nominal_us * ((i + 1) * step - t_start_us) // dur for i in range(b, last)]
             c[b:last] = [x + u - d for x, u, d in zip(c[b:last], ups, [0] + ups[:-1])]
             c[last] += nominal_us - ups[-1]
 
-    def _add(self, b: int, v: int) -> None:
-        c = self.credit
-        if b >= len(c):
-            c.extend([0] * (b + 1 - len(c)))
-        c[b] += v
-
     # -- the columns -------------------------------------------------------------------------
 
-    def _intervals(self, t_end: int):
-        yield from self.closed
-        for a in self.open.values():
-            yield a, t_end
+    def _pairs(self, name: str) -> "np.ndarray":
+        """The ``(a, z)`` list ``name`` (``closed``, ``waits``: only ever appended to) as an
+        int64 array of two columns, converting only what was appended since the last call."""
+        lst = getattr(self, name)
+        done, arr = self._converted.get(name, (None, None))
+        if done is None or done[0] is not lst or done[1] > len(lst):
+            done, arr = (lst, 0), np.zeros((0, 2), dtype=np.int64)
+        n = done[1]
+        if len(lst) > n:
+            tail = np.fromiter(chain.from_iterable(lst[n:]), dtype=np.int64,
+                               count=2 * (len(lst) - n)).reshape(-1, 2)
+            arr = np.concatenate((arr, tail))
+        self._converted[name] = ((lst, len(lst)), arr)
+        return arr
 
-    def _alive(self, nb: int, t_end: int, intervals=None) -> list[int]:
-        """Alive us per grid bucket, pooled over the tasks (or the us of ``intervals``): the
+    def _alive(self, nb: int, iv: "np.ndarray") -> "np.ndarray":
+        """Alive us per grid bucket, pooled over the intervals ``iv`` (rows ``(a, z)``): the
         partial buckets at an interval's ends directly, the whole ones between through a
-        difference array (O(intervals + buckets))."""
-        alive = [0] * nb
-        whole = [0] * (nb + 1)                  # +1 at the first whole bucket, -1 after the last
+        difference array (O(intervals + buckets), in numpy's int64: a bucket holds at most
+        ``step`` us per task)."""
         step = self.step
-        lim = nb * step
-        for a, z in (self._intervals(t_end) if intervals is None else intervals):
-            if z > lim:
-                z = lim
-            if a >= z:
-                continue
-            b, e = a // step, (z - 1) // step
-            if b == e:
-                alive[b] += z - a
-                continue
-            alive[b] += (b + 1) * step - a
-            alive[e] += z - e * step
-            whole[b + 1] += 1
-            whole[e] -= 1
-        run = 0
-        for b in range(nb):
-            run += whole[b]
-            if run:
-                alive[b] += run * step
+        alive = np.zeros(nb, dtype=np.int64)
+        a, z = iv[:, 0], np.minimum(iv[:, 1], nb * step)
+        keep = a < z
+        a, z = a[keep], z[keep]
+        b, e = a // step, (z - 1) // step
+        one = b == e
+        np.add.at(alive, b[one], (z - a)[one])
+        many = ~one
+        b, e, a, z = b[many], e[many], a[many], z[many]
+        np.add.at(alive, b, (b + 1) * step - a)
+        np.add.at(alive, e, z - e * step)
+        whole = np.zeros(nb + 1, dtype=np.int64)   # +1 at the first whole bucket, -1 after the last
+        np.add.at(whole, b + 1, 1)
+        np.add.at(whole, e, -1)
+        alive += np.cumsum(whole[:nb]) * step
         return alive
+
+    def _spread_partial(self) -> None:
+        """Credit the buckets of the steps in ``partial`` into ``spread``: bucket ``j`` of a
+        step gets its credit up to the bucket's end (``floor(nominal * (x - start) / dur)``,
+        all of ``nominal`` at the last) less its credit up to the bucket's start, as the
+        step's own loop would have added them (``step_done`` keeps ``dur * (dur + step)``
+        below 2**62 for these: no int64 product overflows)."""
+        steps = np.array(self.partial, dtype=np.int64).reshape(-1, 3)
+        self.partial = []
+        step = self.step
+        a, z, nominal = steps[:, 0], steps[:, 1], steps[:, 2]
+        b, last = a // step, (z - 1) // step
+        count = last - b + 1
+        which = np.repeat(np.arange(len(steps)), count)
+        off = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+        j = b[which] + off
+        a, z, nominal, last = a[which], z[which], nominal[which], last[which]
+        dur = z - a
+        upto = np.where(j < last, nominal * ((j + 1) * step - a) // dur, nominal)
+        before = np.where(off > 0, nominal * (j * step - a) // dur, 0)
+        if len(self.spread) < len(self.credit):
+            self.spread = np.concatenate(
+                (self.spread, np.zeros(len(self.credit) - len(self.spread), dtype=np.int64)))
+        np.add.at(self.spread, j, upto - before)
+
+    def _credit(self, nb: int) -> "np.ndarray":
+        """Nominal us credited per grid bucket: ``credit``, plus ``step`` per run of
+        ``whole`` covering the bucket, plus the partly productive steps' ``spread``."""
+        if self.partial:
+            self._spread_partial()
+        n = min(nb, len(self.credit))
+        out = np.zeros(nb, dtype=np.int64)
+        out[:n] = self.credit[:n]
+        out[:n] += np.cumsum(np.array(self.whole[:n], dtype=np.int64)) * self.step
+        m = min(nb, len(self.spread))
+        out[:m] += self.spread[:m]
+        return out
+
+    def window_arrays(self, t_end_us: int):
+        """``(window end us, credit us, alive us, queued us)`` of every full window up to
+        ``t_end_us`` as four int64 arrays (:meth:`windows` as columns): each window's sums
+        are differences of the buckets' running sums."""
+        step, n = self.step, self.window // self.step
+        nb = t_end_us // step
+        if nb < n:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty, empty
+        opened = np.array([(a, t_end_us) for a in self.open.values()],
+                          dtype=np.int64).reshape(-1, 2)
+        cols = []
+        for per in (self._credit(nb),
+                    self._alive(nb, np.concatenate((self._pairs("closed"), opened))),
+                    self._alive(nb, self._pairs("waits"))):
+            run = np.concatenate(([0], np.cumsum(per)))
+            cols.append(run[n:] - run[:nb + 1 - n])
+        ends = np.arange(n, nb + 1, dtype=np.int64) * step
+        return ends, cols[0], cols[1], cols[2]
 
     def windows(self, t_end_us: int):
         """``(window end us, credit us, alive us, queued us)`` of every full window up to
-        ``t_end_us`` (``queued``: the part of ``alive`` spent waiting for a CPU)."""
-        step, n = self.step, self.window // self.step
-        nb = t_end_us // step
-        credit = (self.credit + [0] * nb)[:nb]
-        alive = self._alive(nb, t_end_us)
-        waits = self._alive(nb, t_end_us, self.waits)
-        c = a = q = 0
-        for b in range(nb):
-            c += credit[b]
-            a += alive[b]
-            q += waits[b]
-            if b >= n:
-                c -= credit[b - n]
-                a -= alive[b - n]
-                q -= waits[b - n]
-            if b >= n - 1:
-                yield (b + 1) * step, c, a, q
+        ``t_end_us`` (``queued``: the part of ``alive`` spent waiting for a CPU), as ints."""
+        return zip(*(col.tolist() for col in self.window_arrays(t_end_us)))
 
     @staticmethod
     def rate(c: int, a: int, q: int):
@@ -219,22 +281,19 @@ class Progress:
     def finish(self, t_end_us: int) -> dict:
         """The metrics columns: ``progress_min10``, ``thrash_s``, ``thrash_to_kill_s``,
         ``thrash_start_s`` (start of the longest stretch) and ``thrashing``."""
+        t, c, a, q = self.window_arrays(t_end_us)
+        w = a - q
+        worked = w > 0
+        # the windows' progress: int64 / int64 is float64 of exact integers (< 2**53), so
+        # each quotient is the correctly rounded one, as Python's int / int
+        lowest = float(np.minimum(1.0, c[worked] / w[worked]).min()) if worked.any() else None
+        below = worked & (5 * c < w)
+        edges = np.diff(below.astype(np.int8), prepend=np.int8(0), append=np.int8(0))
+        starts = t[np.flatnonzero(edges == 1)].tolist()
+        ends = np.flatnonzero(edges == -1)              # the first window not below, or len(t)
         stretches = []                      # (s, e, ended before the run did)
-        s = None
-        lowest = None
-        for t, c, a, q in self.windows(t_end_us):
-            w = a - q
-            below = w > 0 and 5 * c < w
-            if w > 0:
-                p = min(1.0, c / w)
-                lowest = p if lowest is None else min(lowest, p)
-            if below and s is None:
-                s = t
-            elif not below and s is not None:
-                stretches.append((s, t, True))
-                s = None
-        if s is not None:
-            stretches.append((s, t_end_us, False))
+        for s, i in zip(starts, ends.tolist()):
+            stretches.append((s, int(t[i]), True) if i < len(t) else (s, t_end_us, False))
         thrashing = False
         best = None                         # (length, s, ending kill or None)
         for s, e, ended in stretches:

@@ -537,6 +537,7 @@ def select_415(policy, k, current=None):
     table = []
     oom_mm, skip_mms = policy.oom_mm, policy.skip_mms
     adj_unit = policy.totalpages // 1000
+    text_pages = {}                 # the mapped pages of each program text met, in this scan
     for p in k.live.values():
         if p.state in DEAD or p.pid == 1 or p.kthread:     # not alive, unkillable
             continue
@@ -550,9 +551,14 @@ def select_415(policy, k, current=None):
             continue                              # 0 points
         text = mm.text
         a, pt = mm.anon, mm.pt
-        points = (a[0] + a[1] + a[2] + (sum(text.mapped) if text is not None else 0)
-                  + pt[0] + pt[1] + pt[2] + mm.swapped)
-        if "CAP_SYS_ADMIN" in p.caps or p.euid == 0:
+        points = a[0] + a[1] + a[2] + pt[0] + pt[1] + pt[2] + mm.swapped
+        if text is not None:                      # (shared by every task of one program)
+            tp = text_pages.get(text)
+            if tp is None:
+                m = text.mapped
+                tp = text_pages[text] = m[0] + m[1] + m[2]
+            points += tp
+        if p.euid == 0 or "CAP_SYS_ADMIN" in p.caps:
             points -= points * 3 // 100
         points += adj * adj_unit
         pts = points if points > 0 else 1

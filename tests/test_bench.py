@@ -198,3 +198,19 @@ def test_small_fork_bomb_oom_reaper(benchmark):
     benchmark.extra_info["sim_s"] = rec["sim_s"]
     benchmark.extra_info["events"] = rec["events"]
     assert rec["status"] == "ok" and rec["kills"] > 0
+
+
+def test_progress_measurement_of_a_fork_bomb(benchmark):
+    """The engine's progress columns and the measurement law on a finished fork bomb on 24 MB
+    (hundreds of goal tasks: each bomblet's 120-s sleep and its fault are steps): what
+    ``metrics.compute`` (``Progress.finish``) and every full law check (``check_measures``)
+    read."""
+    from test_fastpaths import small_fork_bomb
+
+    from harness import laws
+    k = runner.simulate(_policy("oom_reaper"), small_fork_bomb(), 0)
+
+    def measure():
+        laws.check_measures(k)
+        return k.prog.finish(k.now)
+    assert benchmark(measure)["thrash_s"] >= 0

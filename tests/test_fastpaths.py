@@ -134,3 +134,125 @@ def test_lru_round_idle_is_the_priority_loop():
     for file_pages in list(range(0, 70)) + [4095, 4096, 8191, 8192, 100_000]:
         for saved in range(0, 40):
             assert replay.lru_round_idle(file_pages, saved) == loop(file_pages, saved)
+
+
+# ---------------------------------------------------------------------------- progress windows
+def plain_windows(p, steps, t_end):
+    """:meth:`harness.progress.Progress.windows` from its definitions, bucket by bucket: a
+    step's credit up to ``x`` is ``floor(nominal * (x - start) / (end - start))`` (nominal
+    capped at the step's duration), a bucket's alive and queued time the overlap of each
+    interval with it, a window the sum of its ``window / step`` buckets."""
+    step, n = p.step, p.window // p.step
+    nb = t_end // step
+    credit, alive, queued = [0] * nb, [0] * nb, [0] * nb
+    for a, z, nom in steps:
+        nom = min(nom, z - a)
+        if nom <= 0:
+            continue
+        for i in range(a // step, min(nb, (z - 1) // step + 1)):
+            lo, hi = max(a, i * step), min(z, (i + 1) * step)
+            credit[i] += nom * (hi - a) // (z - a) - nom * (lo - a) // (z - a)
+    opened = [(a, t_end) for a in p.open.values()]
+    for per, intervals in ((alive, p.closed + opened), (queued, p.waits)):
+        for a, z in intervals:
+            for i in range(a // step, min(nb, (z - 1) // step + 1) if z > a else 0):
+                per[i] += max(0, min(z, (i + 1) * step) - max(a, i * step))
+    return [((b + 1) * step, sum(credit[b + 1 - n:b + 1]), sum(alive[b + 1 - n:b + 1]),
+             sum(queued[b + 1 - n:b + 1])) for b in range(n - 1, nb)]
+
+
+def plain_finish(p, wins, t_end):
+    """:meth:`harness.progress.Progress.finish`, window by window over ``wins``."""
+    stretches, s, lowest = [], None, None
+    for t, c, a, q in wins:
+        w = a - q
+        below = w > 0 and 5 * c < w
+        if w > 0:
+            lowest = min(1.0, c / w) if lowest is None else min(lowest, min(1.0, c / w))
+        if below and s is None:
+            s = t
+        elif not below and s is not None:
+            stretches.append((s, t, True))
+            s = None
+    if s is not None:
+        stretches.append((s, t_end, False))
+    thrashing, best = False, None
+    for s, e, ended in stretches:
+        inside = [k for k in p.kills if max(s, e - p.window) <= k <= e] if ended else []
+        ender = max(inside) if inside else None
+        if (ender if ender is not None else e) - s >= p.limit:
+            thrashing = True
+        if best is None or e - s > best[0]:
+            best = (e - s, s, ender)
+    return {"progress_min10": None if lowest is None else round(lowest, 6),
+            "thrash_s": 0.0 if best is None else best[0] / 1e6,
+            "thrash_start_s": None if best is None else best[1] / 1e6,
+            "thrash_to_kill_s": None if best is None or best[2] is None
+            else (best[2] - best[1]) / 1e6,
+            "thrashing": thrashing}
+
+
+def logged_steps(monkeypatch):
+    """Every ``step_done`` of every Progress made from now on, as ``(start, end, nominal)``."""
+    from harness.progress import Progress
+    steps = []
+    step_done = Progress.step_done
+
+    def logged(self, task, a, z, nominal):
+        steps.append((a, z, nominal))
+        return step_done(self, task, a, z, nominal)
+    monkeypatch.setattr(Progress, "step_done", logged)
+    return steps
+
+
+def test_progress_windows_equal_their_definition_on_random_steps(monkeypatch):
+    """The int64 running sums (and the difference array of 100 %-productive steps) against
+    the bucket-by-bucket sums, on random steps, waits, suspensions and kills."""
+    import random
+
+    from harness.progress import Progress
+    steps = logged_steps(monkeypatch)
+    rnd = random.Random(7)
+    for case in range(150):
+        steps.clear()
+        p = Progress(thrash_limit_s=rnd.choice([1.0, 3.0]), window_s=1.0, step_s=0.1)
+        now = {}
+        for _ in range(rnd.randrange(0, 60)):
+            task = rnd.randrange(4)
+            a = now.get(task, rnd.randrange(0, 500_000))
+            z = a + rnd.choice([0, 1, 99_999, 100_000, rnd.randrange(1, 3_000_000)])
+            nominal = rnd.choice([z - a, (z - a) // 3, z - a + 5, 0, rnd.randrange(0, 50_000)])
+            kind = rnd.random()
+            if kind < 0.1:
+                p.suspend(task, a)
+                p.resume(task, z)
+            elif kind < 0.3:
+                p.queued(task, a, z)
+            elif kind < 0.35:
+                p.task_exit(task, z)
+            elif kind < 0.4:
+                p.kill(z)
+            else:
+                p.step_done(task, a, z, nominal)
+            now[task] = z
+        if case % 50 == 0:          # a step too long to spread in int64: the plain loop
+            p.step_done(9, 0, 2_200_000_000, 1_000_000_001)
+            now[9] = 2_200_000_000
+        t_end = max([0] + list(now.values())) + rnd.randrange(0, 2_000_000)
+        want = plain_windows(p, steps, t_end)
+        assert list(p.windows(t_end)) == want, case
+        assert p.finish(t_end) == plain_finish(p, want, t_end), case
+
+
+@pytest.mark.parametrize("policy,workload", [("oom_reaper", "fork-bomb"),
+                                             ("mainline", "desktop-thrash")])
+def test_progress_windows_equal_their_definition_on_a_run(monkeypatch, policy, workload):
+    """The same on a whole run: the fork bomb's minutes-long sleeps of goal tasks (the
+    difference array), the desktop's refaulting bursts (partly productive steps)."""
+    steps = logged_steps(monkeypatch)
+    w = small_fork_bomb() if workload == "fork-bomb" else runner.resolve_workload(workload)
+    k = runner.simulate(registry.get_policy(policy)(), w, 0)
+    want = plain_windows(k.prog, steps, k.now)
+    assert len(want) > 100 and len(steps) > 1000
+    assert list(k.prog.windows(k.now)) == want
+    assert k.prog.finish(k.now) == plain_finish(k.prog, want, k.now)

@@ -59,6 +59,24 @@ def test_cache_reads_back_and_recomputes_nothing(tmp_path):
     assert len(cached) == 6
 
 
+def test_every_cache_file_the_workers_write_is_fsynced_by_the_parent(tmp_path, monkeypatch):
+    """The pool's workers write the cache without fsync (a worker does not wait for the disk);
+    the parent's Syncer fsyncs every record and view they wrote before the matrix returns."""
+    synced = []
+    fsync = os.fsync
+
+    def counted(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return fsync(fd)
+    monkeypatch.setattr(BN.os, "fsync", counted)
+    made = BN.bench(**SMALL, out_root=tmp_path, progress=False, log=lambda m: None)
+    assert made.failed == 0 and len(made.views) == 2
+    files = sorted(str(p) for p in (tmp_path / "cache").rglob("*") if p.is_file())
+    assert len(files) == 6 + 2                       # six records, the two timeline views
+    assert sorted(set(synced) & set(files)) == files
+    assert not list((tmp_path / "cache").rglob(".*.tmp"))
+
+
 def _view_data(v) -> tuple:
     return (v.now, v.seed, v.outcome, [z.__getstate__() for z in v.zones], v.samples, v.trace,
             v.thrash)
