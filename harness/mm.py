@@ -367,6 +367,11 @@ def file_read(k, task, f, pages: int):
             k.progress()
         if miss <= 0:
             return 0
+        avail = f.size - f.resident       # another reader may have brought pages in meanwhile
+        if miss > avail:
+            hit, miss = miss - max(0, avail), max(0, avail)
+            continue
+        hit = 0
         # one read-ahead window: allocate its pages (one page_cache_alloc each), then one request
         want = min(miss, READAHEAD_PAGES)
         batch = 0
@@ -401,9 +406,6 @@ def file_read(k, task, f, pages: int):
         else:
             lru.unlock_at(lock, done)
             yield from read_wait(k, task, done, stall)
-        # the rest: what is still not in the cache now is read, the rest is a hit
-        left = max(0, min(miss, f.size - f.resident))
-        hit, miss = miss - left, left
 
 
 def file_write(k, task, f, pages: int):
