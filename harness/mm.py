@@ -338,19 +338,40 @@ def compute(k, task, us: int, quantum_us: int = 10_000):
 
 
 def file_read(k, task, f, pages: int):
-    """``generic_file_read``: cached pages are copied; missing ones allocated and read from disk."""
+    """``generic_file_read``: cached pages are copied; missing ones allocated and read from disk.
+
+    Readers of one file share its page cache (2.4 ``do_generic_file_read``, 6.1
+    ``filemap_read``: ``find_get_page`` first).  Pages are counts, so a read's misses are the
+    file's pages not in the cache (never read, or evicted) -- at most ``f.size - f.resident``,
+    counted again before each read-ahead window, since readers that started at the same time
+    bring pages in for each other: what another reader brought in meanwhile is a hit.  A hit
+    while a read of the file is still in flight waits for it (2.4 ``wait_on_page`` of a page
+    not uptodate, 6.1 ``filemap_update_page`` -> ``folio_lock``): the pages it copies may be
+    those.  Departure: which pages are in flight is not known (counts), so any hit waits for
+    the file's last read issued here."""
     k.touch_file(f)
     lru = k.lru
     resident = f.resident
     miss = max(0, min(pages, f.size - resident))
     hit = pages - miss
     c = k.costs
-    if hit:
-        if lru is not None:
-            lru.accessed(f, hit)          # mark_page_accessed on the pages copied
-        yield (CPU, int(hit * 1), False)
-        k.progress()
-    while miss > 0:
+    while True:
+        if hit:
+            if f.read_until > k.now:      # wait_on_page: the read that brought them is in flight
+                yield (DWAIT, f.read_until)
+                if k.fatal_pending(task):
+                    return 0
+            if lru is not None:
+                lru.accessed(f, hit)      # mark_page_accessed on the pages copied
+            yield (CPU, int(hit * 1), False)
+            k.progress()
+        if miss <= 0:
+            return 0
+        avail = f.size - f.resident       # another reader may have brought pages in meanwhile
+        if miss > avail:
+            hit, miss = miss - max(0, avail), max(0, avail)
+            continue
+        hit = 0
         # one read-ahead window: allocate its pages (one page_cache_alloc each), then one request
         want = min(miss, READAHEAD_PAGES)
         batch = 0
@@ -378,12 +399,13 @@ def file_read(k, task, f, pages: int):
         miss -= batch
         yield (CPU, int(batch * c.alloc_pass_us), False)
         done = k.disk_io(batch)
+        if done > f.read_until:
+            f.read_until = done
         if lru is None:
             yield (DWAIT, done)
-            continue
-        lru.unlock_at(lock, done)
-        yield from read_wait(k, task, done, stall)
-    return 0
+        else:
+            lru.unlock_at(lock, done)
+            yield from read_wait(k, task, done, stall)
 
 
 def file_write(k, task, f, pages: int):

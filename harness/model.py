@@ -70,10 +70,11 @@ class MM:
 class File:
     """A file's page cache, per zone: clean unmapped, clean mapped (program text), dirty, under I/O."""
 
-    __slots__ = ("name", "size", "clean", "mapped", "dirty", "wb", "mappers", "ws")
+    __slots__ = ("name", "size", "clean", "mapped", "dirty", "wb", "mappers", "ws", "read_until")
 
     def __init__(self, name: str, size: int, ws: int = 0):
         self.name, self.size, self.ws = name, size, ws
+        self.read_until = 0       # when the last read of its pages issued by file_read completes
         self.clean = [0, 0, 0]
         self.mapped = [0, 0, 0]
         self.dirty = [0, 0, 0]

@@ -311,14 +311,15 @@ def test_linux26_is_kept_out_of_the_thrash_by_its_naps_and_its_reference_rules()
 
 
 #: trace_sha256 of 2.4 runs taken before the modern file LRU existed: the 2.4 models' reclaim
-#: must not have moved by a bit
+#: must not have moved by a bit.  One was taken again when concurrent readers of a file came to
+#: share its page cache (``mm.file_read``): morton-make-usemem's cc1s read one include tree.
 PINNED_24 = {
     ("mainline_pure", "tiny", 0): "a5dc53e0b1dfc554e10ff38530e8112951d33d36345a09667ebd16225f2f2319",
     ("mainline_akpm_fix", "dma-driver", 0):
         "4a326efbb5c0ce3af6b2c99f4ab65987b364afd2798029f56571bec0630fd3ae",
     ("morton", "slow-leak", 2): "57f59dc0d7c92f19ae1620ac5c1f8364f58fd12f8773123ed42c574ef88a9c2c",
     ("aa", "morton-make-usemem", 0):
-        "c998567054bd020b7825cab09d24a132e4abcdefb4c9122242c76205863c13b9",
+        "6dc78824b273558d017a9aad2257544d23b88b707b9438a360b8097b68e3edaf",
     ("rmap", "streaming-reader", 1):
         "8356e3eab6f63e92acb1816806ce3e3d4ce3865a302c2c21a64842e394eae6f2",
 }
@@ -349,3 +350,46 @@ def test_mark_page_accessed_references_then_activates_read_pages():
     assert not any(r.flags & REFERENCED for r in k.lru.lists[ACTIVE])
     assert k.lru.ws.lruvec.nonresident_age == age + 40
     k.lru.check()
+
+
+def _two_readers():
+    """Two tasks each reading a whole 1 MB (256-page) file, started at the same instant with
+    nothing of it cached (a scripted make: two cc1s reading one include tree)."""
+    raw = {
+        "name": "two-readers", "description": "d", "question": "q", "thread": "t",
+        "provenance": "p",
+        "machine": {"ram_mb": 64, "swap_mb": 0, "cpus": 1},
+        "run": {"time_limit_s": 10, "watchdog_s": 5, "seeds": 1},
+        "file": [{"name": "tree", "size_mb": 1}],
+        "program": [{"name": "cc", "text_kb": 16, "ws_kb": 16, "vm_kb": 400}],
+        "task": [{"name": n, "program": "cc", "role": "bystander", "uid": 500, "start_s": 1,
+                  "script": [{"read": "tree", "mb": 1}, {"exit": 0}]} for n in ("a", "b")],
+    }
+    return W.from_dict(raw)
+
+
+@pytest.mark.parametrize("policy", ["oom_reaper", "mainline"])
+def test_readers_of_one_file_share_its_page_cache(policy):
+    """``mm.file_read``: two readers that start together read the file's pages from the disk
+    once -- 4 read-ahead windows of 64 pages -- and the second waits for the first's reads
+    (``wait_on_page``), so both finish when the last window is in.  Counting a read's misses
+    only when it starts, each read all 256 pages: 8 windows of a 256-page file."""
+    k = Kernel(_two_readers().machine, registry.get_policy(policy)(), 0)
+    read = []
+    disk_io = k.disk_io
+
+    def counted(pages):
+        read.append(pages)
+        return disk_io(pages)
+
+    k.disk_io = counted
+    w = _two_readers()
+    k.policy.reset(k)
+    W.Builder(k, w).start()
+    k.run()
+    assert read == [64, 64, 64, 64]                 # the text is mapped at the start
+    exits = sorted(e[0] for e in k.trace if e[1] == "exit" and e[3] in ("a", "b"))
+    c = k.costs
+    last = 1_000_000 + 4 * (c.disk_request_us + 64 * c.disk_page_us)
+    assert len(exits) == 2 and all(t >= last for t in exits)
+    assert exits[1] - exits[0] < 1_000             # the second waited for the same reads
