@@ -367,9 +367,9 @@ def file_read(k, task, f, pages: int):
             k.progress()
         if miss <= 0:
             return 0
-        avail = f.size - f.resident       # another reader may have brought pages in meanwhile
+        avail = max(0, f.size - f.resident)   # another reader may have brought some in
         if miss > avail:
-            hit, miss = miss - max(0, avail), max(0, avail)
+            hit, miss = miss - avail, avail
             continue
         hit = 0
         # one read-ahead window: allocate its pages (one page_cache_alloc each), then one request

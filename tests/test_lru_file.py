@@ -374,7 +374,8 @@ def test_readers_of_one_file_share_its_page_cache(policy):
     once -- 4 read-ahead windows of 64 pages -- and the second waits for the first's reads
     (``wait_on_page``), so both finish when the last window is in.  Counting a read's misses
     only when it starts, each read all 256 pages: 8 windows of a 256-page file."""
-    k = Kernel(_two_readers().machine, registry.get_policy(policy)(), 0)
+    w = _two_readers()
+    k = Kernel(w.machine, registry.get_policy(policy)(), 0)
     read = []
     disk_io = k.disk_io
 
@@ -383,7 +384,6 @@ def test_readers_of_one_file_share_its_page_cache(policy):
         return disk_io(pages)
 
     k.disk_io = counted
-    w = _two_readers()
     k.policy.reset(k)
     W.Builder(k, w).start()
     k.run()
