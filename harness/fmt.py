@@ -33,6 +33,13 @@ def num(x, nd=2):
     return "-" if pd.isna(x) else f"{x:.{nd}f}"
 
 
+def pval(p):
+    """A p-value: two significant digits, exponent notation below 0.001, n/a when none."""
+    if pd.isna(p):
+        return "n/a"
+    return f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"
+
+
 def pp(x):
     return "-" if pd.isna(x) else f"{100 * x:+.0f} pp"
 

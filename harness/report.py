@@ -462,12 +462,6 @@ def headline(agg: pd.DataFrame, workloads=None, width: int = 36) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- formatting
-def _pval(p):
-    if pd.isna(p):
-        return "n/a"
-    return f"{p:.2g}" if p >= 0.001 else f"{p:.1e}"
-
-
 def _ttk(r):
     if pd.isna(r["ttk_median_s"]):
         return "-"
@@ -535,15 +529,15 @@ def _cmp_rows(cmp_w: pd.DataFrame) -> list[list[tuple[str, object]]]:
     for p, r in cmp_w.iterrows():
         rows.append([(p, p),
                      (f"{F.pct(r.stuck_rate)} vs {F.pct(r.baseline_stuck_rate)}", r.stuck_rate),
-                     (F.pp(r.stuck_diff), r.stuck_diff), (_pval(r.stuck_p), _key(r.stuck_p)),
-                     (_pval(r.stuck_p_holm), _key(r.stuck_p_holm)),
+                     (F.pp(r.stuck_diff), r.stuck_diff), (F.pval(r.stuck_p), _key(r.stuck_p)),
+                     (F.pval(r.stuck_p_holm), _key(r.stuck_p_holm)),
                      (f"{F.pct(r.wrong_share)} vs {F.pct(r.baseline_wrong_share)}", r.wrong_share),
-                     (F.pp(r.wrong_diff), r.wrong_diff), (_pval(r.wrong_p), _key(r.wrong_p)),
-                     (_pval(r.wrong_p_holm), _key(r.wrong_p_holm)),
+                     (F.pp(r.wrong_diff), r.wrong_diff), (F.pval(r.wrong_p), _key(r.wrong_p)),
+                     (F.pval(r.wrong_p_holm), _key(r.wrong_p_holm)),
                      (f"{F.num(r.ttk_median_s)} (n={int(r.ttk_runs)}) vs "
                       f"{F.num(r.baseline_ttk_median_s)} (n={int(r.baseline_ttk_runs)})",
                       _key(r.ttk_median_s)),
-                     (_pval(r.ttk_p), _key(r.ttk_p)), (_pval(r.ttk_p_holm), _key(r.ttk_p_holm))])
+                     (F.pval(r.ttk_p), _key(r.ttk_p)), (F.pval(r.ttk_p_holm), _key(r.ttk_p_holm))])
     return rows
 
 

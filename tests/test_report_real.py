@@ -71,6 +71,9 @@ def test_agreement_values(frames):
     real, sim = frames
     ag = RR.agreement(RR.table(real, sim)).set_index("real")
     assert bool(ag.loc["real-memcg", "victims_agree"])
+    # real-6.1's two cc1 against the model's 3 usemem and 1 cc1 (test below): p = 6/15
+    assert ag.loc["real-6.1", "victims_p"] == pytest.approx(0.4)
+    assert RR.parted(ag) == (1, 0)
     assert ag.loc["real-memcg", "kills_ratio"] == pytest.approx(0.8 / 1.25)
     assert not ag.loc["real-6.1", "victims_agree"]                 # cc1 against usemem
     assert ag.loc["real-6.1", "kills_ratio"] == pytest.approx(2 / 1.25)
@@ -86,6 +89,36 @@ def test_agreement_values(frames):
     ag = RR.agreement(RR.table(real, sim), roles).set_index("real")
     assert [ag.loc[p, "roles_agree"] for p in ("real-memcg", "real-6.1",
                                                "real-6.1-overcommit-never")] == [True, False, True]
+
+
+def _p_two_names(ka, na, kb, nb):
+    """The permutation p of a side with ``ka`` of ``na`` runs naming one victim against
+    ``kb`` of ``nb`` (the rest another), from the hypergeometric law: with two names the
+    total variation distance is |ka/na - kb/nb|, and a split that puts x of the k = ka + kb
+    runs of the first name on side a has probability C(k, x) C(n - k, na - x) / C(n, na)."""
+    n, k = na + nb, ka + kb
+    seen = abs(ka / na - kb / nb)
+    return sum(math.comb(k, x) * math.comb(n - k, na - x) for x in range(max(0, na - (n - k)),
+                                                                          min(k, na) + 1)
+               if abs(x / na - (k - x) / nb) >= seen - 1e-12) / math.comb(n, na)
+
+
+def test_victims_p_is_the_exact_permutation_test():
+    # 2 runs of cc1 against 3 usemem + 1 cc1: of the 15 splits of the six runs, the 6 that
+    # put two of one name on the real side are as far apart (0.75) as the observed one
+    assert RR.victims_p({"cc1": 2}, {"usemem": 3, "cc1": 1}) == pytest.approx(6 / 15)
+    # five runs of one victim against twenty of another: only the observed split is as far
+    assert RR.victims_p({"a": 5}, {"b": 20}) == pytest.approx(1 / math.comb(25, 5))
+    assert RR.victims_p({"a": 5}, {"a": 20}) == 1.0       # one victim on both sides
+    for ka, na, kb, nb in [(3, 5, 4, 20), (0, 5, 12, 20), (5, 5, 10, 20), (2, 4, 7, 9)]:
+        p = RR.victims_p({"x": ka, "y": na - ka}, {"x": kb, "y": nb - kb})
+        assert p == pytest.approx(_p_two_names(ka, na, kb, nb)), (ka, na, kb, nb)
+    assert math.isnan(RR.victims_p({}, {"a": 3}))
+    # too many splits to enumerate (C(60, 30)): sampled from a fixed generator, the same p
+    # each time, and near the exact one
+    big = RR.victims_p({"x": 12, "y": 18}, {"x": 20, "y": 10})
+    assert big == RR.victims_p({"x": 12, "y": 18}, {"x": 20, "y": 10})
+    assert big == pytest.approx(_p_two_names(12, 30, 20, 30), abs=0.01)
 
 
 def test_a_missing_model_leaves_the_real_rows(frames):
@@ -106,7 +139,9 @@ def test_write_files_and_display(frames, tmp_path):
             " s (TCG faults x3.75, CPU x1.21) |") in md
     assert "| sim oom_reaper (for real-memcg) | 4 | usemem (75 %) |" in md
     assert "Modal first victims agree in 2 of 3 (pair, workload) cells." in md
-    assert "| w | real-6.1 | oom_reaper | cc1 / usemem | no | - | yes | 1.60 | 2 / 1 | no |" in md
+    assert "| w | real-6.1 | oom_reaper | cc1 / usemem | no | 0.4 | - | yes | 1.60 | 2 / 1 | no |" in md
+    assert ("Of the 1 cell whose modes differ, 0 have first victims that differ at p < 0.05"
+            in md)
     assert "results/real/x" in md and "plots/real_vs_sim_w.png" in md
     assert (tmp_path / "real_agreement.csv").exists()
 
