@@ -108,6 +108,7 @@ class Cell:
     wkey: str = ""              # workload_hash of the workload's files (to load it once)
     params: tuple = ()          # (name, value) pairs given to the policy (its defaults: none)
     label: str = ""             # the record's policy name when params are given
+    scaled: tuple = ()          # (time scale, time limit s) of W.time_scaled: a real run's model
 
     @property
     def name(self) -> str:
@@ -141,7 +142,9 @@ def make_cells(policies: dict, workloads: dict, seeds, policy_dir,
                 cells.append(Cell(cls.name if given else pname, wname, w.path, s,
                                   str(Path(registry.policy_file(cls)).parent), key,
                                   timeline=s == timeline_seed, wkey=wh, params=given,
-                                  label=pname if given else ""))
+                                  label=pname if given else "",
+                                  scaled=((w.time_scale, w.time_limit_s)
+                                          if w.time_scale != 1.0 else ())))
     return cells
 
 
@@ -283,14 +286,17 @@ _WORKLOADS: dict = {}
 def _load_workload(cell: Cell):
     """``W.load``, remembered per process by the hash of the workload's files (a run reads its
     workload and never changes it)."""
+    def load():
+        w = W.load(cell.workload_path, cell.workload)
+        return W.time_scaled(w, *cell.scaled) if cell.scaled else w
     if not cell.wkey:
-        return W.load(cell.workload_path, cell.workload)
-    key = (cell.workload_path, cell.workload, cell.wkey)
+        return load()
+    key = (cell.workload_path, cell.workload, cell.wkey, cell.scaled)
     w = _WORKLOADS.get(key)
     if w is None:
         if len(_WORKLOADS) > 256:
             _WORKLOADS.clear()
-        w = _WORKLOADS[key] = W.load(cell.workload_path, cell.workload)
+        w = _WORKLOADS[key] = load()
     return w
 
 

@@ -50,9 +50,12 @@ DIFFERENCES = [
      "simulated."),
     ("who is largest when memory runs out",
      "Every modern killer (and the oom_reaper model) picks the largest RSS at that instant. "
-     "Under TCG a page fault costs several times native (real-setup measures the factor, "
-     "stated beside every real time) while CPU is scaled, so usemem is sometimes still small "
-     "when memory runs out and a cc1 is picked first (morton-make-usemem)."),
+     "At time scale 0.1 the plan compresses the tasks' CPU, sleeps and disk but not the "
+     "kernel's work: under TCG a page fault costs ~7.4 us, the model's 2002 machine 7 us, "
+     "while a cc1's second of CPU becomes 0.1 s. So the models run that same compressed plan "
+     "(workload.time_scaled): usemem is then still small in some runs when memory runs out "
+     "and a cc1 is picked first, on both sides (morton-make-usemem: the VM's 6.1 usemem 3 of 5, "
+     "its model cc1 12 of 20 and usemem 8; unscaled the model said usemem 20 of 20)."),
     ("what a user-space killer sees",
      "earlyoom acts on MemAvailable, which in the 6.1 guest counts ~8 MB that tasks cannot "
      "get: tracefs's inodes and dentries for every trace event (made at boot, pinned, yet "
@@ -68,10 +71,12 @@ DIFFERENCES = [
      "watermarks, kswapd or lowmem reserves; the global killer of the VM sees every process, "
      "init and the runner included."),
     ("time",
-     "Simulated seconds are those of a ~500 MHz 2002 machine; real seconds are this machine's "
-     "(under TCG emulation for qemu), with CPU and sleep times of the workload multiplied by the "
-     "run's time scale (shown beside each real source): CPU and sleeps shrink, touching memory "
-     "does not."),
+     "Real seconds are this machine's (under TCG emulation for qemu), with the workload's CPU, "
+     "sleeps, start times and disk multiplied by the run's time scale (shown beside each real "
+     "source): CPU and sleeps shrink, touching memory does not. The model runs the same "
+     "scaled plan and is cut at the real runs' wall bound, so its simulated seconds are those "
+     "of the same compressed run; its kernel costs are the 2002 machine's, close to TCG's "
+     "for a fault, several times the host's for real-memcg."),
 ]
 
 
@@ -399,10 +404,13 @@ def agreement_share(ag: pd.DataFrame) -> tuple[int, int]:
 
 INTRO = ("Real rows: the workload's tasks as real processes on a real kernel (`python -m harness "
          "real`), one row per real policy (`policies/real/*.toml`) with its model, the "
-         "simulated policy it is held against, below it. Seeds draw different numbers on the "
-         "two sides, so they are compared as distributions. Real times are real seconds "
-         "(under TCG: the measured slowdown is stated beside them, nothing is rescaled); sim "
-         "times are simulated seconds of a 2002 machine.")
+         "simulated policy it is held against, below it. The model runs the plan the real "
+         "runs ran: the workload with its CPU, sleeps, start times, disk and time limit "
+         "multiplied by their time scale, cut at their wall bound (`workload.time_scaled`), "
+         "over 20 seeds. Seeds draw different numbers on the two sides, so they are compared "
+         "as distributions. Real times are real seconds (under TCG: the measured slowdown is "
+         "stated beside them, nothing is rescaled); sim times are simulated seconds of the "
+         "same scaled run.")
 
 
 def _ag_lines(tab) -> list[str]:

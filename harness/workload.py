@@ -370,6 +370,7 @@ class Workload:
     irqs: list = field(default_factory=list)
     sweep_point: dict = field(default_factory=dict)
     thrash_limit_s: float = 60.0
+    time_scale: float = 1.0       # set by time_scaled: the scale its times were multiplied by
 
     def role_of(self, name: str) -> str:
         return self.roles.get(name, "bystander")
@@ -389,6 +390,84 @@ def sim_hash(w: Workload) -> str:
     import json
     tables = {k: v for k, v in w.raw.items() if k not in PROSE_KEYS}
     return hashlib.sha256(json.dumps(tables, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+# what a real run's plan scales (harness/real/plan.py): the user's CPU, sleeps, waits and start
+# times, the run's limits, the modelled disk -- not sizes, and not the kernel's own costs
+_TIME_STEP_KEYS = ("compute_ms", "sleep_s", "dwait_s", "kernel_spin_s", "hold_s")
+_DIST_TIME_KEYS = ("lo", "hi", "mean", "sd", "median", "min", "max")
+
+
+def _scaled(v, scale):
+    if isinstance(v, dict):
+        return {k: (x * scale if k in _DIST_TIME_KEYS else x) for k, x in v.items()}
+    return v * scale
+
+
+def _scale_script(script, scale, user_touch_us):
+    out = []
+    for st in script:
+        st = dict(st)
+        for k in _TIME_STEP_KEYS:
+            if k in st:
+                st[k] = _scaled(st[k], scale)
+        if "grow" in st:
+            st["grow"] = dict(st["grow"], cpu_ms=_scaled(st["grow"]["cpu_ms"], scale))
+        if "touch_mb" in st and "us_per_page" in st:     # the user's work beyond the store
+            st["us_per_page"] = _scaled(st["us_per_page"], scale)
+        if "access_mb" in st:                            # the user's work per page, as CPU
+            st["us_per_page"] = _scaled(st.get("us_per_page", user_touch_us), scale)
+        if "steps" in st:
+            st["steps"] = _scale_script(st["steps"], scale, user_touch_us)
+        out.append(st)
+    return out
+
+
+def time_scaled(w: Workload, scale: float, limit_s: float | None = None) -> Workload:
+    """The simulated counterpart of a real run of ``w`` at time scale ``scale``
+    (:func:`harness.real.plan.compile_plan`): what the plan multiplies by the scale is
+    multiplied here too -- CPU (``compute_ms``, ``grow.cpu_ms``, a touch's or an access's
+    ``us_per_page``), sleeps and waits, start times, ``[run]``'s limits, the disk's
+    ``disk_request_us`` and ``disk_page_us`` -- and nothing else: sizes, and the kernel's own
+    costs (a fault, a page clear, a reclaim scan), which the VM does not compress either.
+    ``limit_s``: the run's time limit instead (a real run's wall bound).  A distribution is
+    scaled by its location and spread (``lo``/``hi``, ``mean``/``sd``, ``median``, ``min``/
+    ``max``; a lognormal's ``sigma`` is a shape), so one random number gives the scaled value
+    of the unscaled draw.  Departure: the simulator's compute quantum (10 ms, ``mm.compute``)
+    is not scaled; the runner's is."""
+    if scale == 1.0 and limit_s is None:
+        return w
+    raw = copy.deepcopy(w.raw)
+    mach = raw.setdefault("machine", {})
+    base = M.Costs().with_overrides(mach.get("costs", {}))
+    costs = dict(mach.get("costs", {}))
+    for k in ("disk_request_us", "disk_page_us"):
+        costs[k] = max(1, int(round(getattr(base, k) * scale)))
+    mach["costs"] = costs
+    run = raw.setdefault("run", {})
+    for k, default in (("time_limit_s", w.time_limit_s), ("watchdog_s", w.watchdog_s),
+                       ("thrash_limit_s", w.thrash_limit_s)):
+        run[k] = default * scale
+    if limit_s is not None:
+        run["time_limit_s"] = float(limit_s)
+    touch = base.user_touch_us
+    for t in raw.get("task", []):
+        if "start_s" in t:
+            t["start_s"] = _scaled(t["start_s"], scale)
+        t["script"] = _scale_script(t.get("script", []), scale, touch)
+    for tpl in raw.get("template", {}).values():
+        tpl["script"] = _scale_script(tpl.get("script", []), scale, touch)
+    if "make" in raw and "start_s" in raw["make"]:
+        raw["make"]["start_s"] = raw["make"]["start_s"] * scale
+    for q in raw.get("irq", []):
+        for k in ("interval_ms", "hold_ms", "start_s"):
+            if k in q:
+                q[k] = _scaled(q[k], scale)
+    if "init" in raw and "script" in raw["init"]:
+        raw["init"]["script"] = _scale_script(raw["init"]["script"], scale, touch)
+    out = from_dict(raw, w.path, w.sweep_point)
+    out.time_scale = w.time_scale * scale
+    return out
 
 
 def load_all(path) -> list[Workload]:

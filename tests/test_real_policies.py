@@ -209,6 +209,27 @@ def test_cache_key_depends_on_what_of_the_policy_file_a_run_uses(tmp_path, monke
     assert not keys('description = "a"\n[sysctl]\n"vm.oom_kill_allocating_task" = 1\n') & base
 
 
+def test_cache_key_follows_the_runner_not_the_report(tmp_path, monkeypatch):
+    """The runner's sources are in the key (a changed one runs again); the CLI and the report
+    (``harness/real/__init__.py``) are not, so a new table keeps an hour of VM runs."""
+    names = {p.name for p in matrix.RUNNER_SOURCES}
+    assert {"vmreal.c", "run.py", "qemu.py", "memcg.py", "plan.py", "record.py"} <= names
+    assert "__init__.py" not in names
+    monkeypatch.setattr(matrix, "kernel_id", lambda pol: "linux-image-x 1")
+    w = W.load(ROOT / "workloads" / "tiny.toml")
+    (tmp_path / "a.toml").write_text('description = "a"\n')
+    src = tmp_path / "vmreal.c"
+    monkeypatch.setattr(matrix, "RUNNER_SOURCES", [src])
+
+    def key():
+        return matrix.make_cells([P.load(tmp_path / "a.toml")], [w], [0], 0.1, 10)[0][0].key
+    src.write_text("int main() { return 0; }")
+    before = key()
+    assert key() == before
+    src.write_text("int main() { return 1; }")
+    assert key() != before
+
+
 def test_a_cached_run_is_held_against_todays_model(tmp_path, monkeypatch):
     """The model is not in the key, so a run cached before the file named a new model is
     read back with the new one (and nothing is run)."""

@@ -167,3 +167,43 @@ def test_latest(tmp_path, frames):
     (tmp_path / "real" / "latest").symlink_to(d.name)
     df, where = RR.latest(tmp_path)
     assert len(df) == len(real) and where.endswith("20260101T000000Z")
+
+
+@pytest.mark.parametrize("name", ["morton-make-usemem", "several-hogs", "desktop-thrash",
+                                  "dstate-victim", "ram.ram_mb64"])
+def test_a_models_workload_is_the_plan_the_real_run_ran(name):
+    """``workload.time_scaled(w, s)`` at scale 1 compiles to the plan of ``w`` at scale ``s``:
+    the same tasks, start times, operations and the user's and the disk's nominal times (to
+    the microsecond of rounding), limits and disk -- all but the runner's compute quantum,
+    which the simulator does not scale (a departure its docstring names), and a fault's
+    nominal time, which the plan scales and the model, whose faults cost what they cost,
+    does not."""
+    from harness import runner
+    from harness import workload as W
+    from harness.real import plan as P
+    w = runner.resolve_workload(name)
+    for scale in (0.1, 0.5):
+        ws = W.time_scaled(w, scale)
+        assert ws.time_scale == scale and ws.time_limit_s == pytest.approx(w.time_limit_s * scale)
+        for seed in (0, 3):
+            a, b = P.compile_plan(w, seed, scale), P.compile_plan(ws, seed, 1.0)
+            for f in ("limit_s", "watchdog_s", "thrash_limit_s", "disk_request_us",
+                      "disk_page_us"):
+                assert getattr(a, f) == pytest.approx(getattr(b, f)), f
+            assert a.quantum_us == max(100, round(10_000 * scale)) and b.quantum_us == 10_000
+            assert len(a.tasks) == len(b.tasks)
+            for ta, tb in zip(a.tasks, b.tasks):
+                assert (ta.name, ta.goal, ta.parent) == (tb.name, tb.goal, tb.parent)
+                assert abs(ta.start_us - tb.start_us) <= 1
+                assert [o[0] for o in ta.ops] == [o[0] for o in tb.ops], ta.name
+                for oa, ob in zip(ta.ops, tb.ops):
+                    assert all(x == y or (isinstance(x, (int, float)) and abs(x - y) <= 1)
+                               for x, y in zip(oa, ob)), (ta.name, oa, ob)
+                # nominal times of the user's steps and the disk's alike; a fault's nominal
+                # (the kernel's work) is scaled in the plan, not in the model
+                for oa, x, y in zip(ta.ops, ta.nominal, tb.nominal):
+                    if oa[0] in ("compute", "sleep", "dwait", "read", "write") and x is not None:
+                        assert abs(x - y) <= 1, (ta.name, oa, x, y)
+    # a wall bound given: the model's run ends there, whatever the scale
+    assert W.time_scaled(w, 0.1, limit_s=30.0).time_limit_s == 30.0
+    assert W.time_scaled(w, 1.0) is w

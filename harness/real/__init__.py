@@ -239,11 +239,13 @@ def _qemu_available(pol) -> tuple[bool, str]:
 from .policies import parse_model_label as _parse_label  # noqa: E402
 
 
-def simulate_models(labels, workloads, seeds, say=None):
+def simulate_models(labels, workloads, seeds, say=None, scales=None):
     """The simulated runs of the real policies' models (labels as ``RealPolicy.model_label``)
     on ``workloads`` x ``seeds``, each record named by its label, through the bench's matrix
     and cache (``results/cache``): a second call recomputes nothing.  A model that is not a
-    simulated policy is one line and left out."""
+    simulated policy is one line and left out.  ``scales``: {workload: (time scale, time limit
+    s)} -- the model then runs the plan the real runs ran (``workload.time_scaled``), its
+    records under the workload's own name."""
     import pandas as pd
 
     from .. import bench, metrics, registry
@@ -263,7 +265,9 @@ def simulate_models(labels, workloads, seeds, say=None):
             params[label] = {k: type(cls.params[k])(v) if isinstance(cls.params.get(k), (int, float))
                              and not isinstance(cls.params.get(k), bool) else v
                              for k, v in given.items()}
-    wl = {w: wfound[w] for w in workloads if w in wfound}
+    scales = scales or {}
+    wl = {w: (W.time_scaled(wfound[w], *scales[w]) if w in scales else wfound[w])
+          for w in workloads if w in wfound}
     if not pol or not wl:
         return pd.DataFrame(columns=metrics.COLUMNS)
     cells = bench.make_cells(pol, wl, list(seeds), [registry.POLICY_DIR], params=params)
@@ -299,11 +303,38 @@ class _Panels:
         return runner.run_one(name, workload, seed, params, keep_kernel=True)[1]
 
 
+# the models' seeds: the bench's 20 (seeds are not paired with the real ones, which draw other
+# numbers, so the models' distributions are best known from as many runs as the matrix has)
+MODEL_SEEDS = 20
+
+
+def model_scales(real) -> dict:
+    """{workload: (time scale, time limit s)} of the real runs (``real``: their records as a
+    DataFrame): the most common scale of the workload's runs and their median wall bound,
+    so that each model runs the plan its real policy ran, cut where the real runs were
+    (``simulate_models``).  Workloads run at scale 1 with no bound are left out."""
+    import pandas as pd
+    out = {}
+    for w, g in real.groupby("workload", sort=False):
+        sc = pd.to_numeric(g.get("time_scale"), errors="coerce").dropna()
+        if not len(sc):
+            continue
+        scale = float(sc.mode().iloc[0])
+        wall = pd.to_numeric(g.loc[sc.index[sc == scale], "max_wall_s"]
+                             if "max_wall_s" in g else pd.Series(dtype=float),
+                             errors="coerce").dropna()
+        limit = float(wall.median()) if len(wall) else None
+        if scale != 1.0 or limit is not None:
+            out[w] = (scale, limit)
+    return out
+
+
 def _report(out: Path, records: list, seeds: list):
     """``real_vs_sim.{md,csv}``, ``real_agreement.csv``, ``sim_models.csv`` and
     ``plots/real_vs_sim_<workload>.*`` in ``out``: each real policy beside its model on the
-    same workloads and seeds (simulated through the bench's cache; `make bench`'s report shows
-    the same section from ``results/real/latest``)."""
+    same workloads, the model over :data:`MODEL_SEEDS` seeds and the real seeds (simulated
+    through the bench's cache, which `make bench` fills; `make bench`'s report shows the same
+    section from ``results/real/latest``)."""
     import pandas as pd
 
     from .. import report_real as RR
@@ -311,7 +342,8 @@ def _report(out: Path, records: list, seeds: list):
     labels = [m for m in real["model"].dropna().unique()] if "model" in real else []
     if real["model"].isna().any() and real["real_policy_file"].isna().any():
         labels.append(RR.SIM_REFERENCE)                # records from before real policies
-    sim = simulate_models(labels, list(dict.fromkeys(real.workload)), seeds)
+    sim = simulate_models(labels, list(dict.fromkeys(real.workload)),
+                          sorted(set(range(MODEL_SEEDS)) | set(seeds)), scales=model_scales(real))
     _atomic_write(out / "sim_models.csv", sim.to_csv(index=False))
     tab, png = RR.write(out, real, sim, str(out), panels=_Panels(out))
     if png is not None:
@@ -319,6 +351,8 @@ def _report(out: Path, records: list, seeds: list):
         if ag is not None and len(ag):
             a, n = RR.agreement_share(ag)
             print(f"agreement: modal first victims agree in {a} of {n} (pair, workload) cells")
+            if RR.parted_line(ag):
+                print(RR.parted_line(ag).replace("`", ""))
             print(RR.display_agreement(ag).to_string(index=False))
         print(f"real vs simulated: {out / 'real_vs_sim.md'}, {png.parent}/real_vs_sim_*.png")
 

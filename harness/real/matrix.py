@@ -39,11 +39,12 @@ from .policies import RealPolicy
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / "results" / "real" / "cache"
 # what a run's record depends on besides the policy file and the plan: the runner, the plan
-# compiler, the backends, the daemon's staging, the record's rules and run_real (not the CLI,
-# this matrix, the policy parser -- the file's bytes are in the key -- or the report)
+# compiler, the backends, the daemon's staging, the record's rules and run_real (not the CLI
+# and the report, __init__.py, so that changing a table keeps the real runs; not this matrix;
+# not the policy parser -- the file's bytes are in the key)
 RUNNER_SOURCES = [ROOT / "csrc" / "vmreal.c"] + [
-    Path(__file__).parent / f for f in ("__init__.py", "build.py", "daemon.py", "memcg.py",
-                                        "plan.py", "qemu.py", "record.py")]
+    Path(__file__).parent / f for f in ("build.py", "daemon.py", "memcg.py", "plan.py",
+                                        "qemu.py", "record.py", "run.py")]
 CACHE_VERSION = 1
 
 
