@@ -51,7 +51,7 @@ DIFFERENCES = [
     ("who is largest when memory runs out",
      "Every modern killer (and the oom_reaper model) picks the largest RSS at that instant. "
      "At time scale 0.1 the plan compresses the tasks' CPU, sleeps and disk but not the "
-     "kernel's work: under TCG a page fault costs ~7.4 us, the model's 2002 machine 7 us, "
+     "kernel's work: under TCG a page fault costs 7-11 us, the model's 2002 machine 7 us, "
      "while a cc1's second of CPU becomes 0.1 s. So the models run that same compressed plan "
      "(workload.time_scaled): usemem is then still small in some runs when memory runs out "
      "and a cc1 is picked first, on both sides (morton-make-usemem: the VM's 6.1 usemem 3 of 5, "
