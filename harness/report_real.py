@@ -234,16 +234,13 @@ def victims_p(a: dict, b: dict) -> float:
     na, nb = int(ca.sum()), int(cb.sum())
     if not na or not nb:
         return math.nan
-    pooled = np.repeat(np.arange(len(names)), ca + cb)
     total = ca + cb
+    pooled = np.repeat(np.arange(len(names)), total)
     small = min(na, nb)                      # the group whose members are chosen
 
-    def tvd(first):                          # first: counts of the group of size ``small``
-        other = total - first
-        if small == na:
-            return 0.5 * np.abs(first / na - other / nb).sum(axis=-1)
-        return 0.5 * np.abs(other / na - first / nb).sum(axis=-1)
-    seen = tvd(ca if small == na else cb)
+    def tvd(in_a):                           # in_a: the counts of side a, per split
+        return 0.5 * np.abs(in_a / na - (total - in_a) / nb).sum(axis=-1)
+    seen = tvd(ca)
     n = na + nb
     if math.comb(n, small) <= EXACT_LIMIT:
         idx = np.array(list(combinations(range(n), small)), dtype=np.int64)
@@ -252,7 +249,7 @@ def victims_p(a: dict, b: dict) -> float:
         idx = np.argsort(rng.random((SAMPLES, n)), axis=1)[:, :small]
     chosen = pooled[idx]                     # the names of each split's chosen runs
     firsts = np.stack([(chosen == j).sum(axis=1) for j in range(len(names))], axis=1)
-    return float((tvd(firsts) >= seen - 1e-12).mean())
+    return float((tvd(firsts if small == na else total - firsts) >= seen - 1e-12).mean())
 
 
 def agreement(tab: pd.DataFrame, roles: dict | None = None) -> pd.DataFrame:
