@@ -32,7 +32,8 @@ class Kernel(Model, Scheduler):
 
     def __init__(self, spec: M.MachineSpec, policy, seed: int = 0, *, trace: bool = True,
                  debug: bool = False, watchdog_s: float = 120.0, time_limit_s: float = 3600.0,
-                 sample_us: int = 100_000, thrash_limit_s: float = 60.0):
+                 sample_us: int = 100_000, thrash_limit_s: float = 60.0,
+                 time_scale: float = 1.0):
         self.spec = spec
         self.costs = spec.costs
         self.policy = policy
@@ -92,5 +93,6 @@ class Kernel(Model, Scheduler):
         # computes it (HZ 250 as Debian's kernel; read-only for policies, as
         # /proc/pressure/memory), and the goal tasks' progress (harness.progress)
         self.psi = MemPSI(ncpus=len(self.cpus), hz=PSI_HZ)
-        self.prog = Progress(thrash_limit_s)
+        # (a model of a real run at time scale s: its windows compressed as the real run's)
+        self.prog = Progress.at_scale(thrash_limit_s, time_scale)
         self._reserve_boot()

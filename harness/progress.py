@@ -90,6 +90,16 @@ class Progress:
         self.exited: set = set()
         self.kills: list[int] = []
 
+    @classmethod
+    def at_scale(cls, thrash_limit_s: float, time_scale: float = 1.0) -> "Progress":
+        """The windows of a run whose times are compressed by ``time_scale`` (a real run at
+        that scale, and its model, ``workload.time_scaled``): ``10 s x scale`` on a
+        ``0.1 s x scale`` grid (kept a whole number of microseconds and of steps);
+        ``thrash_limit_s`` is given already scaled."""
+        step_us = max(1, round(STEP_US * time_scale))
+        return cls(thrash_limit_s=thrash_limit_s, step_s=step_us / 1e6,
+                   window_s=step_us * (WINDOW_US // STEP_US) / 1e6)
+
     # -- events ------------------------------------------------------------------------------
 
     def task_start(self, task, t_us: int) -> None:

@@ -70,7 +70,7 @@ def simulate(policy, w: W.Workload, seed: int, *, debug=False, trace=True,
     """Build the machine, boot the workload, run to the end; returns the finished kernel."""
     k = Kernel(w.machine, policy, seed, debug=debug, trace=trace,
                watchdog_s=w.watchdog_s, time_limit_s=w.time_limit_s,
-               thrash_limit_s=w.thrash_limit_s)
+               thrash_limit_s=w.thrash_limit_s, time_scale=w.time_scale)
     k.workload_name = w.name
     k.on_sample = laws.Periodic()             # the machine's laws at intervals (harness.laws)
     try:

@@ -433,8 +433,9 @@ def time_scaled(w: Workload, scale: float, limit_s: float | None = None) -> Work
     ``limit_s``: the run's time limit instead (a real run's wall bound).  A distribution is
     scaled by its location and spread (``lo``/``hi``, ``mean``/``sd``, ``median``, ``min``/
     ``max``; a lognormal's ``sigma`` is a shape), so one random number gives the scaled value
-    of the unscaled draw.  Departure: the simulator's compute quantum (10 ms, ``mm.compute``)
-    is not scaled; the runner's is."""
+    of the unscaled draw.  The result's ``time_scale`` compresses the engine's progress
+    windows as the real record's are (``Progress.at_scale``).  Departure: the simulator's
+    compute quantum (10 ms, ``mm.compute``) is not scaled; the runner's is."""
     if scale == 1.0 and limit_s is None:
         return w
     raw = copy.deepcopy(w.raw)

@@ -19,6 +19,7 @@ from harness import registry
 from harness import workload as W
 from harness.real import memcg, record as R, run_real
 from harness.real.plan import NotRealisable, compile_plan
+from harness.real.run import record_from_raw
 
 ROOT = Path(__file__).resolve().parent.parent
 OK, WHY = memcg.available()
@@ -157,14 +158,16 @@ def test_plan_unrolls_and_realises_exactly():
         """)
     assert p.files == {"prog.p": 40, "data": 1024} and p.written == {"log"}
     # progress: the goal tasks and their descendants are measured (not the daemon), each op
-    # with the simulator's nominal time x 0.5 (harness.workload.Builder.step; machine.Costs
-    # fault 2 + zero 4 + allocator pass 1 us a page, user touch 4 us, disk 8 ms + 400 us a
-    # page, a fork 200 us): touch 256 pages = 256 x 7 + 256 x 4 = 2816 us -> 1408; compute
-    # 10 ms -> 5000; read 256 pages = 8000 + 256 x 400 = 110400 us -> 55200; grow 512 pages
-    # + 40 ms = 3584 + 2048 + 40000 = 45632 us -> 22816; text, reserve, make, exit: no step
+    # with the nominal time the model of the plan credits (harness.workload.Builder.step;
+    # machine.Costs fault 2 + zero 4 + allocator pass 1 us a page, user touch 4 us, disk 8 ms
+    # + 400 us a page, a fork 200 us): CPU, sleeps and disk x 0.5, the kernel's work of a
+    # fault (with its store a page) or a fork as it is: touch 256 pages = 256 x 7 + 256 x 4
+    # = 2816 us; compute 10 ms -> 5000; read 256 pages = 8000 + 256 x 400 = 110400 us ->
+    # 55200; a fork 200; grow 512 pages + 40 ms = 3584 + 2048 + 40000 x 0.5 = 25632 us;
+    # text, reserve, make, exit: no step
     assert [t.measure for t in p.tasks] == [False] + [True] * 8
-    assert p.tasks[1].nominal == [None, None, 1408, 5000, 1408, 5000, 55200, 100, 100, None]
-    assert p.tasks[2].nominal == [None, 22816] and p.tasks[4].nominal == [None, None]
+    assert p.tasks[1].nominal == [None, None, 2816, 5000, 2816, 5000, 55200, 200, 200, None]
+    assert p.tasks[2].nominal == [None, 25632] and p.tasks[4].nominal == [None, None]
     assert p.tasks[0].nominal[:3] == [None, 500000, 0]
     assert (p.thrash_limit_s, p.disk_request_us, p.disk_page_us) == (30.0, 4000.0, 200.0)
 
@@ -317,6 +320,8 @@ def test_tiny_real_run_sees_the_kill_and_its_victim(tmp_path):
     assert "Killed process" in log and "VMREAL" in log
     runner = [ln for ln in log.splitlines() if ln.startswith("VMREAL")]
     assert _ours() == [] and _alive(_pids(runner)) == []
+    # the raw log holds the whole record: made again from it, it is the same record
+    assert record_from_raw(log, w, 0, 1.0) == rec
 
 
 @real

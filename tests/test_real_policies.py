@@ -313,7 +313,10 @@ def family_runs(tmp_path_factory):
     c2, _ = matrix.make_cells([eo] if _usable(eo)[0] else [], [leak], [0], 1.0, 20)
     recs = matrix.run_matrix(cells + c2, jobs=2, cache_dir=d / "cache", out_dir=d / "out",
                              progress=False)
-    return {r["policy"]: r for r in recs}
+    by = {r["policy"]: r for r in recs}
+    by["_runs"] = [(c, by[c.policy.name]) for c in cells + c2]
+    by["_out"] = d / "out"
+    return by
 
 
 def _usable(pol) -> tuple[bool, str]:
@@ -355,6 +358,58 @@ def test_family_runs(request, name):
     elif name == "real-6.1-earlyoom":
         assert (r["first_signal"], r["first_signal_by"]) == ("SIGTERM", "earlyoom")
         assert r["kernel_kills"] == 0 and r["first_victim"] == "leak"
+
+
+def test_a_record_made_again_from_its_raw_log_is_the_same(request):
+    """``run.record_from_raw``: every family's raw log (meta, extra, runner and kernel lines)
+    holds its whole record, so a change to the record's rules can be applied to old runs."""
+    from harness.real.run import record_from_raw
+    good, _ = P.discover()
+    if not any(_usable(good[n])[0] for n in FAMILIES):
+        pytest.skip("no real backend available")
+    runs = request.getfixturevalue("family_runs")
+    checked = 0
+    for c, rec in runs["_runs"]:
+        if rec["status"] != "ok":
+            continue
+        raw = runs["_out"] / "raw" / c.policy.name / c.workload.name / f"{c.seed}.log"
+        again = record_from_raw(raw.read_text(), c.workload, c.seed, c.time_scale, c.policy)
+        assert again == rec, c.policy.name
+        checked += 1
+    assert checked >= 1
+
+
+def test_a_results_folder_made_again_from_its_raw_logs(request, tmp_path):
+    """``python -m harness real --from-raw DIR`` (``remake``): a new folder whose records are
+    made again from DIR's raw logs; a run without one keeps its record and is counted."""
+    import shutil
+
+    import pandas as pd
+
+    from harness.real import ALL_COLUMNS, remake
+    good, _ = P.discover()
+    if not any(_usable(good[n])[0] for n in FAMILIES):
+        pytest.skip("no real backend available")
+    runs = request.getfixturevalue("family_runs")
+    src = tmp_path / "src"
+    shutil.copytree(runs["_out"] / "raw", src / "raw")
+    recs = [dict(r, workload=c.workload.name) for c, r in runs["_runs"]]
+    assert all(r["status"] == "ok" for r in recs)
+    recs.append(dict(recs[0], seed=7))                   # a run whose raw log is not there
+    pd.DataFrame(recs, columns=ALL_COLUMNS).to_csv(src / "runs.csv", index=False)
+    said = []
+    out, again = remake(src, tmp_path / "root", say=said.append)
+    # tiny is in workloads/; the leak is a file of the test's own
+    named = [i for i, (c, _) in enumerate(runs["_runs"]) if c.workload.name == "tiny"]
+    assert named and [again[i] for i in named] == [recs[i] for i in named]
+    assert again[-1]["seed"] == 7 and again[-1]["policy"] == recs[0]["policy"]
+    files = len(recs) - 1 - len(named)
+    assert said == [f"{len(named)} of {len(recs)} records made again from their raw logs -> "
+                    f"{out}" + (f"; {files} kept as they were (a workload not in workloads/)"
+                                if files else "") + "; 1 kept as they were (no raw log)"]
+    assert len(pd.read_csv(out / "runs.csv")) == len(recs)
+    assert (out / "raw" / recs[0]["policy"] / recs[0]["workload"] / "0.log").exists()
+    assert (tmp_path / "root" / "latest").resolve() == out.resolve()
 
 
 def _broken(tmp_path, text):

@@ -170,18 +170,18 @@ def test_latest(tmp_path, frames):
 
 
 @pytest.mark.parametrize("name", ["morton-make-usemem", "several-hogs", "desktop-thrash",
-                                  "dstate-victim", "ram.ram_mb64"])
+                                  "dstate-victim", "ram.ram_mb64", "fork-bomb"])
 def test_a_models_workload_is_the_plan_the_real_run_ran(name):
     """``workload.time_scaled(w, s)`` at scale 1 compiles to the plan of ``w`` at scale ``s``:
     the same tasks, start times, operations and the user's and the disk's nominal times (to
     the microsecond of rounding), limits and disk -- all but the runner's compute quantum,
-    which the simulator does not scale (a departure its docstring names), and a fault's
-    nominal time, which the plan scales and the model, whose faults cost what they cost,
-    does not."""
+    which the simulator does not scale (a departure its docstring names).  The kernel's own
+    work in a step's nominal time (a fault, a fork, an mmap) is scaled on neither side."""
     from harness import runner
     from harness import workload as W
     from harness.real import plan as P
     w = runner.resolve_workload(name)
+    kinds = set()
     for scale in (0.1, 0.5):
         ws = W.time_scaled(w, scale)
         assert ws.time_scale == scale and ws.time_limit_s == pytest.approx(w.time_limit_s * scale)
@@ -199,11 +199,30 @@ def test_a_models_workload_is_the_plan_the_real_run_ran(name):
                 for oa, ob in zip(ta.ops, tb.ops):
                     assert all(x == y or (isinstance(x, (int, float)) and abs(x - y) <= 1)
                                for x, y in zip(oa, ob)), (ta.name, oa, ob)
-                # nominal times of the user's steps and the disk's alike; a fault's nominal
-                # (the kernel's work) is scaled in the plan, not in the model
+                # every step's nominal time alike: the user's, the disk's and the kernel's
+                assert [x is None for x in ta.nominal] == [y is None for y in tb.nominal]
                 for oa, x, y in zip(ta.ops, ta.nominal, tb.nominal):
-                    if oa[0] in ("compute", "sleep", "dwait", "read", "write") and x is not None:
+                    if x is not None:
                         assert abs(x - y) <= 1, (ta.name, oa, x, y)
+                kinds |= {o[0] for o, x in zip(ta.ops, ta.nominal) if x is not None}
+    assert kinds & {"touch", "grow"}                # steps with the kernel's work were compared
+    assert name != "fork-bomb" or "spawn" in kinds
     # a wall bound given: the model's run ends there, whatever the scale
     assert W.time_scaled(w, 0.1, limit_s=30.0).time_limit_s == 30.0
     assert W.time_scaled(w, 1.0) is w
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.1, 0.05])
+def test_a_model_measures_progress_on_the_real_runs_windows(scale):
+    """The model of a real run at time scale s measures its goal tasks' progress on the real
+    record's windows (``Progress.at_scale``): 10 s x s on a 0.1 s x s grid, the scaled
+    thrashing limit; at scale 1 the simulator's own 10 s, 0.1 s and 60 s."""
+    from harness import runner
+    from harness import workload as W
+    from harness.real import plan as P, record as R
+    w = runner.resolve_workload("tiny")
+    _, k = runner.run_one("oom_reaper", W.time_scaled(w, scale), 0, keep_kernel=True)
+    real = R._progress(P.compile_plan(w, 0, scale))
+    assert (k.prog.step, k.prog.window, k.prog.limit) == (real.step, real.window, real.limit)
+    assert (real.step, real.window) == (round(100_000 * scale), round(10_000_000 * scale))
+    assert real.limit == round(w.thrash_limit_s * scale * 1e6)

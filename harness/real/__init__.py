@@ -126,8 +126,91 @@ def resolve_policies(spec: str | None, backend: str | None):
     return out, lines
 
 
+def remake(src: Path, root: Path, say=None) -> tuple[Path, list]:
+    """A new results folder under ``root`` whose records are those of ``src`` made again from
+    its raw logs with today's plan compiler and record rules (:func:`run.record_from_raw`);
+    the raw logs are linked in, not copied.  A run with no raw log (it came from the cache,
+    or it failed) keeps its old record, and one line says how many did.  Returns (folder,
+    records)."""
+    import math
+
+    import pandas as pd
+
+    from .. import bench
+    from ..runner import UnknownWorkload
+    from . import matrix, policies as P
+    from .run import record_from_raw
+    say = say or (lambda m: print(m, file=sys.stderr))
+    src = Path(src)
+    if not (src / "runs.csv").exists():
+        raise FileNotFoundError(f"{src}: no runs.csv here (give a folder of results/real/)")
+    old = pd.read_csv(src / "runs.csv")
+    pols, _ = P.discover()
+    wl: dict = {}
+    records, kept = [], Counter()
+    for r in old.to_dict("records"):
+        r = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+        raw = src / "raw" / str(r["policy"]) / str(r["workload"]) / f"{int(r['seed'])}.log"
+        why = None
+        if r.get("status") != "ok":
+            why = "not ok"
+        elif not raw.exists():
+            why = "no raw log"
+        else:
+            if r["workload"] not in wl:
+                try:
+                    wl[r["workload"]] = _resolve_workloads([r["workload"]])[0]
+                except UnknownWorkload:
+                    wl[r["workload"]] = None
+            if wl[r["workload"]] is None:
+                why = "a workload not in workloads/"
+            else:
+                try:
+                    r = record_from_raw(raw.read_text(), wl[r["workload"]], int(r["seed"]),
+                                        float(r["time_scale"]), pols.get(r["policy"]))
+                except Exception as e:  # noqa: BLE001 - one unreadable log keeps its record
+                    why = f"{type(e).__name__}: {e}"
+        if why is not None:
+            kept[why] += 1
+        records.append(r)
+    out = bench.new_results_dir(Path(root))
+    for f in sorted((src / "raw").rglob("*")) if (src / "raw").is_dir() else []:
+        if f.is_file():
+            dst = out / "raw" / f.relative_to(src / "raw")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(f, dst)
+            except OSError:
+                import shutil
+                shutil.copy2(f, dst)
+    meta = json.loads((src / "meta.json").read_text()) if (src / "meta.json").exists() else {}
+    meta.update(remade_from=str(src), remade=datetime.now(timezone.utc).strftime(
+        "%Y%m%dT%H%M%SZ"), runner=matrix.runner_hash())
+    _atomic_write(out / "meta.json", json.dumps(meta, indent=2, default=str) + "\n")
+    with contextlib.suppress(OSError):
+        bench.point_latest(Path(root), out)
+    _atomic_write(out / "runs.csv", pd.DataFrame(records, columns=ALL_COLUMNS).to_csv(index=False))
+    for r in records:
+        _atomic_write(out / "records" / str(r["policy"]) / str(r["workload"]) / f"{r['seed']}.json",
+                      json.dumps(r, default=str, sort_keys=True) + "\n")
+    n = len(records) - sum(kept.values())
+    say(f"{n} of {len(records)} records made again from their raw logs -> {out}"
+        + "".join(f"; {c} kept as they were ({w})" for w, c in sorted(kept.items())))
+    return out, records
+
+
 def cmd_real(args) -> int:
     from . import matrix
+    if args.from_raw:
+        root = Path(args.out) if args.out else RESULTS
+        try:
+            out, records = remake(Path(args.from_raw), root)
+        except FileNotFoundError as e:
+            return _usage(str(e))
+        print(_summary(records))
+        if records and not args.no_report:
+            _report(out, records, sorted({int(r["seed"]) for r in records}))
+        return 0
     names = []
     for spec in (args.workload, args.workloads):
         if spec:
@@ -445,6 +528,9 @@ def add_parsers(sub):
     r.add_argument("--time-scale", type=float, default=None,
                    help=f"real seconds per simulated second of CPU, sleep and start time "
                         f"(default {DEFAULT_TIME_SCALE} on memcg)")
+    r.add_argument("--from-raw", metavar="DIR",
+                   help="run nothing: make the records of the results folder DIR again from "
+                        "its raw logs with today's record rules, into a new folder")
     r.add_argument("--max-wall", type=float, default=None,
                    help=f"wall seconds a run may take (default: the workload's time limit x "
                         f"scale, at most {MAX_WALL_CAP_S:g} s)")

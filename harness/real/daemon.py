@@ -24,6 +24,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 from . import debs
@@ -105,10 +106,24 @@ def _find(soname: str, roots) -> Path | None:
     return None
 
 
+_STAGED: dict[tuple, dict] = {}
+_STAGE_LOCK = threading.Lock()
+
+
 def stage(pkg: str, command, oom_score_adj: int, verbose=False) -> dict:
     """{"cpio": Path, "version", "libraries": {soname: package}, "packages": [...]} for the
     daemon; raises :class:`DaemonError` (one line) when the package, its binary or a library
-    cannot be had."""
+    cannot be had.  Staged once per process: every VM of a matrix boots the same archive, and
+    the lookups (``apt-cache`` per package, ``readelf`` per library) cost seconds a run."""
+    key = (pkg, tuple(command), int(oom_score_adj))
+    with _STAGE_LOCK:
+        info = _STAGED.get(key)
+        if info is None or not Path(info["cpio"]).exists():
+            info = _STAGED[key] = _stage(pkg, command, oom_score_adj, verbose)
+        return dict(info)
+
+
+def _stage(pkg: str, command, oom_score_adj: int, verbose=False) -> dict:
     say = print if verbose else (lambda *a, **k: None)
     root, version = _unpacked(pkg)
     binary = root / command[0].lstrip("/")

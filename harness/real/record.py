@@ -53,7 +53,7 @@ import hashlib
 import re
 
 from ..metrics import COLUMNS, INEFFECTIVE_US
-from ..progress import Progress, STEP_US, WINDOW_US
+from ..progress import Progress
 
 EXTRA_COLUMNS = ["backend", "kernel", "time_scale", "truncated", "max_wall_s", "end_reason",
                  "sim_equiv_s", "max_fault_s", "kills_sig9", "oom_kill_counter", "victim_names",
@@ -123,13 +123,11 @@ def kernel_offset(kernel, t0: int | None) -> int:
 
 def _progress(plan):
     """The simulator's :class:`harness.progress.Progress` with its windows at the run's time
-    scale: 10 s x scale on a 0.1 s x scale grid (kept a whole number of steps), the plan's
+    scale (``Progress.at_scale``: 10 s x scale on a 0.1 s x scale grid), the plan's
     ``thrash_limit_s`` (already scaled)."""
     scale = plan.time_scale
-    step_us = max(1, round(STEP_US * scale))
     limit = getattr(plan, "thrash_limit_s", None)         # (a plan made before issue 9: 60 s)
-    return Progress(thrash_limit_s=60 * scale if limit is None else limit, step_s=step_us / 1e6,
-                    window_s=step_us * (WINDOW_US // STEP_US) / 1e6)
+    return Progress.at_scale(60 * scale if limit is None else limit, scale)
 
 
 def _feed(prog, plan, ev, t0: int, kills: list, failures: list):

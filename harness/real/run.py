@@ -97,6 +97,27 @@ def _raw_log(plan, runner_lines, kernel_lines, extra, meta) -> str:
          "## kernel", *kernel_lines]) + "\n"
 
 
+def record_from_raw(text: str, workload, seed: int, time_scale: float, policy=None) -> dict:
+    """The record of a finished run made again from its raw log (:func:`_raw_log`: meta,
+    extra, runner lines, kernel lines) with today's plan compiler and record rules.  The
+    runner's behaviour does not depend on what the record computes from it (a step's nominal
+    time, the progress windows), so a change to those rules needs no VM: the same lines give
+    the new columns (``python -m harness real --from-raw DIR``)."""
+    lines = text.splitlines()
+    if not (lines and lines[0].startswith("# meta ") and len(lines) > 1
+            and lines[1].startswith("# extra ")):
+        raise ValueError("not a raw log of a finished run (no '# meta' and '# extra' lines)")
+    meta = json.loads(lines[0][len("# meta "):])
+    extra = json.loads(lines[1][len("# extra "):])
+    i, j = lines.index("## runner"), lines.index("## kernel")
+    plan = compile_plan(workload, seed, time_scale)
+    rec = make_record(plan, lines[i + 1:j], lines[j + 1:], meta, extra)
+    if policy is not None:
+        rec["policy"] = policy.name
+    _policy_columns(rec, policy, meta)
+    return rec
+
+
 def run_real(workload, backend: str, seed: int, out_dir=None, time_scale: float | None = None,
              max_wall_s: float | None = None, policy=None) -> dict:
     """One real run of (workload, seed) on a backend: its record (``record.ALL_COLUMNS``).
