@@ -528,3 +528,23 @@ def test_kill_9_loses_no_finished_run_and_the_next_call_resumes(tmp_path):
     assert again == []                                    # a second call computes nothing
     live, files = _no_leftovers()
     assert live == [] and files == []
+
+
+def test_pruning_the_image_cache_while_another_run_prunes_it(tmp_path, monkeypatch):
+    """Two runs of a matrix prune ``.real/qemu`` at once: a file the other one removed between
+    the listing and its ``stat`` is skipped (it was a ``FileNotFoundError`` that failed a run
+    of a 12-run ``--jobs 2`` matrix); the newest ``keep`` stay, older ones over a minute old
+    go."""
+    import os
+    import time
+    monkeypatch.setattr(qemu, "CACHE", tmp_path)
+    now = time.time()
+    for i in range(6):
+        f = tmp_path / f"data-{i}.img"
+        f.write_bytes(b"x")
+        os.utime(f, (now - 600 + i, now - 600 + i))       # data-5 the newest
+    gone = tmp_path / "data-gone.img"                     # listed, then removed by the other
+    real_glob = Path.glob
+    monkeypatch.setattr(Path, "glob", lambda self, pat: [*real_glob(self, pat), gone])
+    qemu._prune("data-*.img", 4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"data-{i}.img" for i in (2, 3, 4, 5)]

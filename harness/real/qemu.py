@@ -602,13 +602,26 @@ def base_initramfs(package: str = META_PACKAGE) -> tuple[Path, str]:
     return out, order
 
 
+_PRUNE_LOCK = threading.Lock()
+
+
 def _prune(pattern: str, keep: int):
     """Keep the ``keep`` most recently used cache files of ``pattern`` (a run in another
-    process that still uses an older one has it open or was given it within the last minute)."""
-    files = sorted(CACHE.glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True)
-    for p in files[keep:]:
-        if time.time() - p.stat().st_mtime > 60:
-            p.unlink(missing_ok=True)
+    process that still uses an older one has it open or was given it within the last minute).
+    Runs in parallel prune at once (the matrix's threads, other processes): a file another one
+    removed meanwhile is skipped, not an error."""
+    def mtime(p: Path) -> float | None:
+        try:
+            return p.stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    with _PRUNE_LOCK:
+        files = sorted(((m, p) for p in CACHE.glob(pattern) if (m := mtime(p)) is not None),
+                       reverse=True)
+        for m, p in files[keep:]:
+            if time.time() - m > 60:
+                p.unlink(missing_ok=True)
 
 
 def _run_cpio(conf: dict, plan_text: str | None) -> bytes:
