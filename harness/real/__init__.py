@@ -37,7 +37,8 @@ from pathlib import Path
 from .plan import NotRealisable, compile_plan  # noqa: F401
 from .record import ALL_COLUMNS
 from .run import (BACKENDS, DEFAULT_TIME_SCALE, MAX_WALL_CAP_S, RESULTS, BackendUnavailable,  # noqa: F401
-                  _atomic_write, _backend, available, default_max_wall, default_time_scale, run_real)
+                  _atomic_write, _backend, available, default_max_wall, default_time_scale,
+                  parse_raw_log, raw_dir, run_real)
 
 def _resolve_workloads(names):
     from .. import registry, runner
@@ -126,6 +127,15 @@ def resolve_policies(spec: str | None, backend: str | None):
     return out, lines
 
 
+def _write_records(out: Path, records: list):
+    """``runs.csv`` and ``records/<policy>/<workload>/<seed>.json`` of a results folder."""
+    import pandas as pd
+    _atomic_write(out / "runs.csv", pd.DataFrame(records, columns=ALL_COLUMNS).to_csv(index=False))
+    for r in records:
+        _atomic_write(out / "records" / str(r["policy"]) / str(r["workload"]) / f"{r['seed']}.json",
+                      json.dumps(r, default=str, sort_keys=True) + "\n")
+
+
 def remake(src: Path, root: Path, say=None) -> tuple[Path, list]:
     """A new results folder under ``root`` whose records are those of ``src`` made again from
     its raw logs with today's plan compiler and record rules (:func:`run.record_from_raw`);
@@ -150,7 +160,7 @@ def remake(src: Path, root: Path, say=None) -> tuple[Path, list]:
     records, kept = [], Counter()
     for r in old.to_dict("records"):
         r = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
-        raw = src / "raw" / str(r["policy"]) / str(r["workload"]) / f"{int(r['seed'])}.log"
+        raw = raw_dir(src, str(r["policy"]), str(r["workload"])) / f"{int(r['seed'])}.log"
         why = None
         if r.get("status") != "ok":
             why = "not ok"
@@ -189,10 +199,7 @@ def remake(src: Path, root: Path, say=None) -> tuple[Path, list]:
     _atomic_write(out / "meta.json", json.dumps(meta, indent=2, default=str) + "\n")
     with contextlib.suppress(OSError):
         bench.point_latest(Path(root), out)
-    _atomic_write(out / "runs.csv", pd.DataFrame(records, columns=ALL_COLUMNS).to_csv(index=False))
-    for r in records:
-        _atomic_write(out / "records" / str(r["policy"]) / str(r["workload"]) / f"{r['seed']}.json",
-                      json.dumps(r, default=str, sort_keys=True) + "\n")
+    _write_records(out, records)
     n = len(records) - sum(kept.values())
     say(f"{n} of {len(records)} records made again from their raw logs -> {out}"
         + "".join(f"; {c} kept as they were ({w})" for w, c in sorted(kept.items())))
@@ -293,12 +300,7 @@ def cmd_real(args) -> int:
         print("interrupted: finished runs are cached; the next call resumes", file=sys.stderr)
         return 130
     records = [r for r in records if r.get("status") != "skipped"]
-    import pandas as pd
-    df = pd.DataFrame(records, columns=ALL_COLUMNS)
-    _atomic_write(out / "runs.csv", df.to_csv(index=False))
-    for r in records:
-        _atomic_write(out / "records" / r["policy"] / r["workload"] / f"{r['seed']}.json",
-                      json.dumps(r, default=str, sort_keys=True) + "\n")
+    _write_records(out, records)
     failed = sum(1 for r in records if r.get("status") != "ok")
     print(_summary(records))
     print(f"\n{len(records)} runs ({failed} failed) in {time.monotonic() - t_all:.1f} s wall "
@@ -371,13 +373,12 @@ class _Panels:
         from .. import registry
         from .. import workload as W
         from . import plan as P, record
-        lines = (self.out / "raw" / policy / workload / f"{seed}.log").read_text().splitlines()
-        i, j = lines.index("## runner"), lines.index("## kernel")
-        meta = json.loads(lines[0][len("# meta "):]) if lines[0].startswith("# meta ") else {}
+        meta, _, runner_lines, kernel_lines = parse_raw_log(
+            (raw_dir(self.out, policy, workload) / f"{seed}.log").read_text())
         found, _ = W.load_dir(registry.WORKLOAD_DIR)
         ser = record.thrash_series(P.compile_plan(found[workload], seed, scale),
-                                   lines[i + 1:j], lines[j + 1:],
-                                   scope_all=meta.get("kills_scope") == "all")
+                                   runner_lines, kernel_lines,
+                                   scope_all=(meta or {}).get("kills_scope") == "all")
         return SimpleNamespace(thrash=ser, trace=[(t, "kill") for t in ser.pop("kills_us")])
 
     def sim(self, label: str, workload: str, seed: int):

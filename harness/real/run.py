@@ -97,21 +97,33 @@ def _raw_log(plan, runner_lines, kernel_lines, extra, meta) -> str:
          "## kernel", *kernel_lines]) + "\n"
 
 
+def raw_dir(out_dir, tag: str, workload_name: str) -> Path:
+    """Where the raw logs of (policy or backend ``tag``, workload) go: ``<seed>.log`` in it."""
+    return Path(out_dir) / "raw" / tag / workload_name
+
+
+def parse_raw_log(text: str) -> tuple[dict | None, dict | None, list, list]:
+    """(meta, extra, runner lines, kernel lines) of a raw log (:func:`_raw_log`); meta and
+    extra are None when the log lacks them.  ``ValueError`` when it has no runner and kernel
+    sections (the log of a policy that failed at setup)."""
+    lines = text.splitlines()
+    head = {k: json.loads(ln[len(f"# {k} "):]) for ln in lines[:2] for k in ("meta", "extra")
+            if ln.startswith(f"# {k} ")}
+    i, j = lines.index("## runner"), lines.index("## kernel")
+    return head.get("meta"), head.get("extra"), lines[i + 1:j], lines[j + 1:]
+
+
 def record_from_raw(text: str, workload, seed: int, time_scale: float, policy=None) -> dict:
     """The record of a finished run made again from its raw log (:func:`_raw_log`: meta,
     extra, runner lines, kernel lines) with today's plan compiler and record rules.  The
     runner's behaviour does not depend on what the record computes from it (a step's nominal
     time, the progress windows), so a change to those rules needs no VM: the same lines give
     the new columns (``python -m harness real --from-raw DIR``)."""
-    lines = text.splitlines()
-    if not (lines and lines[0].startswith("# meta ") and len(lines) > 1
-            and lines[1].startswith("# extra ")):
+    meta, extra, runner_lines, kernel_lines = parse_raw_log(text)
+    if meta is None or extra is None:
         raise ValueError("not a raw log of a finished run (no '# meta' and '# extra' lines)")
-    meta = json.loads(lines[0][len("# meta "):])
-    extra = json.loads(lines[1][len("# extra "):])
-    i, j = lines.index("## runner"), lines.index("## kernel")
     plan = compile_plan(workload, seed, time_scale)
-    rec = make_record(plan, lines[i + 1:j], lines[j + 1:], meta, extra)
+    rec = make_record(plan, runner_lines, kernel_lines, meta, extra)
     if policy is not None:
         rec["policy"] = policy.name
     _policy_columns(rec, policy, meta)
@@ -146,8 +158,8 @@ def run_real(workload, backend: str, seed: int, out_dir=None, time_scale: float 
     except build.BuildError as e:
         raise BackendUnavailable(f"{backend} backend unavailable: {e}") from None
     tag = policy.name if policy is not None else backend
-    raw_dir = Path(out_dir) / "raw" / tag / workload.name if out_dir else None
-    work_dir = raw_dir or (Path(__file__).resolve().parents[2] / ".real" / "scratch")
+    raw = raw_dir(out_dir, tag, workload.name) if out_dir else None
+    work_dir = raw or (Path(__file__).resolve().parents[2] / ".real" / "scratch")
     t0 = time.monotonic()
     try:
         if policy is not None and backend == "qemu":
@@ -164,8 +176,8 @@ def run_real(workload, backend: str, seed: int, out_dir=None, time_scale: float 
         if isinstance(e, PolicyFailed):           # one line naming the file and the key
             err = str(e)
             rec["settings"] = json.dumps(e.settings, sort_keys=True) if e.settings else None
-            if raw_dir is not None:
-                _atomic_write(raw_dir / f"{seed}.log", "\n".join(
+            if raw is not None:
+                _atomic_write(raw / f"{seed}.log", "\n".join(
                     [f"# error {err}", "## kernel", *e.kernel_lines]) + "\n")
         else:
             last = traceback.extract_tb(e.__traceback__)[-1]
@@ -183,8 +195,8 @@ def run_real(workload, backend: str, seed: int, out_dir=None, time_scale: float 
     if policy is not None:
         rec["policy"] = policy.name
     _policy_columns(rec, policy, meta)
-    if raw_dir is not None:
-        _atomic_write(raw_dir / f"{seed}.log", _raw_log(plan, runner_lines, kernel_lines, extra, meta))
+    if raw is not None:
+        _atomic_write(raw / f"{seed}.log", _raw_log(plan, runner_lines, kernel_lines, extra, meta))
     return rec
 
 
