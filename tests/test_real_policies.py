@@ -111,6 +111,35 @@ def test_a_package_debian_does_not_have_is_one_line():
     assert "\n" not in str(e.value)
 
 
+def test_a_look_up_debian_does_not_answer_refreshes_the_lists_once(monkeypatch):
+    """Stale package lists (a machine whose lists predate bookworm-security's 6.12 kernel):
+    the first failed look-up runs ``apt-get update`` and tries again; the next failure of the
+    process does not refresh again, and without root nothing is refreshed."""
+    from harness.real import debs
+    calls, updates = [], []
+
+    def run(cmd, **kw):
+        calls.append(cmd[-1])
+        if cmd[-1] == "known-after-update" and updates:
+            return subprocess.CompletedProcess(cmd, 0, "Version: 1\n", "")
+        raise debs.DebError(f"`{' '.join(cmd)}` failed: E: No packages found")
+
+    monkeypatch.setattr(debs, "run", run)
+    monkeypatch.setattr(debs, "_LISTS_REFRESHED", False)
+    monkeypatch.setattr(debs.shutil, "which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setattr(debs.subprocess, "run", lambda cmd, **kw: updates.append(cmd))
+    monkeypatch.setattr(debs.os, "geteuid", lambda: 1000)
+    with pytest.raises(debs.DebError):
+        debs.apt(["apt-cache", "show", "known-after-update"])
+    assert updates == [] and calls == ["known-after-update"]
+    monkeypatch.setattr(debs.os, "geteuid", lambda: 0)
+    assert debs.apt(["apt-cache", "show", "known-after-update"]).stdout == "Version: 1\n"
+    assert updates == [["apt-get", "update", "-qq"]]
+    with pytest.raises(debs.DebError, match="No packages found"):
+        debs.apt(["apt-cache", "show", "no-such-package"])
+    assert len(updates) == 1
+
+
 def test_policy_failures_name_file_and_key():
     good, _ = P.discover()
     pol = good["real-6.1-overcommit-never"]

@@ -44,7 +44,7 @@ class DaemonError(RuntimeError):
 def _unpacked(pkg: str) -> tuple[Path, str]:
     """(root of the unpacked package, version), fetching and unpacking once per version."""
     try:
-        show = debs.run(["apt-cache", "show", "--no-all-versions", pkg]).stdout
+        show = debs.apt(["apt-cache", "show", "--no-all-versions", pkg]).stdout
         m = re.search(r"^Version:\s*(\S+)", show, re.M)
         version = m.group(1) if m else None
     except debs.DebError:

@@ -4,6 +4,8 @@ the daemon staging of real policies, below both, so neither imports the other fo
 from __future__ import annotations
 
 import io
+import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -37,6 +39,34 @@ def run(cmd, **kw) -> subprocess.CompletedProcess:
                         f"{last[-1] if last else 'exit status %d' % e.returncode}") from None
 
 
+_LISTS_REFRESHED = False
+APT_UPDATE_TIMEOUT_S = 300
+
+
+def apt(cmd, **kw) -> subprocess.CompletedProcess:
+    """:func:`run` for an ``apt-cache`` or ``apt-get download`` look-up.  When it fails and
+    Debian's package lists have not been refreshed by this process, refresh them once
+    (``apt-get update``, as root, bounded) and try again: a machine's lists can predate a
+    package that a real policy names (Debian 6.12's kernel comes from bookworm-security, which
+    an image's stale lists may lack).  Without root, or when the refresh fails, the first
+    error stands."""
+    global _LISTS_REFRESHED
+    try:
+        return run(cmd, **kw)
+    except DebError:
+        if _LISTS_REFRESHED or os.geteuid() != 0 or not shutil.which("apt-get"):
+            raise
+        _LISTS_REFRESHED = True
+        try:
+            subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True,
+                           timeout=APT_UPDATE_TIMEOUT_S, env=dict(os.environ,
+                                                                  DEBIAN_FRONTEND="noninteractive"))
+        except (OSError, subprocess.SubprocessError):
+            raise DebError(f"`{' '.join(map(str, cmd))}` failed, and so did `apt-get update`") \
+                from None
+        return run(cmd, **kw)
+
+
 def _deb_name(pkg: str, version: str) -> str:
     return f"{pkg}_{version.replace(':', '%3a')}_amd64.deb"
 
@@ -56,7 +86,7 @@ def fetch_deb(pkg: str, version: str | None = None) -> Path:
         if have:
             return have[-1]
     try:
-        run(["apt-get", "download", pkg + (f"={version}" if version else "")], cwd=DEBS)
+        apt(["apt-get", "download", pkg + (f"={version}" if version else "")], cwd=DEBS)
     except DebError as e:
         raise DebError(f"Debian package {pkg!r} cannot be fetched: {e}") from None
     have = sorted(DEBS.glob(f"{pkg}_{(version or '').replace(':', '%3a')}*.deb"))

@@ -101,7 +101,7 @@ import threading
 import time
 from pathlib import Path
 
-from .debs import REAL, SETUP_HINT, fetch_deb, rel as _rel, run as _run
+from .debs import REAL, SETUP_HINT, apt as _apt, fetch_deb, rel as _rel, run as _run
 from .debs import Cpio as _Cpio
 from .debs import DebError as QemuError   # one error type for the backend and its packages
 from .plan import usable_kb
@@ -263,10 +263,10 @@ def resolve_kernel_package(package: str = META_PACKAGE) -> tuple[str, str]:
     as ``linux-image-amd64`` names the image it depends on (``apt-cache depends``); an image
     package names itself.  Raises :class:`QemuError` when Debian has no such package."""
     try:
-        out = _run(["apt-cache", "depends", package]).stdout
+        out = _apt(["apt-cache", "depends", package]).stdout
     except QemuError:
         raise QemuError(f"Debian has no package {package!r} (`apt-cache depends {package}` "
-                        f"failed; run `apt-get update`?)") from None
+                        f"failed, after `apt-get update` where root may run it)") from None
     pkg = package
     for line in out.splitlines():
         m = re.match(r"\s*\|?Depends:\s*(linux-image-\S+)", line)
