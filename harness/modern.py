@@ -40,6 +40,7 @@ that replay these loops are in :mod:`harness.replay`.
 """
 from __future__ import annotations
 
+from functools import partial
 from math import isqrt
 
 from . import blocks as B
@@ -49,6 +50,7 @@ from .engine import CPU, DWAIT, WAITQ, WaitQueue
 from .lru import ClassicLRU
 from .machine import PF_MEMALLOC, PF_MEMDIE, ZONE_HIGHMEM
 from .policy import COMMON_HOOKS, Base, Hook
+from .sched import CFS_2_6_36, cfs_slice
 
 DEF_PRIORITY = 12                  # include/linux/mmzone.h (2.6)
 PAGE_ALLOC_COSTLY_ORDER = 3
@@ -273,12 +275,14 @@ class Modern(Base):
     LRU = ClassicLRU
     lru_rules = "2.6.36"
     workingset_kernel = None
+    cfs_tunables = CFS_2_6_36          # the scheduler's slices (harness.sched.cfs_slice)
 
     def make_lru(self, k):
         """The run's file LRU (``k.lru``): :attr:`LRU` with this class's generations."""
         return self.LRU(k, self.lru_rules, self.workingset_kernel)
 
     def reset(self, k):
+        k.sched_slice = partial(cfs_slice, tunables=self.cfs_tunables)   # CFS, not 2.4's slice
         k.lru = self.make_lru(k)
         self.wm, self.reserve = self.setup_watermarks(k)
         self._thresholds = {}

@@ -44,12 +44,13 @@ class RunTimeout(Exception):
 
 
 class CPUState:
-    __slots__ = ("task", "slice_left", "idx")
+    __slots__ = ("task", "slice_left", "idx", "since")
 
     def __init__(self, idx: int = 0):
         self.task = None
         self.slice_left = 0
         self.idx = idx
+        self.since = 0              # when its task was put on it (CFS: the runtime it has had)
 
 
 
@@ -68,8 +69,60 @@ def charge(c: CPUState, t: Task, dt: int):
         t.boost_us = max(0, t.boost_us - dt)
 
 
+# CFS (tree ``torvalds/linux``): the defaults of ``sysctl_sched_latency``,
+# ``sysctl_sched_min_granularity`` and ``sched_nr_latency`` in us -- ``kernel/sched_fair.c`` of
+# 2.6.36, and ``kernel/sched/fair.c`` from 2.6.38 (commit 21406928afe4, "sched: Tweak
+# sched_latency and min_granularity") to 6.1 -- and the scheduler tick of Debian's amd64
+# kernels (CONFIG_HZ=250)
+CFS_2_6_36 = (6000, 2000, 3)
+CFS_2_6_38 = (6000, 750, 8)
+CFS_TICK_US = 4000
+CFS_ALONE_US = 10 ** 15      # the slice of a task alone on its CPU: until another one wakes
+
+
+def cfs_slice(k, cpu: CPUState, tunables: tuple = CFS_2_6_38) -> int:
+    """The CPU time the task on ``cpu`` runs before CFS preempts it, for the modern models
+    (2.4's scheduler, the engine's default, gives every task the fixed ``timeslice_us``);
+    called when the task is put on the CPU and, while it runs alone, when another task wakes.
+
+    ``sched_slice``: the period ``__sched_period(nr_running)`` -- ``sysctl_sched_latency``, or
+    ``nr_running * sysctl_sched_min_granularity`` above ``sched_nr_latency`` tasks -- split over
+    the runnable tasks by weight, both tunables (``tunables``: the generation's defaults)
+    scaled by ``1 + ilog2(ncpus)``
+    (``get_update_sysctl_factor``, SCHED_TUNABLESCALING_LOG).  ``entity_tick`` calls
+    ``check_preempt_tick`` at each scheduler tick while more than one task is runnable, and it
+    preempts the task once its runtime since it was picked exceeds that ideal share: the task
+    leaves the CPU at the first tick after it has run its share (no HRTICK), and a task alone
+    runs until another one wakes (:meth:`Scheduler.wake`).
+
+    Departures: every task has nice 0's weight (the engine does not model nice in scheduling);
+    ``nr_running`` is this CPU's share of the runnable tasks when the slice is set, not
+    recomputed at each tick; a woken task waits at the back of the run queue (no vruntime
+    placement, no wakeup preemption) -- with slices of a tick or two that wait is short;
+    ``sched_yield`` is the engine's (to the back of the queue)."""
+    ncpus = len(k.cpus)
+    nr = -(-k.n_runnable // ncpus)
+    if nr <= 1:
+        return CFS_ALONE_US
+    latency, min_granularity, nr_latency = tunables
+    factor = min(ncpus, 8).bit_length()                 # 1 + ilog2(min(ncpus, 8))
+    if nr > nr_latency:
+        ideal = min_granularity * factor
+    else:
+        ideal = latency * factor // nr
+    now = k.now
+    end = cpu.since + ideal
+    if end < now:
+        end = now
+    return end - end % CFS_TICK_US + CFS_TICK_US - now
+
+
 class Scheduler:
     """Run queue, CPUs, timers and the event loop of a :class:`harness.engine.Kernel`."""
+
+    #: the timeslice rule, ``fn(kernel, cpu) -> us`` (:func:`cfs_slice` with a generation's
+    #: tunables), set by the modern models' reset; None: 2.4's fixed ``costs.timeslice_us``
+    sched_slice = None
 
     def alarm(self, key, when: int):
         """A time at which some state a loop consults changes by itself (a rate limiter's gate
@@ -108,6 +161,10 @@ class Scheduler:
                 self.runq.append(t)
             t.rq_since = self.now
             self.n_runnable += 1
+            if self.sched_slice is not None:       # a task alone on its CPU has company now
+                for c in self.cpus:
+                    if c.slice_left > CFS_ALONE_US // 2 and c.task is not None:
+                        c.slice_left = max(c.task.boost_us, self.sched_slice(self, c))
             self.changed()
             psi = self.psi                    # psi_enqueue, on the CPU it last ran on
             psi.wake(self.now, t.pid, 0 if psi.ncpus == 1 else psi.cpu_of.get(t.pid, t.pid % psi.ncpus))
@@ -150,7 +207,12 @@ class Scheduler:
             if since < self.now:
                 self.prog.queued(t.pid, since, self.now)
         self.switched_in[t.pid] = t            # context_switch -> lru_gen_use_mm
-        cpu.slice_left = max(t.boost_us, t.slice_len or self.costs.timeslice_us)
+        cpu.since = self.now
+        sl = t.slice_len
+        if not sl:
+            rule = self.sched_slice
+            sl = self.costs.timeslice_us if rule is None else rule(self, cpu)
+        cpu.slice_left = max(t.boost_us, sl)
         t.slice_len = None
         psi = self.psi                        # psi_task_switch (a migration first, if any)
         if psi.ncpus > 1 and psi.cpu_of.get(t.pid) != cpu.idx:

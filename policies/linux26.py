@@ -27,6 +27,9 @@ Models (tree ``torvalds/linux`` v2.6.36; the watermarks, reserves, reclaim and t
   ``boost_dying_task_prio``); ``out_of_memory`` (the base's: a caller with SIGKILL pending just
   gets TIF_MEMDIE; after a kill the caller sleeps one jiffy).
 
+The scheduler: CFS's slices with 2.6.36's tunables (``kernel/sched_fair.c``: latency 6 ms,
+min_granularity 2 ms, nr_latency 3; the modern base's ``cfs_tunables``), on a 250 Hz tick.
+
 Departures: the engine's flag PF_MEMDIE stands for TIF_MEMDIE; ``do_try_to_free_pages``'
 "return 1 while a zone is still reclaimable" (``all_unreclaimable``) is not modelled, so no
 progress means OOM; SCHED_FIFO of a dying task is the engine's boost for HZ of CPU.

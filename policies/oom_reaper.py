@@ -44,11 +44,12 @@ the thrashing workloads is Debian 6.1 (``docs/thrashing.md``).  The OOM side sta
 
 Departures: the engine has no ``mmap_sem``, so no task ever holds it for writing and the
 reaper's ``down_read_trylock`` (:meth:`OomReaper.mmap_sem_trylock`) succeeds at once.  The
-reaper's work costs ``pte_scan_us`` per page unmapped.  The engine's scheduler is a round robin
-of 50 ms slices that queues a woken task behind every runnable one, where CFS would run a task
-that slept (the reaper, a killed sleeper) almost at once: both get the engine's boost for one
-timeslice to stand for that (without it, every allocating task spins through its whole slice
-before the victim or the reaper gets the CPU).  An OOM victim whose allocation fails even with
+reaper's work costs ``pte_scan_us`` per page unmapped.  The engine's scheduler gives CFS's
+slices (:func:`harness.sched.cfs_slice`, 2.6.38-6.1's tunables) but queues a woken task behind
+every runnable one, where CFS's wakeup preemption would run a task that slept (the reaper, a
+killed sleeper) almost at once: both get the engine's boost for 2.4's timeslice
+(``timeslice_us``) to stand for that (without it, every allocating task spins through its
+slice before the victim or the reaper gets the CPU).  An OOM victim whose allocation fails even with
 ALLOC_OOM takes the engine's i386 fault path (it is killed on the spot, counted as a fault
 kill) instead of ``pagefault_out_of_memory``.  No ``PF_EXITING`` window (an exiting task leaves
 at once).  A retry round that changed nothing is charged again with the engine's ``REPEAT``
@@ -59,6 +60,7 @@ from harness import blocks as B
 from harness import machine as M
 from harness import replay
 from harness.engine import CPU, DWAIT, SLEEP, WAITQ, WaitQueue
+from harness.sched import CFS_2_6_38
 from harness.machine import PF_MEMALLOC, SIGKILL, ZONE_NORMAL
 from harness.modern import (ALLOC_NO_WATERMARKS, ALLOC_OOM, OOM_SCORE_ADJ_MIN,
                             PAGE_ALLOC_COSTLY_ORDER, WMARK_HIGH, WMARK_MIN, Aborted,
@@ -83,6 +85,7 @@ class OomReaper(Linux26):
     # the file LRU and refault detection of 6.1 (see the module docstring, "The file LRU")
     lru_rules = "6.1"
     workingset_kernel = "6.1"
+    cfs_tunables = CFS_2_6_38          # kernel/sched/fair.c: 6 ms, 0.75 ms, 8 (2.6.38 on)
 
     def reset(self, k):
         super().reset(k)

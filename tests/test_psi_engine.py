@@ -66,9 +66,11 @@ def test_all_stalled_is_full():
 
 
 def test_reclaimer_on_the_cpu_is_full_the_one_waiting_some():
-    # A reclaims (memstall, 0.5 s of CPU) while B computes 0.5 s: one CPU, 50 ms timeslices,
-    # A first.  FULL while A is on the CPU (nothing productive runs), SOME while B is on it
-    # and A waits runnable inside its memstall.  A leaves at 0.95 s (10 slices of A, 9 of B).
+    # A reclaims (memstall, 0.5 s of CPU) while B computes 0.5 s: one CPU, A first, CFS's
+    # slices (harness.sched.cfs_slice: two runnable tasks, an ideal 3 ms, preempted at the
+    # first 4-ms tick after it: 4 ms each).  FULL while A is on the CPU (nothing productive
+    # runs), SOME while B is on it and A waits runnable inside its memstall.  A leaves at
+    # 0.996 s (125 slices of A, 124 of B).
     k = kernel()
     left = {}
 
@@ -83,8 +85,8 @@ def test_reclaimer_on_the_cpu_is_full_the_one_waiting_some():
 
     spawn(k, "A", a), spawn(k, "B", b)
     k.run()
-    assert left["A"] == 950_000
-    assert k.psi.totals(k.now) == {"some": 950_000, "full": 500_000}
+    assert left["A"] == 996_000
+    assert k.psi.totals(k.now) == {"some": 996_000, "full": 500_000}
 
 
 def test_refault_not_flagged_workingset_is_iowait_only():
