@@ -212,10 +212,11 @@ def noop_retries(policy, k, req, loops):
     round is the no-op one (:func:`noop_round`: only ``nr_saved_scan`` moves), there is no
     progress and ``should_reclaim_retry`` says retry.  So the engine makes the iterations
     (an ``ITER`` command): ``boundary`` does an iteration's tail (the ``reclaim`` event,
-    PF_MEMALLOC cleared, ``no_progress_loops`` + 1) and the next one's head (``spin_point``,
-    PF_MEMALLOC, the round) at the instant the generator would have, and gives the
-    generator back, untouched, the first time the machine has changed, the retries are
-    used up or the round would be repeated identically (the ``REPEAT`` case)."""
+    PF_MEMALLOC cleared, ``no_progress_loops`` + 1) and the next one's head (PF_MEMALLOC, the
+    round; its ``spin_point`` is passed at a count of 0 only) at the instant the generator
+    would have, and gives the generator back, untouched, the first time the machine has
+    changed, the retries are used up or the round would be repeated identically (the
+    ``REPEAT`` case)."""
     self = policy
     task, cz = req.task, req.zl[0]
     version = k.version
@@ -232,7 +233,7 @@ def noop_retries(policy, k, req, loops):
 
     def head():
         nonlocal s0, s1
-        if task.spin_seen != version or task.spin_ver != version:
+        if not loops and (task.spin_seen != version or task.spin_ver != version):
             k.spin_point(task)                              # (else it would do nothing)
         s0, s1 = saved_scan
         task.flags |= PF_MEMALLOC                           # direct_reclaim
@@ -253,9 +254,7 @@ def noop_retries(policy, k, req, loops):
             k.trace.append((k.now,) + event)
         loops += 1
         # PF_MEMALLOC cleared at the tail and set again at the head: it stays set.  The
-        # head, inline: spin_point (a no-op from the second round on), the round
-        if task.spin_ver != version:
-            k.spin_point(task)
+        # head, inline: the round (no spin point: no_progress_loops is not 0)
         s0, s1 = saved_scan
         hit = noop_rounds.get((file_pages, s1, cz))
         if hit is None:
@@ -267,10 +266,9 @@ def noop_retries(policy, k, req, loops):
 
     def many(now, limit):
         """``boundary`` again and again, from ``now``, while the rounds are remembered ones
-        that end before ``limit`` (from the third round on: the second made the spin
-        point's one change)."""
+        that end before ``limit``."""
         nonlocal loops, total, s0, s1
-        if k.version != version or task.spin_ver != version:
+        if k.version != version:
             return 0, 0, 0
         n = spent = 0
         ended = total

@@ -145,7 +145,12 @@ class OomReaper(Linux26):
                     return n
                 if not gfp & M.GFPF_WAIT or task.flags & PF_MEMALLOC:
                     return 0
-                k.spin_point(task)
+                if not loops:
+                    # the loop's state (the machine, no_progress_loops) comes round again
+                    # only at a count of 0: the no-progress retries are bounded and end in
+                    # the OOM path, so they are no fixed point; a cycle that an OOM path
+                    # without a kill (a victim still exiting) restarts from 0 is one
+                    k.spin_point(task)
                 ver, saved = k.version, tuple(self.saved_scan)
                 progress, _rr = yield from self.direct_reclaim(k, req)
                 if progress:

@@ -29,13 +29,13 @@ def test_canonical_run(benchmark, policy):
                                              ("linux26", "dstate-victim")])
 def test_abort_restarts_run(benchmark, policy, workload):
     """Runs dominated by 2.6.36's restart loop while out_of_memory meets a TIF_MEMDIE victim
-    (harness.replay ``abort_restarts``): ~2.5 M and ~54 k events (~0.3 M before the modern
+    (harness.replay ``abort_restarts``): ~2.5 M and ~28 k events (~0.3 M before the modern
     models' CFS slices: the other tasks now reach the fixed point sooner)."""
     w = runner.resolve_workload(workload)
     rec = benchmark.pedantic(runner.run_one, args=(policy, w, 0), rounds=3, iterations=1)
     benchmark.extra_info["sim_s"] = rec["sim_s"]
     benchmark.extra_info["events"] = rec["events"]
-    assert rec["status"] == "ok" and rec["events"] > 50_000
+    assert rec["status"] == "ok" and rec["events"] > 20_000
 
 
 def _kernel():

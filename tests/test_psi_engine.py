@@ -377,7 +377,7 @@ def test_engine_psi_equals_the_plain_psi_on_whole_runs(spec, workload, seed, mon
     plain = runner.run_one(spec.split("[")[0], workload, seed,
                            params=dict([spec[:-1].split("[")[1].split("=")]) if "[" in spec
                            else None)
-    assert tee.checks > 200
+    assert tee.checks > 150          # (oom_reaper's dstate-victim run is short: ~900 events)
     for c in ("psi_some_s", "psi_full_s", "psi_full_avg10_max", "outcome", "trace_sha256"):
         assert rec[c] == plain[c], c
     if spec.startswith("linux26") or spec.startswith("mainline"):

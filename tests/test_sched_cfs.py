@@ -102,3 +102,15 @@ def test_a_task_alone_runs_until_another_wakes_then_leaves_at_the_next_tick():
     k.new_task("B", lambda t: b(k, t), mm=MM(100, None))
     k.run()
     assert done == {"A": 35 * MS, "B": 21 * MS}
+
+
+@pytest.mark.parametrize("workload", ["tiny", "init-alloc", "hog-niced"])
+def test_a_lone_allocators_bounded_retries_are_no_fixed_point(workload):
+    # oom_reaper: a task alone on the CPU in 4.15's no-progress retries (16, then the OOM
+    # path) is not at a fixed point, so the engine must not fast-forward it to the next timer
+    # (as it did once CFS let the other tasks sleep: the first kill 0.13-0.3 s late).  Every
+    # OOM path here kills, so no run has a fixed point at all.
+    from harness import runner
+    rec, k = runner.run_one("oom_reaper", workload, 0, keep_kernel=True)
+    assert rec["kills"] >= 1
+    assert [e for e in k.trace if e[1] == "ff"] == []
