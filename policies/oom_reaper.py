@@ -49,9 +49,9 @@ slices (:func:`harness.sched.cfs_slice`, 2.6.38-6.1's tunables) but queues a wok
 every runnable one, where CFS's wakeup preemption would run a task that slept (the reaper, a
 killed sleeper) almost at once: both get the engine's boost for 2.4's timeslice
 (``timeslice_us``) to stand for that (without it, every allocating task spins through its
-slice before the victim or the reaper gets the CPU).  An OOM victim whose allocation fails even with
-ALLOC_OOM takes the engine's i386 fault path (it is killed on the spot, counted as a fault
-kill) instead of ``pagefault_out_of_memory``.  No ``PF_EXITING`` window (an exiting task leaves
+slice before the victim or the reaper gets the CPU).  An OOM victim whose allocation fails
+even with ALLOC_OOM takes the engine's i386 fault path (it is killed on the spot, counted as a
+fault kill) instead of ``pagefault_out_of_memory``.  No ``PF_EXITING`` window (an exiting task leaves
 at once).  A retry round that changed nothing is charged again with the engine's ``REPEAT``
 for the retries left.  :mod:`harness.replay` replays the no-op retries, the no-op reclaim
 round and the badness scan (``REPLAYS``).
@@ -60,11 +60,11 @@ from harness import blocks as B
 from harness import machine as M
 from harness import replay
 from harness.engine import CPU, DWAIT, SLEEP, WAITQ, WaitQueue
-from harness.sched import CFS_2_6_38
 from harness.machine import PF_MEMALLOC, SIGKILL, ZONE_NORMAL
 from harness.modern import (ALLOC_NO_WATERMARKS, ALLOC_OOM, OOM_SCORE_ADJ_MIN,
                             PAGE_ALLOC_COSTLY_ORDER, WMARK_HIGH, WMARK_MIN, Aborted,
                             congestion_wait)
+from harness.sched import CFS_2_6_38
 
 from policies.linux26 import Linux26
 
