@@ -213,8 +213,8 @@ def noop_retries(policy, k, req, loops):
     progress and ``should_reclaim_retry`` says retry.  So the engine makes the iterations
     (an ``ITER`` command): ``boundary`` does an iteration's tail (the ``reclaim`` event,
     PF_MEMALLOC cleared, ``no_progress_loops`` + 1) and the next one's head (PF_MEMALLOC, the
-    round; its ``spin_point`` is passed at a count of 0 only) at the instant the generator
-    would have, and gives the generator back, untouched, the first time the machine has
+    round; never the ``spin_point``, which the loop passes at a count of 0 only) at the instant
+    the generator would have, and gives the generator back, untouched, the first time the machine has
     changed, the retries are used up or the round would be repeated identically (the
     ``REPEAT`` case)."""
     self = policy
@@ -232,9 +232,9 @@ def noop_retries(policy, k, req, loops):
     s0 = s1 = 0                 # nr_saved_scan as the current round found it
 
     def head():
+        # (no spin point: the plain loop passes it at no_progress_loops 0 only, and a
+        # retry that follows one without progress has counted at least 1)
         nonlocal s0, s1
-        if not loops and (task.spin_seen != version or task.spin_ver != version):
-            k.spin_point(task)                              # (else it would do nothing)
         s0, s1 = saved_scan
         task.flags |= PF_MEMALLOC                           # direct_reclaim
         hit = noop_rounds.get((file_pages, s1, cz))
