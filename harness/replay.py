@@ -213,10 +213,10 @@ def noop_retries(policy, k, req, loops):
     progress and ``should_reclaim_retry`` says retry.  So the engine makes the iterations
     (an ``ITER`` command): ``boundary`` does an iteration's tail (the ``reclaim`` event,
     PF_MEMALLOC cleared, ``no_progress_loops`` + 1) and the next one's head (PF_MEMALLOC, the
-    round; never the ``spin_point``, which the loop passes at a count of 0 only) at the instant
-    the generator would have, and gives the generator back, untouched, the first time the machine has
-    changed, the retries are used up or the round would be repeated identically (the
-    ``REPEAT`` case)."""
+    round; never the ``spin_point``, which the loop passes at a count of 0 only) at the
+    instant the generator would have, and gives the generator back, untouched, the first time
+    the machine has changed, the retries are used up or the round would be repeated
+    identically (the ``REPEAT`` case)."""
     self = policy
     task, cz = req.task, req.zl[0]
     version = k.version
