@@ -2,7 +2,8 @@
  *
  *   vmreal run PLAN DATA_DIR [--cgroup PROCS_FILE] [--cpus LIST] [--limit-ms N]
  *     (--cgroup: join that cgroup.procs first; --cpus: CPU affinity; --limit-ms: lower the plan's limit)
- *   vmreal task PLAN DATA_DIR ID SLOT_FD          (internal: one task, exec'd by its parent)
+ *   vmreal task PLAN DATA_DIR ID SLOT_FD [PLAN_FD] (internal: one task, exec'd by its parent;
+ *     PLAN_FD: the runner's parsed plan, mapped instead of parsing PLAN again)
  *
  * The plan (written by harness/real/plan.py) is one line per task and per operation; every
  * random value was drawn by the compiler, so the runner only executes.  Format:
@@ -265,6 +266,76 @@ static void load_plan(const char *path) {
         if (!tasks[i].defined) die("%s: task %d is not defined", path, i);
 }
 
+/* The parsed plan, shared.  The runner parses the text once and writes its tables to a memfd
+ * that every task maps, instead of each new process parsing the whole plan again (4,400 lines,
+ * 110 KB for morton-make-usemem).  The re-parse was the runner's, not the workload's: under TCG
+ * it cost each fork + exec ~35 ms of CPU (22 compilers started together took 0.8 s to get to
+ * their first op, and usemem, spawned behind them, 1.6 s, where the model's fork costs 0.2 ms,
+ * harness.mm.FORK_US), and each process ~250 KB of private memory for the tables.  A task maps
+ * the tables MAP_PRIVATE: it reads a few pages (its task, its ops) of one shared copy.
+ * Layout: plan_hdr | tasks | ops | lists | file names (NUL-separated), each 8-byte aligned. */
+struct plan_hdr {
+    char magic[8];
+    int ntasks, nops, nlists, nfiles;
+    long limit_us, watchdog_us, quantum_us, sample_us;
+    long names_len;
+};
+#define ALIGN8(n) (((n) + 7L) & ~7L)
+
+static int share_plan(void) {
+    long names_len = 0;
+    for (int i = 0; i < nfiles; i++) names_len += strlen(files[i]) + 1;
+    struct plan_hdr h = {"vmplan1", ntasks, nops, nlists, nfiles, limit_us, watchdog_us,
+                         quantum_us, sample_us, names_len};
+    long size = ALIGN8(sizeof h) + ALIGN8(sizeof(struct task) * ntasks)
+                + ALIGN8(sizeof(struct op) * nops) + ALIGN8(sizeof(int) * nlists) + names_len;
+    int fd = memfd_create("vmreal-plan", 0);
+    if (fd < 0 || ftruncate(fd, size)) die("memfd plan: %s", strerror(errno));
+    char *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) die("mmap plan: %s", strerror(errno));
+    char *q = p;
+    memcpy(q, &h, sizeof h);
+    q += ALIGN8(sizeof h);
+    memcpy(q, tasks, sizeof(struct task) * ntasks);
+    q += ALIGN8(sizeof(struct task) * ntasks);
+    if (nops) memcpy(q, ops, sizeof(struct op) * nops);
+    q += ALIGN8(sizeof(struct op) * nops);
+    if (nlists) memcpy(q, lists, sizeof(int) * nlists);
+    q += ALIGN8(sizeof(int) * nlists);
+    for (int i = 0; i < nfiles; i++) {
+        size_t n = strlen(files[i]) + 1;
+        memcpy(q, files[i], n);
+        q += n;
+    }
+    munmap(p, size);
+    return fd;
+}
+
+static void map_plan(int fd) {
+    struct stat st;
+    if (fstat(fd, &st)) die("plan fd %d: %s", fd, strerror(errno));
+    char *p = mmap(NULL, st.st_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) die("mmap plan fd %d: %s", fd, strerror(errno));
+    struct plan_hdr h;
+    memcpy(&h, p, sizeof h);
+    if (memcmp(h.magic, "vmplan1", 8)) die("plan fd %d: not a shared plan", fd);
+    ntasks = h.ntasks; nops = cap_ops = h.nops; nlists = cap_lists = h.nlists; nfiles = h.nfiles;
+    limit_us = h.limit_us; watchdog_us = h.watchdog_us; quantum_us = h.quantum_us;
+    sample_us = h.sample_us;
+    char *q = p + ALIGN8(sizeof h);
+    tasks = (struct task *)q;
+    q += ALIGN8(sizeof(struct task) * ntasks);
+    ops = (struct op *)q;
+    q += ALIGN8(sizeof(struct op) * nops);
+    lists = (int *)q;
+    q += ALIGN8(sizeof(int) * nlists);
+    files = malloc(sizeof(char *) * (nfiles + 1));
+    for (int i = 0; i < nfiles; i++) {
+        files[i] = q;
+        q += strlen(q) + 1;
+    }
+}
+
 /* ------------------------------------------------------------------------- reaping */
 static int slot_of(pid_t pid) {
     for (int i = 0; i < ntasks; i++)
@@ -449,6 +520,11 @@ static int open_file(int fi, int for_write) {
 /* returns 0, or 1 when the I/O failed and the task goes on (on_fail = continue) */
 static int do_io(int fi, long kb, int write_, int on_fail_continue) {
     int fd = open_file(fi, write_);
+    if (!iobuf) {                 /* at the first I/O: a task that does none has no buffer */
+        iobuf = malloc(CHUNK);
+        if (!iobuf) enomem_exit(write_ ? "write" : "read");
+        memset(iobuf, 'v', CHUNK);
+    }
     long left = kb * 1024L;
     while (left > 0) {
         long n = left < CHUNK ? left : CHUNK;
@@ -820,7 +896,7 @@ static int run_ops(const struct task *t) {
 }
 
 static char self_exe[4096];
-static int slot_fd = -1;
+static int slot_fd = -1, plan_fd = -1;
 
 static void find_self(void) {
     ssize_t n = readlink("/proc/self/exe", self_exe, sizeof self_exe - 1);
@@ -834,10 +910,12 @@ static pid_t start_task(int id, int toplevel) {
     if (pid < 0) return -1;
     if (pid == 0) {
         if (toplevel) setpgid(0, 0);
-        char ids[16], fds[16];
+        char ids[16], fds[16], pfd[16];
         snprintf(ids, sizeof ids, "%d", id);
         snprintf(fds, sizeof fds, "%d", slot_fd);
-        char *argv[] = {"vmreal", "task", (char *)plan_path, (char *)data_dir, ids, fds, NULL};
+        snprintf(pfd, sizeof pfd, "%d", plan_fd);
+        char *argv[] = {"vmreal", "task", (char *)plan_path, (char *)data_dir, ids, fds,
+                        plan_fd >= 0 ? pfd : NULL, NULL};
         /* every process is tagged with its workload task and oracle role (for people:
          * /proc/PID/environ, ps e); the records take both from the plan, by pid */
         setenv("VMBENCH_TASK", tasks[id].name, 1);
@@ -861,13 +939,18 @@ static void write_file(const char *path, const char *text) {
 }
 
 static int cmd_task(int argc, char **argv) {
-    if (argc < 6) die("usage: vmreal task PLAN DATA ID SLOT_FD");
+    if (argc < 6) die("usage: vmreal task PLAN DATA ID SLOT_FD [PLAN_FD]");
     plan_path = argv[2];
     data_dir = argv[3];
     self_id = atoi(argv[4]);
     slot_fd = atoi(argv[5]);
     find_self();
-    load_plan(plan_path);
+    if (argc >= 7) {
+        plan_fd = atoi(argv[6]);
+        map_plan(plan_fd);
+    } else {
+        load_plan(plan_path);
+    }
     if (self_id < 0 || self_id >= ntasks) die("no task %d", self_id);
     slots = mmap(NULL, sizeof(struct slot) * ntasks, PROT_READ | PROT_WRITE, MAP_SHARED, slot_fd, 0);
     if (slots == MAP_FAILED) die("task %d: mmap slots: %s", self_id, strerror(errno));
@@ -893,8 +976,6 @@ static int cmd_task(int argc, char **argv) {
     file_fd = malloc(sizeof(int) * (nfiles + 1));
     file_off = calloc(nfiles + 1, sizeof(off_t));
     for (int i = 0; i <= nfiles; i++) file_fd[i] = -1;
-    iobuf = malloc(CHUNK);
-    memset(iobuf, 'v', CHUNK);
     slots[self_id].pid = getpid();
     slots[self_id].state = 1;
     emit("start %d %d %s", self_id, (int)getpid(), t->name);
@@ -1009,6 +1090,7 @@ static int cmd_run(int argc, char **argv) {
             break;
         }
     if (limit_override >= 0 && limit_override * 1000 < limit_us) limit_us = limit_override * 1000;
+    plan_fd = share_plan();
     slot_fd = memfd_create("vmreal-slots", 0);
     if (slot_fd < 0 || ftruncate(slot_fd, sizeof(struct slot) * ntasks))
         die("memfd: %s", strerror(errno));

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import metrics, registry, runner
+from .atomic import write_atomic as _write_atomic
 from . import workload as W
 from .engine import RunTimeout
 from .errors import where_raised
@@ -156,21 +157,6 @@ def _cache_path(cache_dir: Path, key: str) -> Path:
 def _view_path(cache_dir: Path, key: str) -> Path:
     """The :class:`harness.runner.RunView` of a ``timeline`` cell's run, beside its record."""
     return cache_dir / key[:2] / f"{key}.view.pickle"
-
-
-def _write_atomic(path: Path, text: str | bytes, sync: bool = True):
-    """Write ``path`` whole or not at all: a temporary file, fsync, rename.  ``sync=False``
-    leaves the fsync to the caller (:class:`Syncer`): the file is complete and in place all
-    the same, so no kill of any process loses it; only a crash of the machine before the
-    caller's fsync could (and a record it damaged is moved aside and made again)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb" if isinstance(text, bytes) else "w") as f:
-        f.write(text)
-        if sync:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class Syncer:

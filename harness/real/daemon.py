@@ -28,6 +28,7 @@ import threading
 from pathlib import Path
 
 from . import debs
+from ..atomic import write_atomic
 
 DAEMONS = debs.REAL / "daemons"
 LIBDIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64", "usr/lib64", "lib",
@@ -213,7 +214,5 @@ def _stage(pkg: str, command, oom_score_adj: int, verbose=False) -> dict:
               "exec " + " ".join(shlex.quote(x) for x in command) + "\n")
     c.file("policy-daemon", script.encode(), 0o755)
     data = c.finish()
-    tmp = out.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    tmp.replace(out)
+    write_atomic(out, data, sync=False)
     return info

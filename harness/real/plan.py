@@ -44,6 +44,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,7 +144,7 @@ class Plan:
             p = folder / name
             size = kb * 1024
             if not (p.exists() and p.stat().st_size == size):
-                tmp = p.with_name(f".{name}.tmp{os.getpid()}")
+                tmp = p.with_name(f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
                 with open(tmp, "wb") as f:
                     left = size
                     while left > 0:

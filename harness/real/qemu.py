@@ -105,6 +105,7 @@ from .debs import REAL, SETUP_HINT, apt as _apt, fetch_deb, rel as _rel, run as 
 from .debs import Cpio as _Cpio
 from .debs import DebError as QemuError   # one error type for the backend and its packages
 from .plan import usable_kb
+from ..atomic import write_atomic
 
 KERNELS = REAL / "kernels"   # <package>.json -> <versioned package>_<version>/ (boot/, lib/modules/)
 OVERHEAD = REAL / "overhead.json"
@@ -227,9 +228,7 @@ def extract_vmlinux(bzimage: Path, config: Path, out: Path) -> bool:
             return False
     except (OSError, struct.error, lzma.LZMAError, IndexError, subprocess.CalledProcessError):
         return False
-    tmp = out.with_suffix(".tmp%d" % os.getpid())
-    tmp.write_bytes(elf)
-    tmp.replace(out)
+    write_atomic(out, elf, sync=False)
     return True
 
 
@@ -403,9 +402,7 @@ def fetch_kernel(package: str = META_PACKAGE, verbose=True, offline_ok=True) -> 
     info = {"package": pkg, "version": version, "release": release, "deb": deb.name,
             "dir": dname, "modules_for": list(MODULES), "modules": [n for n, _ in mods]}
     f = _kinfo_file(package)
-    tmpf = f.with_suffix(".tmp%d" % os.getpid())
-    tmpf.write_text(json.dumps(info, indent=1) + "\n")
-    tmpf.replace(f)
+    write_atomic(f, json.dumps(info, indent=1) + "\n")
     say(f"qemu: kernel {release} ({version}) in {_rel(kdir)}/, modules "
         f"{', '.join(info['modules'])}")
     return kernel_info(package)
@@ -595,9 +592,7 @@ def base_initramfs(package: str = META_PACKAGE) -> tuple[Path, str]:
         c.file(f"lib/modules/{name}.ko", data)
     c.file("init", INIT.encode(), 0o755)
     CACHE.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp%d" % os.getpid())
-    tmp.write_bytes(c.finish())
-    tmp.replace(out)
+    write_atomic(out, c.finish(), sync=False)
     _prune("initramfs-*.cpio", 4)
     return out, order
 
@@ -1036,10 +1031,7 @@ def _load_cache() -> dict:
 def _save_cache(key: str, update) -> None:
     cache = _load_cache()                       # re-read: another run may have added entries
     cache[key] = update(cache.get(key))
-    OVERHEAD.parent.mkdir(parents=True, exist_ok=True)
-    tmp = OVERHEAD.with_suffix(".tmp%d" % os.getpid())
-    tmp.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n")
-    tmp.replace(OVERHEAD)
+    write_atomic(OVERHEAD, json.dumps(cache, indent=1, sort_keys=True) + "\n")
 
 
 def guest_mb(want_kb: int, cpus: int = 1, verbose=False, package: str = META_PACKAGE,

@@ -9,7 +9,7 @@ import time
 import traceback
 from pathlib import Path
 
-from ..bench import _write_atomic as _atomic_write   # one atomic writer (fsync, per-thread tmp)
+from ..atomic import write_atomic as _atomic_write   # one atomic writer (fsync, per-thread tmp)
 from .plan import NotRealisable, compile_plan
 from .record import ALL_COLUMNS, make_record
 

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from . import build
+from ..atomic import write_atomic
 from . import qemu as Q
 
 TCG = Q.REAL / "tcg.json"
@@ -75,9 +76,7 @@ def measure(verbose=True, package: str = Q.META_PACKAGE) -> dict:
         "host_kernel": os.uname().release, "qemu": _qemu_version(),
         "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    tmp = TCG.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(ent, indent=1, sort_keys=True) + "\n")
-    tmp.replace(TCG)
+    write_atomic(TCG, json.dumps(ent, indent=1, sort_keys=True) + "\n")
     _CACHE.clear()
     say(f"tcg: the guest is {ent['cpu_factor']}x slower than the host on a CPU loop and "
         f"{ent['fault_factor']}x on page faults ({ent['vm_ns_per_fault']:.0f} vs "
