@@ -1,7 +1,8 @@
 /* vmreal: runs a workload plan as real processes on a real kernel (issue 6).
  *
  *   vmreal run PLAN DATA_DIR [--cgroup PROCS_FILE] [--cpus LIST] [--limit-ms N]
- *     (--cgroup: join that cgroup.procs first; --cpus: CPU affinity; --limit-ms: lower the plan's limit)
+ *     (--cgroup: every task goes into that cgroup.procs, the runner stays outside; --cpus: CPU
+ *     affinity; --limit-ms: lower the plan's limit)
  *   vmreal task PLAN DATA_DIR ID SLOT_FD [PLAN_FD] (internal: one task, exec'd by its parent;
  *     PLAN_FD: the runner's parsed plan, mapped instead of parsing PLAN again)
  *
@@ -272,7 +273,7 @@ static void load_plan(const char *path) {
  * it cost each fork + exec ~35 ms of CPU (22 compilers started together took 0.8 s to get to
  * their first op, and usemem, spawned behind them, 1.6 s, where the model's fork costs 0.2 ms,
  * harness.mm.FORK_US), and each process ~250 KB of private memory for the tables.  A task maps
- * the tables MAP_PRIVATE: it reads a few pages (its task, its ops) of one shared copy.
+ * the tables read-only: it reads a few pages (its task, its ops) of one shared copy.
  * Layout: plan_hdr | tasks | ops | lists | file names (NUL-separated), each 8-byte aligned. */
 struct plan_hdr {
     char magic[8];
@@ -314,7 +315,9 @@ static int share_plan(void) {
 static void map_plan(int fd) {
     struct stat st;
     if (fstat(fd, &st)) die("plan fd %d: %s", fd, strerror(errno));
-    char *p = mmap(NULL, st.st_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    /* read-only and shared: no commit charge (a private writable mapping is charged, and
+     * under vm.overcommit_memory = 2 a task could then not start at all) */
+    char *p = mmap(NULL, st.st_size, PROT_READ, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) die("mmap plan fd %d: %s", fd, strerror(errno));
     struct plan_hdr h;
     memcpy(&h, p, sizeof h);
@@ -346,6 +349,24 @@ static int slot_of(pid_t pid) {
 /* a child was reaped: print its exit line; returns its exit status in the shell's sense
  * (code, or 128 + signal) and sets *idp */
 static pid_t fuse_pid = -1;
+
+/* --cgroup (the memcg backend): the tasks go into the run's cgroup, each top-level task (and the
+ * dwait server) writing itself into cgroup.procs between fork and exec, and the runner stays
+ * outside.  Its own memory -- the plan's tables, the slots -- is then not charged to the
+ * workload's limit, and it cannot be the memcg OOM killer's victim: on a host where it may not
+ * set its oom_score_adj to -1000 (no CAP_SYS_RESOURCE in a container) it was once the largest
+ * process of a fork bomb's cgroup, and killed.  A task's children stay in its cgroup. */
+static const char *cgroup_procs;
+
+static int join_cgroup(void) {
+    if (!cgroup_procs) return 1;
+    int fd = open(cgroup_procs, O_WRONLY | O_CLOEXEC);
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+    int ok = fd >= 0 && write(fd, pid, n) == n;
+    if (fd >= 0) close(fd);
+    return ok;
+}
 
 static int reaped(pid_t pid, int st, int *idp) {
     if (pid == fuse_pid) return 0;           /* the dwait server, not a task */
@@ -708,6 +729,7 @@ static void start_fuse(void) {
     fuse_pid = fork();
     if (fuse_pid < 0) die("dwait: fork: %s", strerror(errno));
     if (fuse_pid == 0) {
+        if (!join_cgroup()) _exit(127);
         prctl(PR_SET_NAME, "vmreal-fuse", 0, 0, 0);
         sigset_t none;
         sigemptyset(&none);
@@ -910,6 +932,11 @@ static pid_t start_task(int id, int toplevel) {
     if (pid < 0) return -1;
     if (pid == 0) {
         if (toplevel) setpgid(0, 0);
+        if (toplevel && !join_cgroup()) {
+            fprintf(stderr, "vmreal: task %d: cannot join cgroup %s: %s\n", id, cgroup_procs,
+                    strerror(errno));
+            _exit(127);
+        }
         char ids[16], fds[16], pfd[16];
         snprintf(ids, sizeof ids, "%d", id);
         snprintf(fds, sizeof fds, "%d", slot_fd);
@@ -1063,12 +1090,13 @@ static int cmd_run(int argc, char **argv) {
         else if (!strcmp(argv[i], "--limit-ms") && i + 1 < argc) limit_override = atol(argv[++i]);
         else die("unknown option %s", argv[i]);
     }
-    if (cgroup) {               /* join the run's cgroup before anything else is started */
-        int fd = open(cgroup, O_WRONLY);
-        char pid[32];
-        snprintf(pid, sizeof pid, "%d\n", (int)getpid());
-        if (fd < 0 || write(fd, pid, strlen(pid)) < 0) die("cannot join cgroup %s: %s", cgroup, strerror(errno));
-        close(fd);
+    if (cgroup) {               /* the tasks' cgroup; a first join checks that it can be joined */
+        cgroup_procs = cgroup;
+        pid_t probe = fork();
+        if (probe == 0) _exit(join_cgroup() ? 0 : 1);
+        int pst = 0;
+        if (probe < 0 || waitpid(probe, &pst, 0) < 0 || !WIFEXITED(pst) || WEXITSTATUS(pst))
+            die("cannot join cgroup %s", cgroup);
         const char *slash = strrchr(cgroup, '/');
         int dir = slash ? (int)(slash - cgroup) : 0;
         snprintf(pressure_path, sizeof pressure_path, "%.*s/memory.pressure", dir, cgroup);

@@ -4,9 +4,11 @@ What the real kernel does here, and what this module relies on:
 
 * The harness makes a cgroup of its own, ``vmbench-real-<pid>-<n>``, as a child of the memory
   cgroup it runs in (so every limit above it still applies), sets its limit and starts
-  ``vmreal run`` which moves itself into the cgroup (writes its pid to ``cgroup.procs``) before
-  it forks anything: every task is a descendant and the kernel keeps children in their
-  parent's cgroup.
+  ``vmreal run --cgroup``: each task the runner starts writes its pid to ``cgroup.procs``
+  between fork and exec, and the kernel keeps children in their parent's cgroup.  The runner
+  stays outside: its own memory is not the workload's, and it cannot be the memcg OOM
+  killer's victim (it may not be able to set its ``oom_score_adj`` to -1000: a container
+  without CAP_SYS_RESOURCE).
 * Limit: the workload's RAM minus what the simulated kernel keeps for itself and never gives
   to a task (``reserved_kb`` + ``boot_slab_kb`` + the zones' ``pages_min``; see
   :func:`limit_kb`).  The simulated shrinkable dcache is not subtracted.  In the cgroup the
@@ -20,7 +22,7 @@ What the real kernel does here, and what this module relies on:
   (``memsw`` = limit + swap).
 * Out of memory: when a charge cannot be reclaimed below the limit the memcg OOM killer runs
   (``mem_cgroup_out_of_memory``: ``oom_badness`` = RSS + swap entries + page tables, adjusted by
-  ``oom_score_adj``; the runner sets itself to -1000) and logs "Memory cgroup out of memory:
+  ``oom_score_adj``; the runner is not in the cgroup) and logs "Memory cgroup out of memory:
   Killed process N (name)" -- read from ``/dev/kmsg`` (opened non-blocking, at its end, before
   the run; drained while it runs).  ``memory.oom_control``'s ``oom_kill`` counter cross-checks.
 * Reclaim onset: the first time ``memory.failcnt`` (charges that hit the limit, each followed by
