@@ -7,7 +7,7 @@ in parallel, cached, resumable.
   numbers at this seed and time scale), the runner's sources (``csrc/vmreal.c`` and this
   package's modules), the seed, the time scale and the wall bound.
 * **Cache.**  ``results/real/cache/<key[:2]>/<key>.json``, written atomically
-  (``bench._write_atomic``: a temporary file, fsync, rename) as each run finishes, so a
+  (``harness.atomic.write_atomic``: a temporary file, fsync, rename) as each run finishes, so a
   ``kill -9`` loses no finished run and the next call resumes; a second call finds every cell
   and computes nothing.  A run that errored is recorded (status, reason) but not cached -- the
   next call tries it again -- except a policy that could not be set up (deterministic: a
@@ -33,6 +33,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import write_atomic
 from .plan import NotRealisable, compile_plan
 from .policies import RealPolicy
 
@@ -189,7 +190,7 @@ def run_matrix(cells, *, jobs=None, cache_dir=CACHE, out_dir=None, progress=True
                 rec = {k: v for k, v in rec.items() if not k.startswith("_")}
                 records[c.key] = rec
                 if rec.get("status") == "ok" or _policy_error(rec):
-                    bench._write_atomic(_cache_path(cache, c.key),
+                    write_atomic(_cache_path(cache, c.key),
                                         json.dumps(rec, default=str, sort_keys=True))
                 if rec.get("status") != "ok":
                     failed += 1
